@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs what bootkey's demo and tests need on Debian 12: system packages (only the
+# missing ones) and the npm dependencies. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PKGS=(swtpm swtpm-tools tpm2-tools)
+if [ "${BOOTKEY_SETUP_QEMU:-0}" = 1 ]; then
+  PKGS+=(qemu-system-x86 ovmf systemd-boot-efi mtools dosfstools busybox-static cpio zstd binutils sbsigntool)
+fi
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}" >&2
+  SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+if ! command -v node >/dev/null || [ "$(node -p 'process.versions.node.split(".")[0]')" -lt 20 ]; then
+  echo "setup: Node.js 20 or later is needed (apt-get install nodejs from a Node 20 source)" >&2
+  exit 1
+fi
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund --loglevel=error >&2
+fi

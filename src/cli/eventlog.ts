@@ -1,0 +1,4 @@
+/** `bootkey eventlog ...` subcommands. */
+import type { Command } from './command.ts';
+
+export const eventlogCommands: Command[] = [];

@@ -1,0 +1,4 @@
+/** `bootkey policy ...` subcommands. */
+import type { Command } from './command.ts';
+
+export const policyCommands: Command[] = [];

@@ -1,0 +1,7 @@
+/** The list of all subcommands. Each area keeps its commands in its own file. */
+import type { Command } from './command.ts';
+import { tpmCommands } from './tpm.ts';
+import { eventlogCommands } from './eventlog.ts';
+import { policyCommands } from './policy.ts';
+
+export const COMMANDS: Command[] = [...tpmCommands, ...eventlogCommands, ...policyCommands];
