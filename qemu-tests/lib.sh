@@ -1,0 +1,191 @@
+# shellcheck shell=bash
+# Building blocks for measured QEMU boots (OVMF + swtpm, TCG). Source this file:
+#   . qemu-tests/lib.sh
+# Every function is self-contained and reusable by later whole-boot tests:
+#   bk_fetch_kernel                  Debian kernel into $BK_WORK (cached), sets BK_KVER BK_KDIR BK_VMLINUZ
+#   bk_build_initramfs OUT INIT [SRC:DEST ...]   busybox-static initramfs, reproducible cpio + zstd
+#   bk_build_uki OUT VMLINUZ INITRD CMDLINE [OSREL]  systemd-stub UKI via objcopy (bookworm: no ukify)
+#   bk_sign OUT IN                   sbsign with OVMF's snakeoil PK/KEK key
+#   bk_build_esp OUT SRC:DEST ...    GPT disk image with one FAT ESP, fixed GUIDs, no mount (mtools)
+#   bk_boot DIR ESP sb|nosb [qemu args...]   fresh swtpm + OVMF boot; console -> DIR/console.log,
+#                                    guest's ttyS1 -> DIR/data.txt; returns qemu's status
+#   bk_extract DATA NAME OUT         one "=== BEGIN NAME"/"=== END NAME" base64 block of DATA -> OUT
+# Requirements (Debian 12): qemu-system-x86 ovmf swtpm swtpm-tools systemd-boot-efi mtools
+# dosfstools fdisk busybox-static cpio zstd binutils sbsigntool.
+
+set -euo pipefail
+
+BK_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BK_WORK=${BK_WORK:-$BK_ROOT/qemu-tests/work}
+BK_TIMEOUT=${BK_TIMEOUT:-180}       # hard limit per qemu run, seconds
+BK_MEM=${BK_MEM:-512}
+BK_OVMF_DIR=/usr/share/OVMF
+BK_SNAKEOIL=/usr/share/ovmf/PkKek-1-snakeoil
+BK_STUB=/usr/lib/systemd/boot/efi/linuxx64.efi.stub
+BK_SDBOOT=/usr/lib/systemd/boot/efi/systemd-bootx64.efi
+export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-1700000000}
+
+bk_log() { echo "[bk] $*" >&2; }
+
+# The Debian kernel linux-image-amd64 currently depends on, unpacked (dpkg -x) into $BK_WORK.
+# BK_KVER may be preset (e.g. BK_KVER=6.1.0-56-amd64) to pin a version that is already cached.
+bk_fetch_kernel() {
+  mkdir -p "$BK_WORK/deb"
+  if [ -z "${BK_KVER:-}" ]; then
+    local pkg
+    pkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/{print $2; exit}')
+    [ -n "$pkg" ] || { bk_log "cannot resolve linux-image-amd64 (apt-get update?)"; return 1; }
+    BK_KVER=${pkg#linux-image-}
+  fi
+  BK_KDIR=$BK_WORK/kernel-$BK_KVER
+  BK_VMLINUZ=$BK_KDIR/boot/vmlinuz-$BK_KVER
+  if [ ! -f "$BK_VMLINUZ" ]; then
+    bk_log "fetching linux-image-$BK_KVER"
+    # Sandbox user root: the work dir is not readable by _apt.
+    (cd "$BK_WORK/deb" && apt-get -q -o APT::Sandbox::User=root download "linux-image-$BK_KVER")
+    rm -rf "$BK_KDIR.tmp" && dpkg -x "$BK_WORK"/deb/linux-image-"$BK_KVER"_*.deb "$BK_KDIR.tmp"
+    mv "$BK_KDIR.tmp" "$BK_KDIR"
+  fi
+  export BK_KVER BK_KDIR BK_VMLINUZ
+}
+
+# bk_build_initramfs OUT INIT [SRC:DEST ...]
+# A busybox-static initramfs: /bin/busybox + applet links, INIT as /init, extra files.
+# Reproducible: fixed mtimes, sorted entries, root-owned, newc, zstd.
+bk_build_initramfs() {
+  local out=$1 init=$2; shift 2
+  local d; d=$(mktemp -d)
+  mkdir -p "$d"/{bin,dev,proc,sys,run,tmp,mnt}
+  cp /bin/busybox "$d/bin/busybox"
+  local a
+  for a in $("$d/bin/busybox" --list); do [ -e "$d/bin/$a" ] || ln -s busybox "$d/bin/$a"; done
+  install -m 0755 "$init" "$d/init"
+  local spec
+  for spec in "$@"; do
+    mkdir -p "$d/$(dirname "${spec#*:}")"; cp -a "${spec%%:*}" "$d/${spec#*:}"
+  done
+  find "$d" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
+  (cd "$d" && find . -mindepth 1 | LC_ALL=C sort |
+     cpio --quiet -o -H newc --reproducible -R 0:0) | zstd -q -19 -T0 -f -o "$out"
+  rm -rf "$d"
+}
+
+# bk_build_uki OUT VMLINUZ INITRD CMDLINE [OSREL]
+# Sections after the stub's image end, each 64 KiB-aligned (systemd-stub reads them by VMA).
+bk_build_uki() {
+  local out=$1 vmlinuz=$2 initrd=$3 cmdline=$4 osrel=${5:-}
+  local d; d=$(mktemp -d)
+  printf '%s' "$cmdline" >"$d/cmdline"
+  if [ -z "$osrel" ]; then
+    osrel=$d/os-release
+    printf 'NAME="bootkey test"\nID=bootkey-test\nVERSION_ID=1\nPRETTY_NAME="bootkey measured-boot test"\n' >"$osrel"
+  fi
+  # End of the stub image (SizeOfImage, hex) -> first free VMA.
+  local next; next=$((0x$(objdump -p "$BK_STUB" | awk '/SizeOfImage/{print $2}')))
+  local args=() s f size
+  for s in osrel:"$osrel" cmdline:"$d/cmdline" linux:"$vmlinuz" initrd:"$initrd"; do
+    f=${s#*:}; size=$(stat -c %s "$f")
+    next=$(( (next + 0xffff) & ~0xffff ))
+    args+=(--add-section ".${s%%:*}=$f" --change-section-vma ".${s%%:*}=$(printf 0x%x "$next")")
+    next=$((next + size))
+  done
+  objcopy "${args[@]}" "$BK_STUB" "$out"
+  rm -rf "$d"
+}
+
+# bk_sign OUT IN: Authenticode-sign with the snakeoil key OVMF_VARS_4M.snakeoil.fd trusts (db).
+bk_sign() {
+  sbsign --key "$BK_SNAKEOIL.key" --cert "$BK_SNAKEOIL.pem" --output "$1" "$2" 2>&1 |
+    grep -v -e '^warning: data remaining' -e '^Signing Unsigned' >&2 || true
+}
+
+# bk_build_esp OUT SRC:DEST ...  (DEST like EFI/BOOT/BOOTX64.EFI)
+# 1 MiB GPT header area + FAT32 ESP sized to the payload. Fixed disk/partition GUIDs and FAT
+# volume id, so OVMF's EV_EFI_GPT_EVENT (PCR5) and the boot device paths are reproducible.
+bk_build_esp() {
+  local out=$1; shift
+  local spec total=0
+  for spec in "$@"; do total=$((total + $(stat -c %s "${spec%%:*}"))); done
+  local mib=$(( total / 1048576 + 40 ))          # FAT32 needs >= 33 MiB of clusters anyway
+  local d; d=$(mktemp -d)
+  rm -f "$d/fat" && mkfs.vfat -C -F 32 -n BOOTKEYESP -i 0b00c0de "$d/fat" $((mib * 1024)) >/dev/null
+  local dir
+  for spec in "$@"; do
+    local dest=${spec#*:} p=""
+    for dir in $(dirname "$dest" | tr / ' '); do
+      p=$p/$dir; [ "$p" = /. ] || mmd -D s -i "$d/fat" "::$p" 2>/dev/null || true
+    done
+    mcopy -m -o -i "$d/fat" "${spec%%:*}" "::/$dest"
+  done
+  truncate -s $(((mib + 2) * 1048576)) "$out.tmp"
+  sfdisk -q "$out.tmp" <<EOF
+label: gpt
+label-id: 0B0071E5-0000-4000-8000-000000000001
+first-lba: 2048
+start=2048, size=$((mib * 2048)), type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, uuid=0B0071E5-0000-4000-8000-0000000000E5, name="ESP"
+EOF
+  dd if="$d/fat" of="$out.tmp" bs=1M seek=1 conv=notrunc status=none
+  mv "$out.tmp" "$out"
+  rm -rf "$d"
+}
+
+# bk_boot DIR ESP sb|nosb [extra qemu args...]
+# Fresh swtpm (banks sha1+sha256) in DIR/tpm, fresh OVMF vars, ESP as virtio-blk, no NIC.
+# Console (ttyS0) -> DIR/console.log, guest ttyS1 -> DIR/data.txt.
+bk_boot() {
+  local dir=$1 esp=$2 sb=$3; shift 3
+  mkdir -p "$dir" && dir=$(cd "$dir" && pwd)
+  rm -rf "$dir/tpm" && mkdir -p "$dir/tpm"
+  swtpm_setup --tpm2 --tpmstate "$dir/tpm" --pcr-banks sha1,sha256 --overwrite >"$dir/swtpm_setup.log" 2>&1
+  swtpm socket --tpm2 --tpmstate dir="$dir/tpm" --ctrl type=unixio,path="$dir/swtpm.sock" \
+    --terminate --log file="$dir/swtpm.log" &
+  local swtpm_pid=$!
+  local i; for i in $(seq 50); do [ -S "$dir/swtpm.sock" ] && break; sleep 0.1; done
+
+  local code vars machine=q35 fw=()
+  if [ "$sb" = sb ]; then
+    code=$BK_OVMF_DIR/OVMF_CODE_4M.secboot.fd vars=$BK_OVMF_DIR/OVMF_VARS_4M.snakeoil.fd
+    machine=q35,smm=on
+    fw=(-global driver=cfi.pflash01,property=secure,value=on -global ICH9-LPC.disable_s3=1)
+  else
+    code=$BK_OVMF_DIR/OVMF_CODE_4M.fd vars=$BK_OVMF_DIR/OVMF_VARS_4M.fd
+  fi
+  cp "$vars" "$dir/vars.fd"
+  rm -f "$dir/console.log" "$dir/data.txt"
+  local t0 rc=0; t0=$(date +%s%N)
+  timeout --kill-after=10 "$BK_TIMEOUT" qemu-system-x86_64 \
+    -machine "$machine" -accel tcg -m "$BK_MEM" -display none -no-reboot -nic none \
+    "${fw[@]}" \
+    -drive if=pflash,format=raw,unit=0,readonly=on,file="$code" \
+    -drive if=pflash,format=raw,unit=1,file="$dir/vars.fd" \
+    -chardev socket,id=chrtpm,path="$dir/swtpm.sock" \
+    -tpmdev emulator,id=tpm0,chardev=chrtpm -device tpm-tis,tpmdev=tpm0 \
+    -drive if=none,id=esp,format=raw,file="$esp" -device virtio-blk-pci,drive=esp,bootindex=1 \
+    -serial file:"$dir/console.log" -serial file:"$dir/data.txt" \
+    "$@" || rc=$?
+  BK_BOOT_SECONDS=$(( ($(date +%s%N) - t0) / 1000000 ))  # milliseconds, despite the name
+  BK_BOOT_SECONDS=$((BK_BOOT_SECONDS / 1000)).$(printf %03d $((BK_BOOT_SECONDS % 1000)))
+  kill "$swtpm_pid" 2>/dev/null || true; wait "$swtpm_pid" 2>/dev/null || true
+  export BK_BOOT_SECONDS
+  return $rc
+}
+
+# bk_extract DATA NAME OUT: decode the base64 block the guest wrote between markers.
+bk_extract() {
+  tr -d '\r' <"$1" | awk -v n="$2" '$0=="=== END " n{p=0} p{print} $0=="=== BEGIN " n{p=1}' |
+    base64 -d >"$3"
+}
+
+# bk_pcrs_json PCRTEXT: lines "bank index HEX" -> {"sha1": {"0": "hex", ...}, "sha256": {...}}
+bk_pcrs_json() {
+  tr -d '\r' <"$1" | awk '
+    NF==3 { v[$1 "," $2]=tolower($3); seen[$1]=1 }
+    END {
+      printf "{"; nb=0
+      split("sha1 sha256 sha384 sha512", banks, " ")
+      for (b=1; b<=4; b++) { bank=banks[b]; if (!(bank in seen)) continue
+        printf "%s\n  \"%s\": {", (nb++ ? "," : ""), bank
+        for (i=0; i<24; i++) printf "%s\"%d\": \"%s\"", (i ? ", " : ""), i, v[bank "," i]
+        printf "}" }
+      print "\n}" }'
+}
