@@ -1,0 +1,77 @@
+/**
+ * Software TPM2_MakeCredential (Part 3 §12.6, protocol in Part 1 §24 and Annex B.10.4/C.7):
+ * the server encrypts a secret so that only the TPM holding `ek` can recover it, and only
+ * for an object (the AK) of the given Name loaded on that TPM (TPM2_ActivateCredential).
+ *
+ * Steps (nameAlg and symmetric definition are the EK's):
+ * 1. seed, encryptedSecret = encryptSeed(ek, "IDENTITY")
+ * 2. symKey = KDFa(nameAlg, seed, "STORAGE", name, "", symmetric.keyBits)
+ * 3. encIdentity = AES-CFB(symKey, iv = 0, TPM2B_DIGEST(credential))
+ * 4. HMACkey = KDFa(nameAlg, seed, "INTEGRITY", "", "", digest bits)
+ * 5. integrityHMAC = HMAC(HMACkey, encIdentity ‖ name)
+ * 6. credentialBlob = TPM2B_ID_OBJECT { TPM2B integrityHMAC ‖ encIdentity }
+ *
+ * Also the credential file of tpm2-tools (`tpm2_makecredential -o`, `tpm2_activatecredential -i`):
+ * UINT32 0xBADCC0DE ‖ UINT32 1 ‖ TPM2B_ID_OBJECT ‖ TPM2B_ENCRYPTED_SECRET.
+ * @module
+ */
+import { TpmError } from './errors.ts';
+import { marshal, unmarshal } from './marshal.ts';
+import { TPM_ALG } from './constants.ts';
+import { type TPMTPublic } from './structures.ts';
+import { aesCfbEncrypt, digestSize, encryptSeed, hmac, kdfa, symKeyBits } from './crypto.ts';
+
+export interface Credential {
+  /** TPM2B_ID_OBJECT contents (without the size): integrityHMAC TPM2B ‖ encIdentity. */
+  credentialBlob: Buffer;
+  /** TPM2B_ENCRYPTED_SECRET contents (without the size): the seed encrypted to the EK. */
+  secret: Buffer;
+}
+
+/**
+ * MakeCredential in software.
+ * @param ek the EK's public area (RSA or ECC storage key with AES-CFB symmetric).
+ * @param name the Name of the object to activate the credential with (the AK): nameAlg ‖ digest.
+ * @param credential the secret (at most the EK nameAlg's digest size, as TPM2B_DIGEST).
+ * @throws TpmError('UNSUPPORTED') for an EK bootkey cannot wrap to, or a secret that is too long.
+ */
+export function makeCredential(ek: TPMTPublic, name: Buffer, credential: Buffer): Credential {
+  if (ek.type !== TPM_ALG.RSA && ek.type !== TPM_ALG.ECC) throw new TpmError('UNSUPPORTED', 'MakeCredential: the EK must be an RSA or ECC key');
+  const dsize = digestSize(ek.nameAlg);
+  if (credential.length > dsize) {
+    throw new TpmError('UNSUPPORTED', `MakeCredential: the secret is ${credential.length} bytes, at most ${dsize} (the EK nameAlg's digest size) fit`);
+  }
+  if (name.length < 2) throw new TpmError('UNSUPPORTED', 'MakeCredential: the object name is empty');
+  const bits = symKeyBits(ek);
+  const { seed, encryptedSecret } = encryptSeed(ek, 'IDENTITY');
+  const symKey = kdfa(ek.nameAlg, seed, 'STORAGE', name, Buffer.alloc(0), bits);
+  const encIdentity = aesCfbEncrypt(symKey, Buffer.alloc(16), marshal((w) => w.tpm2b(credential)));
+  const hmacKey = kdfa(ek.nameAlg, seed, 'INTEGRITY', Buffer.alloc(0), Buffer.alloc(0), dsize * 8);
+  const integrity = hmac(ek.nameAlg, hmacKey, encIdentity, name);
+  return { credentialBlob: marshal((w) => w.tpm2b(integrity).bytes(encIdentity)), secret: encryptedSecret };
+}
+
+/** The magic and version of tpm2-tools' credential file (tpm2_makecredential -o). */
+export const CREDENTIAL_FILE_MAGIC = 0xbadcc0de;
+export const CREDENTIAL_FILE_VERSION = 1;
+
+/** tpm2-tools' credential file: magic ‖ version ‖ TPM2B_ID_OBJECT ‖ TPM2B_ENCRYPTED_SECRET. */
+export function marshalCredentialFile(c: Credential): Buffer {
+  return marshal((w) => w.u32(CREDENTIAL_FILE_MAGIC).u32(CREDENTIAL_FILE_VERSION).tpm2b(c.credentialBlob).tpm2b(c.secret));
+}
+
+/**
+ * Parses tpm2-tools' credential file.
+ * @throws TpmError('MARSHAL') for a wrong magic/version, truncation or trailing bytes.
+ */
+export function unmarshalCredentialFile(b: Uint8Array, ctx = 'credential file'): Credential {
+  return unmarshal(b, ctx, (r) => {
+    const magic = r.u32('magic');
+    if (magic !== CREDENTIAL_FILE_MAGIC) r.fail('magic', `0x${magic.toString(16)} is not 0xbadcc0de`);
+    const version = r.u32('version');
+    if (version !== CREDENTIAL_FILE_VERSION) r.fail('version', `unsupported version ${version}`);
+    const credentialBlob = r.tpm2b('TPM2B_ID_OBJECT', 2 + 64 + 2 + 64);
+    const secret = r.tpm2b('TPM2B_ENCRYPTED_SECRET', 512);
+    return { credentialBlob, secret };
+  });
+}
