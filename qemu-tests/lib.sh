@@ -90,13 +90,29 @@ bk_build_uki() {
     next=$((next + size))
   done
   objcopy "${args[@]}" "$BK_STUB" "$out"
+  bk_pe_fix_timestamp "$out"
   rm -rf "$d"
 }
 
+# objcopy stamps the PE header with the current time (TimeDateStamp, which the Authenticode
+# digest covers, so PCR 4 would change on every build) and recomputes CheckSum. Set the stamp to
+# $SOURCE_DATE_EPOCH and zero the checksum (= "none"; UEFI ignores it).
+bk_pe_fix_timestamp() {
+  local pe; pe=$(od -An -tu4 -j 60 -N 4 "$1" | tr -d ' ')
+  local t=$SOURCE_DATE_EPOCH le=""
+  local i; for i in 0 1 2 3; do le=$le$(printf '\\x%02x' $(( (t >> (8 * i)) & 255 ))); done
+  printf "$le" | dd of="$1" bs=1 seek=$((pe + 8)) conv=notrunc status=none
+  printf '\x00\x00\x00\x00' | dd of="$1" bs=1 seek=$((pe + 88)) conv=notrunc status=none
+}
+
 # bk_sign OUT IN: Authenticode-sign with the snakeoil key OVMF_VARS_4M.snakeoil.fd trusts (db).
+# The key is encrypted (passphrase "snakeoil") and sbsign can only prompt on a tty: decrypt first.
 bk_sign() {
-  sbsign --key "$BK_SNAKEOIL.key" --cert "$BK_SNAKEOIL.pem" --output "$1" "$2" 2>&1 |
-    grep -v -e '^warning: data remaining' -e '^Signing Unsigned' >&2 || true
+  local d; d=$(mktemp -d)
+  openssl pkey -in "$BK_SNAKEOIL.key" -passin pass:snakeoil -out "$d/key.pem"
+  sbsign --key "$d/key.pem" --cert "$BK_SNAKEOIL.pem" --output "$1" "$2" 2>"$d/err" ||
+    { cat "$d/err" >&2; rm -rf "$d"; return 1; }
+  rm -rf "$d"
 }
 
 # bk_build_esp OUT SRC:DEST ...  (DEST like EFI/BOOT/BOOTX64.EFI)
