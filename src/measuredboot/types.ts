@@ -39,6 +39,14 @@ export type DecodedEvent =
       signatureLists?: EfiSignatureList[];
       /** For EV_EFI_VARIABLE_AUTHORITY: the one EFI_SIGNATURE_DATA (owner + data), tolerating shim's malformed entries. */
       authority?: EfiSignature & { subject?: string };
+      /** For SbatLevel and other text variables: the data as text. */
+      text?: string;
+      /** For Boot####: the decoded EFI_LOAD_OPTION. */
+      loadOption?: { attributes: number; description: string; devicePath: string; optionalData: Buffer };
+      /** For BootOrder: the Boot#### numbers. */
+      bootOrder?: number[];
+      /** Set when the data was malformed but tolerated (e.g. shim's AUTHORITY entries). */
+      note?: string;
     }
   | {
       kind: 'efi-image';
@@ -89,6 +97,18 @@ export interface TcgEvent {
   decoded: DecodedEvent;
   /** Whether the digests equal the hash of the data, where the spec says they should. */
   digestCheck: DigestCheck;
+  /** Digests of algorithms bootkey has no bank name for (kept by TPM_ALG_ID). */
+  otherDigests?: { algId: number; digest: Buffer }[];
+  /** Why `decoded` fell back to `raw`, when decoding the data failed. */
+  decodeError?: string;
+}
+
+/** Something odd but tolerated in the log (a decode failure, a duplicate separator, ...). */
+export interface EventLogWarning {
+  code: string;
+  index: number;
+  offset: number;
+  message: string;
 }
 
 export interface EventLog {
@@ -99,4 +119,6 @@ export interface EventLog {
   events: TcgEvent[];
   /** Byte length of the log that was consumed (trailing padding excluded). */
   length: number;
+  /** Tolerated oddities, in log order. */
+  warnings?: EventLogWarning[];
 }

@@ -1,0 +1,477 @@
+/**
+ * Boot policies: what a machine may have booted, generated from known-good boots and checked
+ * against a log. The JSON format is described by schema/policy.schema.json and validated on
+ * load by {@link parsePolicy} (policy-load.ts).
+ *
+ * Rules, each tied to the PCR whose events it reads (TCG PC Client PFP 1.05 §3.3.4):
+ * - `firmware` (PCR 0): the S-CRTM version strings and the digests of the firmware events
+ *   before PCR 0's separator must equal one allowed firmware.
+ * - `bootChain` (PCR 4): the EFI applications loaded up to ExitBootServices, stage by stage
+ *   (shim, boot loader, UKI, kernel), each with one of the allowed Authenticode digests.
+ * - `secureBoot`, `keys`, `authorities`, `debug` (PCR 7): Secure Boot on (and not in setup
+ *   mode) if it was on; PK/KEK/db one of the allowed contents; dbx a superset of the known
+ *   revocations; the keys that verified the boot among the allowed ones; no "UEFI Debug Mode"
+ *   and no "DMA Protection Disabled" unless the known-good boot had them.
+ * - `kernelCmdline` (PCR 8, 9 or 12, whoever measured it): every measured kernel command line
+ *   is allowed.
+ * - `pcrValues`: selected PCRs without a structured rule (1, 2, 3, 5, 6, 8...) are pinned to
+ *   their values.
+ *
+ * Default PCRs are 0, 2, 4, 7 (see DEFAULT_PCRS) plus the kernel command line.
+ *
+ * checkPolicy is pure and reports every failed rule; it assumes the caller already checked
+ * that the log replays to the quoted PCR values.
+ * @module
+ */
+import { createHash } from 'node:crypto';
+import type { EventLog } from './types.ts';
+import { extractBootState, type AppRole, type BootState, type CmdlineSource, type SignatureEntry } from './bootstate.ts';
+import { PolicyError } from './policy-errors.ts';
+import { BANK_HASH, BANK_SIZE, type BankName } from '../pcrs.ts';
+
+export const POLICY_VERSION = 1;
+
+/**
+ * Default PCRs: 0 (firmware code), 2 (option ROMs and drivers), 4 (boot loader and kernel
+ * images), 7 (Secure Boot state and keys). These are the PCRs that say *what code ran*. PCR 1
+ * (boot order, hardware configuration) and 5 (GPT, boot variables) change for benign reasons
+ * (a new boot entry, BootNext, a repartition) and add little once 4 pins what was loaded; 3
+ * and 6 are normally empty. Add them with `--pcrs` when wanted.
+ */
+export const DEFAULT_PCRS: readonly number[] = [0, 2, 4, 7];
+
+export interface PolicyOptions {
+  /** PCRs to check; default DEFAULT_PCRS. */
+  pcrs?: number[];
+  /** The bank whose digests are pinned; default sha256 when the log has it, else its first bank. */
+  bank?: BankName;
+  /** Do not check the kernel command line. */
+  allowAnyCmdline?: boolean;
+  /** Accept any kernel/UKI image (Secure Boot or the authorities still vouch for it). */
+  allowAnyKernel?: boolean;
+}
+
+export interface AllowedKey {
+  /** SHA-256 of the variable data, or "absent" when it was not measured. */
+  sha256: string;
+  subjects: string[];
+}
+export interface AllowedApp {
+  digest: string;
+  path?: string;
+}
+export interface Stage {
+  role: AppRole;
+  allowed: AllowedApp[];
+  /** Any image is accepted in this stage (`--allow-any-kernel`). */
+  allowAny?: boolean;
+  /** Not every known-good boot loaded this stage. */
+  optional?: boolean;
+}
+/** A command line by its text, or (Linux EFI stub load options, not logged as text) by its digest. */
+export interface AllowedCmdline {
+  source: CmdlineSource;
+  text?: string;
+  digest?: string;
+}
+export interface FirmwareEvent {
+  event: number;
+  type: string;
+  digest: string;
+  description: string;
+}
+export interface Firmware {
+  crtmVersions: string[];
+  events: FirmwareEvent[];
+}
+
+export interface Policy {
+  version: 1;
+  /** Bank of every digest in the policy. */
+  bank: BankName;
+  pcrs: number[];
+  options: { allowAnyCmdline: boolean; allowAnyKernel: boolean };
+  rules: {
+    firmware?: { pcr: 0; allowed: Firmware[] };
+    bootChain?: { pcr: 4; stages: Stage[] };
+    secureBoot?: { pcr: 7; enabled: boolean; setupMode?: boolean };
+    keys?: { pcr: 7; PK: AllowedKey[]; KEK: AllowedKey[]; db: AllowedKey[]; dbxMustContain: string[] };
+    authorities?: { pcr: 7; allowed: { sha256: string; variable: string; subject?: string }[] };
+    debug?: { pcr: 7; allowUefiDebugMode: boolean; allowDmaProtectionDisabled: boolean };
+    kernelCmdline?: { allowed: AllowedCmdline[] };
+    /** PCR index (as a string) → allowed values in hex. */
+    pcrValues?: Record<string, string[]>;
+  };
+}
+
+export interface Failure {
+  /** Rule name: firmware, boot-chain, secure-boot, setup-mode, PK, KEK, db, dbx, authority, debug, kernel-cmdline, pcr-value, bank, log-structure. */
+  rule: string;
+  pcr: number | null;
+  event: number | null;
+  expected: string;
+  actual: string;
+  /** One readable line, e.g. `PCR 4 event 23: EFI application \EFI\BOOT\grubx64.efi has digest ab12…, policy allows 9f3c… or 77d0…`. */
+  message: string;
+}
+
+export interface PolicyResult {
+  pass: boolean;
+  failures: Failure[];
+  /** Boot-state warnings, for the operator's information; they do not fail the check. */
+  warnings: string[];
+}
+
+const KEY_VARS = ['PK', 'KEK', 'db'] as const;
+const EV_NO_ACTION = 3;
+const EV_EFI_HCRTM_EVENT = 0x80000010;
+
+function short(h: string): string {
+  return h.length > 12 ? h.slice(0, 12) + '…' : h;
+}
+function orList(xs: string[]): string {
+  if (xs.length === 0) return 'nothing';
+  return xs.length <= 3 ? xs.join(' or ') : `${xs.slice(0, 3).join(', ')} or ${xs.length - 3} other(s)`;
+}
+function uniq<T>(xs: T[], key: (x: T) => string = (x) => JSON.stringify(x)): T[] {
+  const seen = new Set<string>();
+  return xs.filter((x) => (seen.has(key(x)) ? false : (seen.add(key(x)), true)));
+}
+
+function chooseBank(log: EventLog, bank?: BankName): BankName {
+  if (bank) {
+    if (!log.banks.includes(bank)) throw new PolicyError('NO_BANK', `bank ${bank} is not in the log (it has ${log.banks.join(', ') || 'none'})`);
+    return bank;
+  }
+  if (log.banks.includes('sha256')) return 'sha256';
+  if (!log.banks.length) throw new PolicyError('NO_BANK', 'the log has no PCR bank');
+  return log.banks[0];
+}
+
+/**
+ * Normalises a command line for comparison. With allowAnyKernel, the kernel image path (grub's
+ * first word, `BOOT_IMAGE=`) is dropped, since it names the kernel version.
+ */
+function normCmdline(text: string, source: CmdlineSource, allowAnyKernel: boolean): string {
+  let t = text.trim().replace(/\s+/g, ' ');
+  if (!allowAnyKernel) return t;
+  if (source === 'grub') t = t.replace(/^\S*(vmlinu[xz]|linux|kernel|bzImage)\S*\s*/i, '');
+  return t.replace(/(^|\s)BOOT_IMAGE=\S+/g, '').trim();
+}
+
+/**
+ * The value of one PCR from the log's events (PFP §3.3.2: PCR 0 starts at the startup
+ * locality; H-CRTM means locality 4). EV_NO_ACTION never extends.
+ */
+export function pcrValueFromLog(log: EventLog, pcr: number, bank: BankName): string {
+  let v = Buffer.alloc(BANK_SIZE[bank]);
+  if (pcr === 0) {
+    const first = log.events.find((e) => e.pcr === 0 && e.type !== EV_NO_ACTION);
+    const loc = log.events.find((e) => e.decoded.kind === 'startup-locality');
+    if (first?.type === EV_EFI_HCRTM_EVENT) v[v.length - 1] = 4;
+    else if (loc && loc.decoded.kind === 'startup-locality') v[v.length - 1] = loc.decoded.locality;
+  }
+  for (const e of log.events) {
+    if (e.pcr !== pcr || e.type === EV_NO_ACTION || e.decoded.kind === 'spec-id') continue;
+    const d = e.digests.get(bank);
+    if (!d) continue;
+    v = createHash(BANK_HASH[bank]).update(v).update(d).digest();
+  }
+  return v.toString('hex');
+}
+
+function stateOrThrow(log: EventLog): BootState {
+  const st = extractBootState(log);
+  if (st.errors.length) {
+    throw new PolicyError('BAD_LOG', `the log cannot serve as a known-good boot: ${st.errors.map((e) => e.message).join('; ')}`);
+  }
+  return st;
+}
+
+function firmwareOf(st: BootState, bank: BankName): Firmware {
+  return {
+    crtmVersions: st.firmware.crtmVersions.map((c) => c.text),
+    events: st.firmware.events.map((m) => ({ event: m.event, type: m.type, digest: m.digests[bank] ?? '', description: m.description })),
+  };
+}
+
+function keyOf(st: BootState, name: (typeof KEY_VARS)[number]): AllowedKey {
+  const v = st[name];
+  if (!v) return { sha256: 'absent', subjects: [] };
+  return { sha256: v.dataSha256, subjects: uniq(v.entries.map((e) => e.subject ?? `${e.type} ${short(e.hash)}`)) };
+}
+
+function dbxEntry(e: SignatureEntry): string {
+  return `${e.type}:${e.hash}`;
+}
+
+/**
+ * Generates a policy from a known-good boot.
+ * @throws PolicyError BAD_LOG when the log's structure cannot be trusted, NO_BANK, BAD_OPTION.
+ */
+export function generatePolicy(log: EventLog, opts: PolicyOptions = {}): Policy {
+  const pcrs = [...new Set(opts.pcrs ?? DEFAULT_PCRS)].sort((a, b) => a - b);
+  for (const p of pcrs) if (!Number.isInteger(p) || p < 0 || p > 23) throw new PolicyError('BAD_OPTION', `PCR index ${p} is not 0-23`);
+  const bank = chooseBank(log, opts.bank);
+  const st = stateOrThrow(log);
+  const allowAnyKernel = opts.allowAnyKernel ?? false;
+  const allowAnyCmdline = opts.allowAnyCmdline ?? false;
+  const rules: Policy['rules'] = {};
+
+  if (pcrs.includes(0)) rules.firmware = { pcr: 0, allowed: [firmwareOf(st, bank)] };
+  if (pcrs.includes(4)) {
+    rules.bootChain = {
+      pcr: 4,
+      stages: st.apps.map((a) => {
+        const anyKernel = allowAnyKernel && (a.role === 'kernel' || a.role === 'uki');
+        return { role: a.role, allowed: anyKernel ? [] : [{ digest: a.digests[bank] ?? '', ...(a.path ? { path: a.path } : {}) }], ...(anyKernel ? { allowAny: true } : {}) };
+      }),
+    };
+  }
+  if (pcrs.includes(7)) {
+    rules.secureBoot = { pcr: 7, enabled: st.secureBoot.enabled, ...(st.setupMode && !st.setupMode.enabled ? { setupMode: false } : {}) };
+    rules.keys = {
+      pcr: 7,
+      PK: [keyOf(st, 'PK')],
+      KEK: [keyOf(st, 'KEK')],
+      db: [keyOf(st, 'db')],
+      dbxMustContain: uniq((st.dbx?.entries ?? []).map(dbxEntry)),
+    };
+    rules.authorities = { pcr: 7, allowed: uniq(st.authorities.map((a) => ({ sha256: a.sha256, variable: a.variable, ...(a.subject ? { subject: a.subject } : {}) })), (a) => a.sha256) };
+    rules.debug = { pcr: 7, allowUefiDebugMode: st.debugMode.length > 0, allowDmaProtectionDisabled: st.dmaProtectionDisabled.length > 0 };
+  }
+  if (!allowAnyCmdline) {
+    const allowed = uniq(st.cmdlines.flatMap((c): AllowedCmdline[] => {
+      if (c.text !== undefined) return [{ source: c.source, text: normCmdline(c.text, c.source, allowAnyKernel) }];
+      return allowAnyKernel ? [] : [{ source: c.source, digest: c.digests[bank] ?? '' }];
+    }));
+    if (allowed.length) rules.kernelCmdline = { allowed };
+  }
+  const pinned = pcrs.filter((p) => p !== 0 && p !== 4 && p !== 7);
+  if (pinned.length) {
+    rules.pcrValues = {};
+    for (const p of pinned) rules.pcrValues[String(p)] = [pcrValueFromLog(log, p, bank)];
+  }
+  return { version: POLICY_VERSION, bank, pcrs, options: { allowAnyCmdline, allowAnyKernel }, rules };
+}
+
+export interface AddBootOptions {
+  /** Accept a boot with Secure Boot off into a policy that required it on (the policy then no longer requires it). */
+  allowSecureBootOff?: boolean;
+}
+
+/**
+ * Merges a second known-good boot into a policy: the allowed values become the union of both.
+ * Rules that would silently relax are refused instead:
+ * Secure Boot on → off (SECUREBOOT_DOWNGRADE, unless allowSecureBootOff), a dbx lacking required
+ * revocations (DBX_ROLLBACK), a UEFI debugger or disabled DMA protection (DEBUG_BOOT).
+ * Generate a new policy when such a change is really intended.
+ * @throws PolicyError
+ */
+export function addBoot(policy: Policy, log: EventLog, opts: AddBootOptions = {}): Policy {
+  const st = stateOrThrow(log);
+  const r = policy.rules;
+  const out: Policy = structuredClone(policy);
+  if (r.secureBoot?.enabled && !st.secureBoot.enabled) {
+    if (!opts.allowSecureBootOff) {
+      throw new PolicyError('SECUREBOOT_DOWNGRADE', `the new boot has Secure Boot off (event ${st.secureBoot.event ?? 'none'}) but the policy requires it on; refusing to relax the policy (use --allow-secureboot-off to accept it)`);
+    }
+    out.rules.secureBoot = { pcr: 7, enabled: false };
+  }
+  if (r.secureBoot?.setupMode === false && st.setupMode?.enabled && out.rules.secureBoot?.enabled) {
+    throw new PolicyError('SECUREBOOT_DOWNGRADE', `the new boot is in Secure Boot setup mode (event ${st.setupMode.event}); refusing to relax the policy`);
+  }
+  if (r.keys && r.keys.dbxMustContain.length) {
+    const have = new Set((st.dbx?.entries ?? []).map(dbxEntry));
+    const missing = r.keys.dbxMustContain.filter((e) => !have.has(e));
+    if (missing.length) throw new PolicyError('DBX_ROLLBACK', `the new boot's dbx lacks ${missing.length} revocation(s) the policy requires (e.g. ${missing[0]}); refusing to relax the policy`);
+  }
+  if (r.debug && !r.debug.allowUefiDebugMode && st.debugMode.length) throw new PolicyError('DEBUG_BOOT', `the new boot ran with a UEFI debugger (event ${st.debugMode[0]}); refusing to relax the policy`);
+  if (r.debug && !r.debug.allowDmaProtectionDisabled && st.dmaProtectionDisabled.length) throw new PolicyError('DEBUG_BOOT', `the new boot had DMA protection disabled (event ${st.dmaProtectionDisabled[0]}); refusing to relax the policy`);
+
+  const n = generatePolicy(log, { pcrs: policy.pcrs, bank: policy.bank, ...policy.options }).rules;
+  const o = out.rules;
+  if (o.firmware && n.firmware) o.firmware.allowed = uniq([...o.firmware.allowed, ...n.firmware.allowed], fwKey);
+  if (o.bootChain && n.bootChain) o.bootChain.stages = mergeStages(o.bootChain.stages, n.bootChain.stages);
+  if (o.keys && n.keys) {
+    for (const v of KEY_VARS) o.keys[v] = uniq([...o.keys[v], ...n.keys[v]], (k) => k.sha256);
+  }
+  if (o.authorities && n.authorities) o.authorities.allowed = uniq([...o.authorities.allowed, ...n.authorities.allowed], (a) => a.sha256);
+  // A rule absent on either side means that boot did not constrain it: the union is unconstrained.
+  if (o.kernelCmdline) {
+    if (n.kernelCmdline) o.kernelCmdline.allowed = uniq([...o.kernelCmdline.allowed, ...n.kernelCmdline.allowed]);
+    else delete o.kernelCmdline;
+  }
+  if (o.pcrValues && n.pcrValues) {
+    for (const [p, vals] of Object.entries(n.pcrValues)) o.pcrValues[p] = uniq([...(o.pcrValues[p] ?? []), ...vals]);
+  }
+  return out;
+}
+
+function fwKey(f: Firmware): string {
+  return JSON.stringify([f.crtmVersions, f.events.map((e) => [e.type, e.digest])]);
+}
+
+function mergeStages(a: Stage[], b: Stage[]): Stage[] {
+  const out: Stage[] = [];
+  for (let i = 0; i < Math.max(a.length, b.length); i++) {
+    const x = a[i], y = b[i];
+    if (x && y) {
+      out.push({
+        role: x.role === y.role ? x.role : x.role,
+        allowed: uniq([...x.allowed, ...y.allowed], (s) => s.digest),
+        ...(x.allowAny || y.allowAny ? { allowAny: true } : {}),
+        ...(x.optional || y.optional ? { optional: true } : {}),
+      });
+    } else out.push({ ...(x ?? y)!, optional: true });
+  }
+  return out;
+}
+
+/**
+ * Checks a log against a policy (pure). Every failed rule is reported, with the PCR, the event
+ * number, and the expected and actual values. Boot-state errors (an untrustworthy log
+ * structure) are failures too.
+ */
+export function checkPolicy(policy: Policy, log: EventLog): PolicyResult {
+  const failures: Failure[] = [];
+  const fail = (rule: string, pcr: number | null, event: number | null, expected: string, actual: string, what: string) => {
+    const where = pcr === null ? '' : event === null ? `PCR ${pcr}: ` : `PCR ${pcr} event ${event}: `;
+    failures.push({ rule, pcr, event, expected, actual, message: where + what });
+  };
+  const st = extractBootState(log);
+  for (const e of st.errors) fail('log-structure', e.pcr ?? null, e.event ?? null, 'a well-formed log', e.code, e.message.replace(/^PCR \d+ event \d+: /, ''));
+  const bank = policy.bank;
+  if (!log.banks.includes(bank)) {
+    fail('bank', null, null, bank, log.banks.join(',') || 'none', `the log has no ${bank} bank (it has ${log.banks.join(', ') || 'none'}); the policy's digests are ${bank}`);
+    return { pass: false, failures, warnings: st.warnings.map((w) => w.message) };
+  }
+  const r = policy.rules;
+
+  if (r.firmware) checkFirmware(r.firmware.allowed, st, bank, fail);
+  if (r.bootChain) checkChain(r.bootChain.stages, st, bank, fail);
+
+  if (r.secureBoot) {
+    const sb = st.secureBoot;
+    if (r.secureBoot.enabled && !sb.enabled) {
+      fail('secure-boot', 7, sb.event ?? null, 'on', 'off', `Secure Boot is off (${sb.event === undefined ? 'no SecureBoot variable measured' : `SecureBoot = ${sb.value || 'empty'}`}), policy requires it on`);
+    }
+    if (r.secureBoot.setupMode === false && st.setupMode?.enabled) {
+      fail('setup-mode', 7, st.setupMode.event, 'off', 'on', 'Secure Boot is in setup mode (keys can be replaced without authentication), policy requires user mode');
+    }
+  }
+  if (r.keys) {
+    for (const v of KEY_VARS) {
+      const actual = st[v]?.dataSha256 ?? 'absent';
+      const allowed = r.keys[v];
+      if (allowed.some((k) => k.sha256 === actual)) continue;
+      const subj = st[v]?.entries.map((e) => e.subject ?? `${e.type} ${short(e.hash)}`) ?? [];
+      const desc = (k: AllowedKey) => (k.sha256 === 'absent' ? 'absent' : `${short(k.sha256)}${k.subjects.length ? ` (${k.subjects.join('; ')})` : ''}`);
+      fail(v, 7, st[v]?.event ?? null, allowed.map((k) => k.sha256).join(' | '), actual,
+        actual === 'absent' ? `${v} was not measured, policy allows ${orList(allowed.map(desc))}`
+          : `${v} has SHA-256 ${short(actual)}${subj.length ? ` (${subj.join('; ')})` : ''}, policy allows ${orList(allowed.map(desc))}`);
+    }
+    if (r.keys.dbxMustContain.length) {
+      const have = new Set((st.dbx?.entries ?? []).map(dbxEntry));
+      const missing = r.keys.dbxMustContain.filter((e) => !have.has(e));
+      if (missing.length) {
+        fail('dbx', 7, st.dbx?.event ?? null, `all of ${r.keys.dbxMustContain.length} known revocations`, `${missing.length} missing`,
+          `dbx ${st.dbx ? `has ${st.dbx.entries.length} entries and` : 'was not measured and'} lacks ${missing.length} of the ${r.keys.dbxMustContain.length} revocations the policy requires (e.g. ${missing.slice(0, 3).map((m) => m.replace(/:(.{12}).*/, ':$1…')).join(', ')})`);
+      }
+    }
+  }
+  if (r.authorities) {
+    const ok = new Set(r.authorities.allowed.map((a) => a.sha256));
+    const names = r.authorities.allowed.map((a) => a.subject ?? short(a.sha256));
+    for (const a of st.authorities) {
+      if (ok.has(a.sha256)) continue;
+      fail('authority', 7, a.event, r.authorities.allowed.map((x) => x.sha256).join(' | '), a.sha256,
+        `boot component verified by ${a.subject ?? 'a key'} from ${a.variable} (SHA-256 ${short(a.sha256)}), policy allows ${orList(names)}`);
+    }
+  }
+  if (r.debug) {
+    if (!r.debug.allowUefiDebugMode) for (const e of st.debugMode) fail('debug', 7, e, 'no UEFI debugger', 'UEFI Debug Mode', 'a UEFI debugger was enabled ("UEFI Debug Mode"), policy forbids it');
+    if (!r.debug.allowDmaProtectionDisabled) for (const e of st.dmaProtectionDisabled) fail('debug', 7, e, 'DMA protection on', 'DMA Protection Disabled', 'DMA protection was disabled, policy forbids it');
+  }
+  if (r.kernelCmdline) checkCmdlines(r.kernelCmdline.allowed, st, bank, policy.options.allowAnyKernel, fail);
+  for (const [p, vals] of Object.entries(r.pcrValues ?? {})) {
+    const pcr = Number(p);
+    const actual = pcrValueFromLog(log, pcr, bank);
+    if (vals.includes(actual)) continue;
+    const evs = log.events.filter((e) => e.pcr === pcr && e.type !== EV_NO_ACTION && e.decoded.kind !== 'spec-id').map((e) => e.index);
+    fail('pcr-value', pcr, null, vals.join(' | '), actual, `${bank} value is ${short(actual)}, policy allows ${orList(vals.map(short))} (PCR ${pcr} events: ${evs.join(', ') || 'none'})`);
+  }
+  return { pass: failures.length === 0, failures, warnings: st.warnings.map((w) => w.message) };
+}
+
+type Fail = (rule: string, pcr: number | null, event: number | null, expected: string, actual: string, what: string) => void;
+
+function checkFirmware(allowed: Firmware[], st: BootState, bank: BankName, fail: Fail): void {
+  const mine = firmwareOf(st, bank);
+  const key = fwKey(mine);
+  if (allowed.some((f) => fwKey(f) === key)) return;
+  const versions = uniq(allowed.map((f) => f.crtmVersions.join(' / ')));
+  const v = mine.crtmVersions.join(' / ');
+  if (!versions.includes(v)) {
+    fail('firmware', 0, st.firmware.crtmVersions[0]?.event ?? null, versions.join(' | '), v, `firmware version (EV_S_CRTM_VERSION) is ${JSON.stringify(v || 'none')}, policy allows ${orList(versions.map((x) => JSON.stringify(x || 'none')))}`);
+  }
+  // The first event that no allowed firmware has at the same position.
+  const n = Math.max(mine.events.length, ...allowed.map((f) => f.events.length));
+  for (let i = 0; i < n; i++) {
+    const ev = mine.events[i];
+    const cands = allowed.filter((f) => f.events.slice(0, i).every((e, j) => e.type === mine.events[j]?.type && e.digest === mine.events[j]?.digest));
+    const pool = cands.length ? cands : allowed;
+    const exp = uniq(pool.map((f) => f.events[i]).filter((e) => e !== undefined));
+    if (ev && exp.some((e) => e.type === ev.type && e.digest === ev.digest)) continue;
+    if (!ev) {
+      fail('firmware', 0, null, exp.map((e) => `${e.type} ${e.digest}`).join(' | '), 'none', `firmware event missing: policy expects ${orList(exp.map((e) => `${e.type} ${e.description} with digest ${short(e.digest)}`))} after the last PCR 0 event`);
+    } else {
+      fail('firmware', 0, ev.event, exp.map((e) => e.digest).join(' | ') || 'no further event', ev.digest,
+        exp.length ? `firmware ${ev.type} ${ev.description} has digest ${short(ev.digest)}, policy allows ${orList(exp.map((e) => `${short(e.digest)}${e.type !== ev.type ? ` (${e.type})` : ''}`))}`
+          : `firmware ${ev.type} ${ev.description} (digest ${short(ev.digest)}) is not in the allowed firmware`);
+    }
+    return;
+  }
+}
+
+function checkChain(stages: Stage[], st: BootState, bank: BankName, fail: Fail): void {
+  const apps = st.apps;
+  for (let i = 0; i < Math.max(apps.length, stages.length); i++) {
+    const a = apps[i], s = stages[i];
+    if (!s) {
+      fail('boot-chain', 4, a.event, `${stages.length} EFI application(s)`, `${a.path ?? a.devicePath} ${a.digests[bank] ?? ''}`,
+        `unexpected EFI application ${a.path ?? a.devicePath} (${a.role}, digest ${short(a.digests[bank] ?? 'none')}): policy allows only ${stages.length} application(s) in the boot chain`);
+      continue;
+    }
+    if (!a) {
+      if (!s.optional) fail('boot-chain', 4, null, s.allowed.map((x) => x.digest).join(' | '), 'none', `the boot chain stopped after ${apps.length} EFI application(s); policy expects a ${s.role} (${orList(s.allowed.map((x) => x.path ?? short(x.digest)))}) next`);
+      continue;
+    }
+    if (s.allowAny) continue;
+    const d = a.digests[bank] ?? 'none';
+    if (s.allowed.some((x) => x.digest === d)) continue;
+    fail('boot-chain', 4, a.event, s.allowed.map((x) => x.digest).join(' | '), d,
+      `EFI application ${a.path ?? a.devicePath} (${s.role}) has digest ${short(d)}, policy allows ${orList(s.allowed.map((x) => short(x.digest) + (x.path && x.path !== a.path ? ` (${x.path})` : '')))}`);
+  }
+}
+
+function showCmdline(a: AllowedCmdline): string {
+  return a.text !== undefined ? JSON.stringify(a.text) : `load options with digest ${short(a.digest ?? '')}`;
+}
+
+function checkCmdlines(allowed: AllowedCmdline[], st: BootState, bank: BankName, allowAnyKernel: boolean, fail: Fail): void {
+  const checkable = st.cmdlines.filter((c) => c.text !== undefined || !allowAnyKernel);
+  if (!checkable.length) {
+    fail('kernel-cmdline', null, null, allowed.map((a) => a.text ?? a.digest).join(' | '), 'none', `no kernel command line was measured, policy allows ${orList(allowed.map(showCmdline))}`);
+  }
+  for (const c of checkable) {
+    const same = allowed.filter((a) => a.source === c.source);
+    const d = c.digests[bank] ?? '';
+    const t = c.text === undefined ? undefined : normCmdline(c.text, c.source, allowAnyKernel);
+    const ok = same.some((a) => (t !== undefined && a.text !== undefined ? normCmdline(a.text, a.source, allowAnyKernel) === t : a.digest !== undefined && a.digest === d));
+    if (ok) continue;
+    const actual = t !== undefined ? JSON.stringify(t) : `load options with digest ${short(d)}`;
+    fail('kernel-cmdline', c.pcr, c.event, (same.length ? same : allowed).map((a) => a.text ?? a.digest).join(' | '), t ?? d,
+      `kernel command line (${c.source}) is ${actual}, policy allows ${same.length ? orList(same.map(showCmdline)) : `no ${c.source} command line (only ${orList(allowed.map((a) => `${a.source}: ${showCmdline(a)}`))})`}`);
+  }
+}
