@@ -240,6 +240,7 @@ function decodeUcs2(b: Buffer): string {
  * GUID (16 bytes) or other binary; rendered as text, "GUID {...}" or hex.
  */
 export function crtmVersionText(data: Buffer): string {
+  if (data.every((b) => b === 0)) return ''; // OVMF: an empty UCS-2 string
   const printable = (s: string) => s.length > 0 && /^[\x20-\x7e\xa0-\xff]+$/.test(s);
   const u = decodeUcs2(data);
   if (data.length % 2 === 0 && printable(u)) return u.trim();
@@ -472,7 +473,7 @@ export function extractBootState(log: EventLog): BootState {
   // systemd-stub measures its PE sections to PCR 11 before loading the kernel: the app before them is a UKI.
   for (const [i, a] of st.apps.entries()) {
     const next = st.apps[i + 1]?.event ?? Infinity;
-    if (a.role !== 'shim' && st.stubSections.some((m) => m.event > a.event && m.event < next)) a.role = 'uki';
+    if (a.role !== 'shim' && st.stubSections.some((m) => m.event > a.event && m.event < next && /^\.(linux|cmdline|osrel|uname)$/.test(m.description))) a.role = 'uki';
   }
 
   if (st.secureBoot.enabled) {
