@@ -11,10 +11,14 @@ import * as EV from './eventtypes.ts';
 import { BANK_NAMES, type BankName } from '../pcrs.ts';
 import type { DecodedEvent, SpecIdInfo } from './types.ts';
 
-/** Linux EFI stub tagged-event ids (drivers/firmware/efi/libstub/efistub.h). */
+/**
+ * Linux EFI stub tagged-event ids (drivers/firmware/efi/libstub/efistub.h: INITRD_EVENT_TAG_ID,
+ * LOAD_OPTIONS_EVENT_TAG_ID; systemd-stub uses the same). The digest is of the initrd / the
+ * load options, the tagged data only names them ("Linux initrd", "LOADED_IMAGE::LoadOptions").
+ */
 export const EVENT_TAGS: Record<number, string> = {
   0x8f3b22ec: 'LINUX_EFISTUB_INITRD',
-  0xec223b8f: 'LINUX_EFISTUB_LOAD_OPTIONS',
+  0x8f3b22ed: 'LINUX_EFISTUB_LOAD_OPTIONS',
 };
 
 const ALG_NAMES = new Map<number, BankName>(BANK_NAMES.map((n) => [EV.TPM_ALG[n], n]));
