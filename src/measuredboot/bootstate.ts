@@ -190,6 +190,7 @@ function describe(ev: TcgEvent): string {
   const d = ev.decoded;
   switch (d.kind) {
     case 'string':
+      return ev.type === EV_S_CRTM_VERSION ? crtmVersionText(ev.data) : stripNul(d.text);
     case 'ipl':
     case 'sp800-155':
       return stripNul(d.text);
@@ -202,7 +203,7 @@ function describe(ev: TcgEvent): string {
     case 'event-tag':
       return `tag 0x${d.tagId.toString(16)}${d.tagName ? ' ' + d.tagName : ''}`;
     default:
-      return d.kind;
+      return ev.type === EV_S_CRTM_VERSION ? crtmVersionText(ev.data) : d.kind;
   }
 }
 

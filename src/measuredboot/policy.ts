@@ -413,7 +413,7 @@ function checkFirmware(allowed: Firmware[], st: BootState, bank: BankName, fail:
   const versions = uniq(allowed.map((f) => f.crtmVersions.join(' / ')));
   const v = mine.crtmVersions.join(' / ');
   if (!versions.includes(v)) {
-    fail('firmware', 0, st.firmware.crtmVersions[0]?.event ?? null, versions.join(' | '), v, `firmware version (EV_S_CRTM_VERSION) is ${JSON.stringify(v || 'none')}, policy allows ${orList(versions.map((x) => JSON.stringify(x || 'none')))}`);
+    fail('firmware', 0, st.firmware.crtmVersions[0]?.event ?? null, versions.join(' | '), v, `firmware version (EV_S_CRTM_VERSION) is ${v ? JSON.stringify(v) : '(empty)'}, policy allows ${orList(versions.map((x) => (x ? JSON.stringify(x) : '(empty)')))}`);
   }
   // The first event that no allowed firmware has at the same position.
   const n = Math.max(mine.events.length, ...allowed.map((f) => f.events.length));
@@ -434,13 +434,17 @@ function checkFirmware(allowed: Firmware[], st: BootState, bank: BankName, fail:
   }
 }
 
+function appName(a: { path?: string; devicePath: string }): string {
+  return a.path ?? (a.devicePath || '(no device path)');
+}
+
 function checkChain(stages: Stage[], st: BootState, bank: BankName, fail: Fail): void {
   const apps = st.apps;
   for (let i = 0; i < Math.max(apps.length, stages.length); i++) {
     const a = apps[i], s = stages[i];
     if (!s) {
-      fail('boot-chain', 4, a.event, `${stages.length} EFI application(s)`, `${a.path ?? a.devicePath} ${a.digests[bank] ?? ''}`,
-        `unexpected EFI application ${a.path ?? a.devicePath} (${a.role}, digest ${short(a.digests[bank] ?? 'none')}): policy allows only ${stages.length} application(s) in the boot chain`);
+      fail('boot-chain', 4, a.event, `${stages.length} EFI application(s)`, `${appName(a)} ${a.digests[bank] ?? ''}`,
+        `unexpected EFI application ${appName(a)} (${a.role}, digest ${short(a.digests[bank] ?? 'none')}): policy allows only ${stages.length} application(s) in the boot chain`);
       continue;
     }
     if (!a) {
@@ -451,7 +455,7 @@ function checkChain(stages: Stage[], st: BootState, bank: BankName, fail: Fail):
     const d = a.digests[bank] ?? 'none';
     if (s.allowed.some((x) => x.digest === d)) continue;
     fail('boot-chain', 4, a.event, s.allowed.map((x) => x.digest).join(' | '), d,
-      `EFI application ${a.path ?? a.devicePath} (${s.role}) has digest ${short(d)}, policy allows ${orList(s.allowed.map((x) => short(x.digest) + (x.path && x.path !== a.path ? ` (${x.path})` : '')))}`);
+      `EFI application ${appName(a)} (${s.role}) has digest ${short(d)}, policy allows ${orList(s.allowed.map((x) => short(x.digest) + (x.path && x.path !== a.path ? ` (${x.path})` : '')))}`);
   }
 }
 
