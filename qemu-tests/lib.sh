@@ -7,7 +7,8 @@
 #   bk_build_uki OUT VMLINUZ INITRD CMDLINE [OSREL]  systemd-stub UKI via objcopy (bookworm: no ukify)
 #   bk_sign OUT IN                   sbsign with OVMF's snakeoil PK/KEK key
 #   bk_build_esp OUT SRC:DEST ...    GPT disk image with one FAT ESP, fixed GUIDs, no mount (mtools)
-#   bk_boot DIR ESP sb|nosb [qemu args...]   fresh swtpm + OVMF boot; console -> DIR/console.log,
+#   bk_boot DIR ESP sb|nosb [qemu args...]   fresh swtpm (banks: $BK_PCR_BANKS, default sha1,sha256)
+#                                    + OVMF boot; console -> DIR/console.log,
 #                                    guest's ttyS1 -> DIR/data.txt; returns qemu's status
 #   bk_extract DATA NAME OUT         one "=== BEGIN NAME"/"=== END NAME" base64 block of DATA -> OUT
 # Requirements (Debian 12): qemu-system-x86 ovmf swtpm swtpm-tools systemd-boot-efi mtools
@@ -146,13 +147,13 @@ EOF
 }
 
 # bk_boot DIR ESP sb|nosb [extra qemu args...]
-# Fresh swtpm (banks sha1+sha256) in DIR/tpm, fresh OVMF vars, ESP as virtio-blk, no NIC.
+# Fresh swtpm (PCR banks $BK_PCR_BANKS, default sha1,sha256) in DIR/tpm, fresh OVMF vars, ESP as virtio-blk, no NIC.
 # Console (ttyS0) -> DIR/console.log, guest ttyS1 -> DIR/data.txt.
 bk_boot() {
   local dir=$1 esp=$2 sb=$3; shift 3
   mkdir -p "$dir" && dir=$(cd "$dir" && pwd)
   rm -rf "$dir/tpm" && mkdir -p "$dir/tpm"
-  swtpm_setup --tpm2 --tpmstate "$dir/tpm" --pcr-banks sha1,sha256 --overwrite >"$dir/swtpm_setup.log" 2>&1
+  swtpm_setup --tpm2 --tpmstate "$dir/tpm" --pcr-banks "${BK_PCR_BANKS:-sha1,sha256}" --overwrite >"$dir/swtpm_setup.log" 2>&1
   swtpm socket --tpm2 --tpmstate dir="$dir/tpm" --ctrl type=unixio,path="$dir/swtpm.sock" \
     --terminate --log file="$dir/swtpm.log" &
   local swtpm_pid=$!
@@ -192,16 +193,32 @@ bk_extract() {
     base64 -d >"$3"
 }
 
-# bk_pcrs_json PCRTEXT: lines "bank index HEX" -> {"sha1": {"0": "hex", ...}, "sha256": {...}}
+# bk_pcrs_json PCRTEXT [BANKS]: lines "bank index HEX" -> {"sha1": {"0": "hex", ...}, "sha256": {...}}
+# BANKS (default "sha1 sha256"): which banks to write, in that order, when present.
 bk_pcrs_json() {
-  tr -d '\r' <"$1" | awk '
+  tr -d '\r' <"$1" | awk -v want="${2:-sha1 sha256}" '
     NF==3 { v[$1 "," $2]=tolower($3); seen[$1]=1 }
     END {
       printf "{"; nb=0
-      split("sha1 sha256 sha384 sha512", banks, " ")
-      for (b=1; b<=4; b++) { bank=banks[b]; if (!(bank in seen)) continue
+      n=split(want, banks, " ")
+      for (b=1; b<=n; b++) { bank=banks[b]; if (!(bank in seen)) continue
         printf "%s\n  \"%s\": {", (nb++ ? "," : ""), bank
         for (i=0; i<24; i++) printf "%s\"%d\": \"%s\"", (i ? ", " : ""), i, v[bank "," i]
         printf "}" }
       print "\n}" }'
+}
+
+# bk_check_replay LOG PCRS_JSON: tpm2-tools' own replay (tpm2_eventlog) of LOG must equal the
+# PCRs the guest read, for every PCR the log extends. Independent of bootkey's parser.
+bk_check_replay() {
+  local bad
+  bad=$(tpm2_eventlog "$1" 2>/dev/null | awk '
+      /^pcrs:/ {p=1; next}  p && /^  [a-z0-9]+:$/ {bank=$1; sub(":", "", bank); next}
+      p && /^ +[0-9]+ +: 0x/ {print bank, $1, tolower(substr($3, 3))}' |
+    while read -r bank i v; do
+      grep -q "\"$bank\":" "$2" || continue    # bank not recorded in the JSON
+      grep -q "\"$i\": \"$v\"" <(sed -n "s/.*\"$bank\": {\(.*\)}.*/\1/p" "$2" | tr ',' '\n') ||
+        echo "$bank:$i"
+    done)
+  [ -z "$bad" ] || { bk_log "tpm2_eventlog replay differs from the TPM: $bad"; return 1; }
 }

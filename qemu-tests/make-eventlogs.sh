@@ -8,6 +8,8 @@
 #   uki-sb-on             same UKI sbsigned with the snakeoil key, secboot OVMF + snakeoil vars
 #   uki-sb-off-cmdline2   as uki-sb-off with another kernel command line in the UKI
 #   sdboot-sb-off         systemd-boot as BOOTX64.EFI, type #1 entry (vmlinuz + initrd + options)
+#   uki-sb-off-4banks     as uki-sb-off with swtpm's sha1+sha256+sha384+sha512 banks active (the
+#                         log carries 4 digests per event; the .pcrs.json still has sha1 + sha256)
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -18,14 +20,14 @@ CMDLINE1="console=ttyS0 panic=-1 loglevel=4"
 CMDLINE2="console=ttyS0 panic=-1 loglevel=4 bootkey.test=cmdline2"
 
 bk_fetch_kernel
-bk_log "kernel $BK_KVER"
+bk_log "kernel $BK_KVER; $(dpkg-query -W -f '${Package} ${Version}, ' ovmf systemd-boot-efi swtpm qemu-system-x86 busybox-static)"
 bk_build_initramfs "$B/initrd.zst" "$BK_ROOT/qemu-tests/initramfs/dump-init.sh"
 
 # Builds the ESP for boot NAME into $B/NAME.esp; prints "sb" or "nosb".
 build() {
   local name=$1
   case $name in
-    uki-sb-off|uki-sb-on)
+    uki-sb-off|uki-sb-on|uki-sb-off-4banks)
       bk_build_uki "$B/uki1.efi" "$BK_VMLINUZ" "$B/initrd.zst" "$CMDLINE1"
       if [ "$name" = uki-sb-on ]; then
         bk_sign "$B/uki1.signed.efi" "$B/uki1.efi"
@@ -48,11 +50,12 @@ build() {
   esac
 }
 
-names=("$@"); [ ${#names[@]} -gt 0 ] || names=(uki-sb-off uki-sb-on uki-sb-off-cmdline2 sdboot-sb-off)
+names=("$@"); [ ${#names[@]} -gt 0 ] || names=(uki-sb-off uki-sb-on uki-sb-off-cmdline2 sdboot-sb-off uki-sb-off-4banks)
 for name in "${names[@]}"; do
   sb=$(build "$name")
   bk_log "$name: booting ($sb)"
   run=$B/run-$name
+  BK_PCR_BANKS=sha1,sha256; [ "$name" != uki-sb-off-4banks ] || BK_PCR_BANKS=sha1,sha256,sha384,sha512
   if ! bk_boot "$run" "$B/$name.esp" "$sb" || ! grep -q '^=== DONE' "$run/data.txt" 2>/dev/null; then
     bk_log "$name: boot failed after ${BK_BOOT_SECONDS}s; console:"; tail -n 30 "$run/console.log" >&2
     exit 1
@@ -63,6 +66,7 @@ for name in "${names[@]}"; do
   bk_extract "$run/data.txt" ima "$OUT/$name.ima.txt"
   bk_extract "$run/data.txt" cmdline "$run/cmdline.txt"
   bk_pcrs_json "$run/pcrs.txt" >"$OUT/$name.pcrs.json"
+  bk_check_replay "$OUT/$name.bin" "$OUT/$name.pcrs.json"   # tpm2-tools' replay, as a cross-check
   echo "$name $BK_BOOT_SECONDS" >>"$B/timings.txt"
   bk_log "$name: $(stat -c %s "$OUT/$name.bin") bytes of log; guest cmdline: $(cat "$run/cmdline.txt")"
 done

@@ -33,7 +33,12 @@ const TAG_LOAD_OPTIONS = 0x8f3b22ed;
 // The command lines qemu-tests/make-eventlogs.sh puts in the UKIs / the systemd-boot entry.
 const CMDLINE1 = 'console=ttyS0 panic=-1 loglevel=4';
 const CMDLINE2 = 'console=ttyS0 panic=-1 loglevel=4 bootkey.test=cmdline2';
-const UKI_CMDLINE: Record<string, string> = { 'uki-sb-off': CMDLINE1, 'uki-sb-on': CMDLINE1, 'uki-sb-off-cmdline2': CMDLINE2 };
+const UKI_CMDLINE: Record<string, string> = {
+  'uki-sb-off': CMDLINE1,
+  'uki-sb-on': CMDLINE1,
+  'uki-sb-off-cmdline2': CMDLINE2,
+  'uki-sb-off-4banks': CMDLINE1,
+};
 const SDBOOT_OPTIONS = `initrd=\\bootkey\\initrd.zst ${CMDLINE1}`;
 
 const sha = (alg: string, ...parts: (Buffer | string)[]) => {
@@ -191,6 +196,15 @@ test('uki-sb-off vs uki-sb-on: PCR 7 differs (SecureBoot, keys, authority), PCR 
   for (const i of [0, 7]) assert.is.not(hex(a.get(i)), hex(b.get(i)), `PCR ${i}`);
   // Same UKI contents: PCR 11 (sections) and PCR 9 (cmdline + initrd) are equal.
   for (const i of [9, 11]) assert.is(hex(a.get(i)), hex(b.get(i)), `PCR ${i}`);
+});
+
+test('uki-sb-off-4banks: the log carries sha1/sha256/sha384/sha512; its sha1 + sha256 PCRs equal uki-sb-off\'s', () => {
+  const { log, tpm, replayed } = load('uki-sb-off-4banks');
+  assert.equal(log.banks, ['sha1', 'sha256', 'sha384', 'sha512']);
+  for (const ev of log.events.filter((e) => e.index > 0)) assert.is(ev.digests.size, 4, `#${ev.index}`);
+  assert.is(replayed.get('sha512')!.get(11)!.length, 64);
+  const other = load('uki-sb-off').tpm;
+  for (const bank of BANKS) for (let i = 0; i < 24; i++) assert.is(hex(tpm.get(bank)!.get(i)), hex(other.get(bank)!.get(i)), `${bank}:${i}`);
 });
 
 test('sdboot-sb-off: systemd-boot measures the entry options into PCR 12; boot loader + kernel in PCR 4; no PCR 11', () => {
