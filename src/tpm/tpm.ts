@@ -189,8 +189,15 @@ export class Tpm {
     const b = body.finish();
     w.u16(tag).u32(10 + b.length).u32(req.cc).bytes(b);
 
-    const rsp = await this.transport.send(w.finish());
-    const rc = this.checkHeader(name, rsp);
+    const cmd = w.finish();
+    let rsp = await this.transport.send(cmd);
+    let rc = this.checkHeader(name, rsp);
+    // Part 1 §6.6.3 / TSS: TPM_RC_RETRY, _YIELDED and _TESTING mean the command was not run; send it again.
+    for (let i = 0; i < 20 && (rc === TPM_RC.RETRY || rc === TPM_RC.YIELDED || rc === TPM_RC.TESTING); i++) {
+      await new Promise((r) => setTimeout(r, Math.min(5 * 2 ** i, 200)));
+      rsp = await this.transport.send(cmd);
+      rc = this.checkHeader(name, rsp);
+    }
     if (rc !== 0) {
       // a failed command does not roll nonces, and a session survives unless it was the policy being used up
       throw TpmError.fromRC(name, rc);
