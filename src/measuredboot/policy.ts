@@ -130,7 +130,7 @@ function short(h: string): string {
   return h.length > 12 ? h.slice(0, 12) + '…' : h;
 }
 function orList(xs: string[]): string {
-  if (xs.length === 0) return 'nothing';
+  if (xs.length === 0) return 'none (the known-good boots had none)';
   return xs.length <= 3 ? xs.join(' or ') : `${xs.slice(0, 3).join(', ')} or ${xs.length - 3} other(s)`;
 }
 function uniq<T>(xs: T[], key: (x: T) => string = (x) => JSON.stringify(x)): T[] {

@@ -1,0 +1,142 @@
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { createHash } from 'node:crypto';
+import { extractBootState, crtmVersionText } from '../../src/measuredboot/bootstate.ts';
+import type { EventLog, TcgEvent, DecodedEvent } from '../../src/measuredboot/types.ts';
+import { readLog, QEMU } from './helpers.ts';
+
+const COREOS = 'google__go-attestation__attest__testdata__coreos_36_shielded_vm_no_secure_boot_eventlog';
+const DEBIAN_QEMU = 'grawity__tpm_futurepcr__tests__fixtures__QEMU__tpm_binary_measurements';
+const SDBOOT_F37 = 'tpm2-software__tpm2-tools__test__integration__fixtures__event-sd-boot-fedora37.bin';
+const ELITEBOOK = 'grawity__tpm_futurepcr__tests__fixtures__ACTUAL_SYSTEMS__HP_EliteBook_TPM2.0_UEFI_SB_Linux.log';
+const GDC = 'google__go-tpm-tools__internal__test__eventlogs__gdc-host.bin';
+const DUPSEP = 'google__go-eventlog__testdata__eventlogs__ccel__cos-113-intel-tdx-dupe-separator-unpadded.bin';
+
+// ---- real logs ----
+
+test('coreos 36 (GCE, SB off): Secure Boot off, shim then grub from \\EFI\\fedora, MOK measured', () => {
+  const st = extractBootState(readLog(COREOS));
+  assert.is(st.secureBoot.enabled, false);
+  assert.is(st.secureBoot.value, '00');
+  assert.equal(st.apps.map((a) => [a.role, a.path]), [['shim', '\\EFI\\fedora\\shimx64.efi'], ['bootloader', '\\EFI\\fedora\\grubx64.efi']]);
+  assert.ok(st.mok.MokList && st.mok.MokListX, 'MokList/MokListX in PCR 14');
+  assert.match(st.mok.SbatLevel!.text, /^sbat,1,/);
+  assert.is(st.firmware.crtmVersions[0].text, 'GCE Virtual Firmware v1');
+  assert.is(st.dbx!.entries.length, 186);
+  assert.equal(st.errors, []);
+});
+
+test('Debian QEMU (SB on, shim+grub): kernel command line from grub, Debian CA authority via shim', () => {
+  const st = extractBootState(readLog(DEBIAN_QEMU));
+  assert.is(st.secureBoot.enabled, true);
+  assert.equal(st.cmdlines.map((c) => [c.pcr, c.source, c.text]), [[8, 'grub', '/boot/vmlinuz-5.18.0-0.deb11.4-amd64 root=UUID=cfa927ec-bf7d-45e2-80bd-be4bda00859c ro quiet']]);
+  assert.equal(st.apps.map((a) => a.role), ['shim', 'bootloader', 'kernel']);
+  const shimAuth = st.authorities.find((a) => a.variable === 'Shim');
+  assert.is(shimAuth?.subject, 'CN=Debian Secure Boot CA');
+  assert.is(st.initrds.length, 1);
+  assert.is(st.apps[0].digests.sha256?.length, 64);
+});
+
+test('Fedora 37 systemd-boot: UCS-2 command line in PCR 12, SecureBoot variable empty = off', () => {
+  const st = extractBootState(readLog(SDBOOT_F37));
+  assert.is(st.secureBoot.enabled, false);
+  assert.ok(st.warnings.some((w) => w.code === 'SECUREBOOT_EMPTY'));
+  assert.equal([...new Set(st.cmdlines.map((c) => `${c.pcr} ${c.source} ${c.text}`))], ['12 systemd console=ttyS0 console=tty0 efi=debug']);
+});
+
+test('HP EliteBook (SB on): systemd-boot then a UKI, own db key', () => {
+  const st = extractBootState(readLog(ELITEBOOK));
+  assert.is(st.secureBoot.enabled, true);
+  assert.equal(st.apps.map((a) => [a.role, a.path]), [['bootloader', '\\EFI\\systemd\\systemd-bootx64.efi'], ['uki', '\\EFI\\Linux\\vmlinuz-linux.efi']]);
+  assert.equal(st.authorities.map((a) => a.subject), ['OU=Secure Boot (midnight), CN=DatabaseKey']);
+});
+
+test('GDC host: DMA Protection Disabled, option ROMs, EFI-stub load options known only by digest', () => {
+  const st = extractBootState(readLog(GDC));
+  assert.equal(st.dmaProtectionDisabled, [18]);
+  assert.is(st.drivers.length, 35);
+  const stub = st.cmdlines.find((c) => c.source === 'linux-efi-stub')!;
+  assert.is(stub.event, 155);
+  assert.is(stub.text, undefined);
+  assert.is(st.cmdlines.find((c) => c.source === 'grub')!.text, '/vmlinuz-6.9.0-rc7+ root=/dev/mapper/ubuntu--vg-ubuntu--lv ro nohibernate kvm_intel.tdx=on intel_iommu=on');
+  assert.is(st.firmware.crtmVersions[0].text, '2.3.5');
+});
+
+test('duplicate separator in PCR 0-7 is an error naming the event', () => {
+  const st = extractBootState(readLog(DUPSEP));
+  assert.equal(st.errors.map((e) => [e.code, e.pcr, e.event]), [['DUPLICATE_SEPARATOR', 1, 16]]);
+});
+
+test('QEMU UKI (SB on): the UKI is recognised from its PCR 11 sections', () => {
+  const st = extractBootState(readLog('uki-sb-on.bin', QEMU));
+  assert.is(st.secureBoot.enabled, true);
+  assert.equal(st.apps.map((a) => [a.role, a.path]), [['uki', '\\EFI\\BOOT\\BOOTX64.EFI']]);
+  assert.ok(st.stubSections.some((s) => s.description === '.cmdline'));
+});
+
+test('QEMU systemd-boot: the EFI stub load options get their text from the PCR 12 twin', () => {
+  const st = extractBootState(readLog('sdboot-sb-off.bin', QEMU));
+  const stub = st.cmdlines.find((c) => c.source === 'linux-efi-stub')!;
+  assert.is(stub.text, 'initrd=\\bootkey\\initrd.zst console=ttyS0 panic=-1 loglevel=4');
+});
+
+// ---- hand-built logs: trust rules ----
+
+let n = 0;
+function ev(pcr: number, type: number, decoded: DecodedEvent, data: Buffer = Buffer.alloc(0), digestCheck: TcgEvent['digestCheck'] = 'match'): TcgEvent {
+  const i = ++n;
+  return { index: i, offset: i * 100, pcr, type, typeName: `T${type}`, digests: new Map([['sha256', createHash('sha256').update(data).update(String(i)).digest()]]), data, decoded, digestCheck };
+}
+const sep = (pcr: number) => ev(pcr, 4, { kind: 'separator', value: 'zero' }, Buffer.alloc(4));
+const action = (pcr: number, text: string) => ev(pcr, 0x80000007, { kind: 'string', text }, Buffer.from(text));
+const app = (path: string) => ev(4, 0x80000003, { kind: 'efi-image', imageLocation: 0n, imageLength: 0n, linkTimeAddress: 0n, devicePath: path, filePath: path });
+const sbVar = (value: number) => ev(7, 0x80000001, { kind: 'efi-variable', guid: '8be4df61-93ca-11d2-aa0d-00e098032b8c', name: 'SecureBoot', data: Buffer.from([value]) });
+/** Events are numbered by their position (in place, so the tests' handles see the numbers). */
+function mkLog(events: TcgEvent[]): EventLog {
+  events.forEach((e, i) => (e.index = i + 1));
+  return { format: 'crypto-agile', banks: ['sha256'], events, length: 0 };
+}
+
+test('hand-built: PCR 0 after its separator and PCR 4 after ExitBootServices are ignored, with warnings', () => {
+  const crtm = ev(0, 8, { kind: 'string', text: 'v1' }, Buffer.from('v1\0', 'utf16le'));
+  const lateFw = ev(0, 8, { kind: 'string', text: 'evil' }, Buffer.from('evil\0', 'utf16le'));
+  const lateApp = app('\\evil.efi');
+  const st = extractBootState(mkLog([crtm, sbVar(1), sep(0), sep(4), sep(7), lateFw, app('\\EFI\\BOOT\\BOOTX64.EFI'), action(5, 'Exit Boot Services Invocation'), lateApp]));
+  assert.equal(st.firmware.crtmVersions.map((c) => c.text), ['v1']);
+  assert.equal(st.apps.map((a) => a.path), ['\\EFI\\BOOT\\BOOTX64.EFI']);
+  assert.equal(st.warnings.filter((w) => w.code.startsWith('AFTER')).map((w) => [w.code, w.event]), [['AFTER_SEPARATOR', lateFw.index], ['AFTER_EXIT_BOOT_SERVICES', lateApp.index]]);
+  assert.is(st.secureBoot.enabled, true);
+});
+
+test('hand-built: second PCR 7 separator, a variable after the separator and a tampered variable are errors', () => {
+  const tampered = ev(7, 0x80000001, { kind: 'efi-variable', guid: 'd719b2cb-3d3a-4596-a3bc-dad00e67656f', name: 'db', data: Buffer.alloc(0) }, Buffer.alloc(0), 'mismatch');
+  const s1 = sep(7), s2 = sep(7);
+  const lateVar = sbVar(0);
+  const sb = sbVar(1);
+  const st = extractBootState(mkLog([sb, tampered, s1, s2, lateVar]));
+  assert.equal(st.errors.map((e) => [e.code, e.event]), [['DIGEST_MISMATCH', tampered.index], ['DUPLICATE_SEPARATOR', s2.index], ['VARIABLE_AFTER_SEPARATOR', lateVar.index], ['SB_NO_DB', sb.index]]);
+  assert.is(st.secureBoot.enabled, true, 'the late SecureBoot=0 is not taken');
+});
+
+test('hand-built: a grub command line whose text does not match its digest is an error, not a command line', () => {
+  const text = 'kernel_cmdline: /vmlinuz root=/dev/sda1 ro';
+  const forged = ev(8, 0xd, { kind: 'ipl', text, encoding: 'ascii' }, Buffer.from(text), 'not-applicable');
+  const st = extractBootState(mkLog([forged]));
+  assert.equal(st.cmdlines, []);
+  assert.equal(st.errors.map((e) => [e.code, e.pcr, e.event]), [['TEXT_MISMATCH', 8, forged.index]]);
+});
+
+test('hand-built: UEFI Debug Mode is reported wherever it is', () => {
+  const dbg = action(7, 'UEFI Debug Mode');
+  const st = extractBootState(mkLog([sep(7), dbg]));
+  assert.equal(st.debugMode, [dbg.index]);
+});
+
+test('crtmVersionText: UCS-2, ASCII, GUID, empty', () => {
+  assert.is(crtmVersionText(Buffer.from('edk2\0', 'utf16le')), 'edk2');
+  assert.is(crtmVersionText(Buffer.from('N1FET43W\0', 'latin1')), 'N1FET43W');
+  assert.is(crtmVersionText(Buffer.alloc(2)), '');
+  assert.match(crtmVersionText(Buffer.from('1ef2a0f3bf6e54450a8bd0a3a9b56fcd', 'hex')), /^GUID [0-9a-f]{8}-[0-9a-f]{4}-/);
+});
+
+test.run();
