@@ -217,6 +217,10 @@ test('sdboot-sb-off: systemd-boot measures the entry options into PCR 12; boot l
   assert.is(apps.length, 2);
   assert.ok(apps[0]!.endsWith('\\EFI\\BOOT\\BOOTX64.EFI') && apps[1]!.endsWith('\\BOOTKEY\\VMLINUZ'), apps.join(' | '));
   assert.is(events('sdboot-sb-off', 11).length, 0);
+  // The kernel's Authenticode digest is the same whether the firmware loaded it from the ESP
+  // (systemd-boot) or systemd-stub loaded the UKI's .linux section from memory (VenMedia path).
+  const kernel = (n: string) => hex(events(n, 4, EV_EFI_BOOT_SERVICES_APPLICATION)[1]!.digests.get('sha256'));
+  assert.is(kernel('sdboot-sb-off'), kernel('uki-sb-off'));
   // Same initrd as the UKIs: same PCR 9 initrd tag digest.
   assert.is(hex(events('sdboot-sb-off', 9, EV_EVENT_TAG)[1]!.digests.get('sha256')), hex(events('uki-sb-off', 9, EV_EVENT_TAG)[1]!.digests.get('sha256')));
 });
