@@ -15,11 +15,12 @@
  * UINT32 0xBADCC0DE ‖ UINT32 1 ‖ TPM2B_ID_OBJECT ‖ TPM2B_ENCRYPTED_SECRET.
  * @module
  */
+import type { KeyObject } from 'node:crypto';
 import { TpmError } from './errors.ts';
 import { marshal, unmarshal } from './marshal.ts';
-import { TPM_ALG } from './constants.ts';
-import { type TPMTPublic } from './structures.ts';
-import { aesCfbEncrypt, digestSize, encryptSeed, hmac, kdfa, symKeyBits } from './crypto.ts';
+import { TPM_ALG, TPM_ECC, TPMA_OBJECT } from './constants.ts';
+import { SCHEME_NULL, SYM_AES128_CFB, type TPMTPublic } from './structures.ts';
+import { aesCfbEncrypt, digestSize, encryptSeed, fixedSize, hmac, kdfa, symKeyBits } from './crypto.ts';
 
 export interface Credential {
   /** TPM2B_ID_OBJECT contents (without the size): integrityHMAC TPM2B ‖ encIdentity. */
@@ -74,4 +75,38 @@ export function unmarshalCredentialFile(b: Uint8Array, ctx = 'credential file'):
     const secret = r.tpm2b('TPM2B_ENCRYPTED_SECRET', 512);
     return { credentialBlob, secret };
   });
+}
+
+/** The default EK policy (TCG EK Credential Profile §B.3.3, policy A): PolicySecret(TPM_RH_ENDORSEMENT), SHA-256. */
+export const EK_POLICY_A_SHA256 = Buffer.from('837197674484b3f81a90cc8d46a5d724fd52d76e06520b64f2a1da1b331469aa', 'hex');
+
+/** The default EK template's attributes (EK Credential Profile §B.3.3 templates L-1/L-2). */
+export const EK_ATTRIBUTES =
+  TPMA_OBJECT.fixedTPM | TPMA_OBJECT.fixedParent | TPMA_OBJECT.sensitiveDataOrigin | TPMA_OBJECT.adminWithPolicy | TPMA_OBJECT.restricted | TPMA_OBJECT.decrypt;
+
+/**
+ * The public area an EK with this public key has under the default low-range templates
+ * (EK Credential Profile §B.3.3: L-1 RSA 2048, L-2 ECC NIST P-256; nameAlg SHA-256,
+ * AES-128-CFB, policy A). For an EK given as a bare public key (PEM); other templates
+ * (high-range, P-384) give the same seed encryption only when nameAlg and AES size agree.
+ * @throws TpmError('UNSUPPORTED') for a key that is not RSA or EC P-256/P-384.
+ */
+export function ekPublicFromKey(key: KeyObject): TPMTPublic {
+  const jwk = key.export({ format: 'jwk' });
+  const common = { nameAlg: TPM_ALG.SHA256, objectAttributes: EK_ATTRIBUTES, authPolicy: Buffer.from(EK_POLICY_A_SHA256) };
+  if (jwk.kty === 'RSA' && jwk.n && jwk.e) {
+    const n = Buffer.from(jwk.n, 'base64url');
+    const e = Buffer.from(jwk.e, 'base64url').readUIntBE(0, Math.min(6, Buffer.from(jwk.e, 'base64url').length));
+    return { type: TPM_ALG.RSA, ...common, parameters: { symmetric: { ...SYM_AES128_CFB }, scheme: { ...SCHEME_NULL }, keyBits: n.length * 8, exponent: e === 65537 ? 0 : e }, unique: { rsa: n } };
+  }
+  if (jwk.kty === 'EC' && jwk.x && jwk.y && (jwk.crv === 'P-256' || jwk.crv === 'P-384')) {
+    const size = jwk.crv === 'P-256' ? 32 : 48;
+    return {
+      type: TPM_ALG.ECC,
+      ...common,
+      parameters: { symmetric: { ...SYM_AES128_CFB }, scheme: { ...SCHEME_NULL }, curveID: jwk.crv === 'P-256' ? TPM_ECC.NIST_P256 : TPM_ECC.NIST_P384, kdf: { ...SCHEME_NULL } },
+      unique: { x: fixedSize(Buffer.from(jwk.x, 'base64url'), size, 'x'), y: fixedSize(Buffer.from(jwk.y, 'base64url'), size, 'y') },
+    };
+  }
+  throw new TpmError('UNSUPPORTED', `EK public key: unsupported key type ${jwk.kty}${jwk.crv ? ' ' + jwk.crv : ''}`);
 }
