@@ -11,6 +11,9 @@
 #                                    + OVMF boot; console -> DIR/console.log,
 #                                    guest's ttyS1 -> DIR/data.txt; returns qemu's status
 #   bk_extract DATA NAME OUT         one "=== BEGIN NAME"/"=== END NAME" base64 block of DATA -> OUT
+#   bk_pcrs_json PCRTEXT [BANKS]     "bank index HEX" lines -> bootkey's PCR JSON
+#   bk_check_replay LOG PCRS_JSON    tpm2_eventlog's replay of LOG must equal the JSON's PCRs
+# Also sets SOURCE_DATE_EPOCH (reproducible initramfs/UKI) and `set -euo pipefail`.
 # Requirements (Debian 12): qemu-system-x86 ovmf swtpm swtpm-tools systemd-boot-efi mtools
 # dosfstools fdisk busybox-static cpio zstd binutils sbsigntool.
 
@@ -148,12 +151,20 @@ EOF
 
 # bk_boot DIR ESP sb|nosb [extra qemu args...]
 # Fresh swtpm (PCR banks $BK_PCR_BANKS, default sha1,sha256) in DIR/tpm, fresh OVMF vars, ESP as virtio-blk, no NIC.
-# Console (ttyS0) -> DIR/console.log, guest ttyS1 -> DIR/data.txt.
+# Console (ttyS0) -> DIR/console.log, guest ttyS1 -> DIR/data.txt. Knobs for later tests:
+#   BK_TPM_STATE_FROM=D  start from a copy of swtpm state dir D (e.g. after systemd-cryptenroll)
+#   BK_CONSOLE=S         qemu -serial spec for ttyS0 instead of file:DIR/console.log (e.g. chardev:ser0
+#                        with a -chardev socket,...,server=on,wait=on in the extra args)
+#   BK_SMP=N             vCPUs (default 1)
 bk_boot() {
   local dir=$1 esp=$2 sb=$3; shift 3
   mkdir -p "$dir" && dir=$(cd "$dir" && pwd)
   rm -rf "$dir/tpm" && mkdir -p "$dir/tpm"
-  swtpm_setup --tpm2 --tpmstate "$dir/tpm" --pcr-banks "${BK_PCR_BANKS:-sha1,sha256}" --overwrite >"$dir/swtpm_setup.log" 2>&1
+  if [ -n "${BK_TPM_STATE_FROM:-}" ]; then
+    cp -a "$BK_TPM_STATE_FROM"/. "$dir/tpm/"
+  else
+    swtpm_setup --tpm2 --tpmstate "$dir/tpm" --pcr-banks "${BK_PCR_BANKS:-sha1,sha256}" --overwrite >"$dir/swtpm_setup.log" 2>&1
+  fi
   swtpm socket --tpm2 --tpmstate dir="$dir/tpm" --ctrl type=unixio,path="$dir/swtpm.sock" \
     --terminate --log file="$dir/swtpm.log" &
   local swtpm_pid=$!
@@ -171,14 +182,14 @@ bk_boot() {
   rm -f "$dir/console.log" "$dir/data.txt"
   local t0 rc=0; t0=$(date +%s%N)
   timeout --kill-after=10 "$BK_TIMEOUT" qemu-system-x86_64 \
-    -machine "$machine" -accel tcg -m "$BK_MEM" -display none -no-reboot -nic none \
+    -machine "$machine" -accel tcg -m "$BK_MEM" -smp "${BK_SMP:-1}" -display none -no-reboot -nic none \
     "${fw[@]}" \
     -drive if=pflash,format=raw,unit=0,readonly=on,file="$code" \
     -drive if=pflash,format=raw,unit=1,file="$dir/vars.fd" \
     -chardev socket,id=chrtpm,path="$dir/swtpm.sock" \
     -tpmdev emulator,id=tpm0,chardev=chrtpm -device tpm-tis,tpmdev=tpm0 \
     -drive if=none,id=esp,format=raw,file="$esp" -device virtio-blk-pci,drive=esp,bootindex=1 \
-    -serial file:"$dir/console.log" -serial file:"$dir/data.txt" \
+    -serial "${BK_CONSOLE:-file:$dir/console.log}" -serial file:"$dir/data.txt" \
     "$@" || rc=$?
   BK_BOOT_SECONDS=$(( ($(date +%s%N) - t0) / 1000000 ))  # milliseconds, despite the name
   BK_BOOT_SECONDS=$((BK_BOOT_SECONDS / 1000)).$(printf %03d $((BK_BOOT_SECONDS % 1000)))
