@@ -4,17 +4,16 @@
  * All functions are pure and bounded; they throw EventLogError on malformed input.
  * @module
  */
-import { X509Certificate } from 'node:crypto';
+import { X509Certificate, createHash } from 'node:crypto';
 import { Reader } from './reader.ts';
 import type { EfiSignature, EfiSignatureList } from './types.ts';
 
+const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
+
 /** EFI_GUID (16 bytes, first three fields little-endian) → canonical lowercase text. */
 export function guidToString(b: Buffer, off = 0): string {
-  const h = (i: number, n: number, le: boolean): string => {
-    const s = b.subarray(off + i, off + i + n);
-    return Buffer.from(le ? [...s].reverse() : s).toString('hex');
-  };
-  return `${h(0, 4, true)}-${h(4, 2, true)}-${h(6, 2, true)}-${h(8, 2, false)}-${h(10, 6, false)}`;
+  const x = (i: number) => HEX[b[off + i]];
+  return `${x(3)}${x(2)}${x(1)}${x(0)}-${x(5)}${x(4)}-${x(7)}${x(6)}-${x(8)}${x(9)}-${x(10)}${x(11)}${x(12)}${x(13)}${x(14)}${x(15)}`;
 }
 
 export function readGuid(r: Reader, what = 'EFI_GUID'): string {
@@ -97,14 +96,24 @@ export function looksAscii(b: Buffer): boolean {
   return true;
 }
 
+/** Subjects of certificates already seen (the same CA certificates recur in every log), by SHA-256. */
+const SUBJECTS = new Map<string, string | undefined>();
+const MAX_CACHED = 512;
+
 /** X.509 subject as one line ("CN=..., O=..."), or undefined when node:crypto cannot parse it. */
 export function x509Subject(der: Buffer): string | undefined {
   if (der.length < 4 || der[0] !== 0x30) return undefined;
+  const key = createHash('sha256').update(der).digest('base64');
+  if (SUBJECTS.has(key)) return SUBJECTS.get(key);
+  let subject: string | undefined;
   try {
-    return new X509Certificate(der).subject.split('\n').join(', ');
+    subject = new X509Certificate(der).subject.split('\n').join(', ');
   } catch {
-    return undefined;
+    subject = undefined;
   }
+  if (SUBJECTS.size >= MAX_CACHED) SUBJECTS.delete(SUBJECTS.keys().next().value!);
+  SUBJECTS.set(key, subject);
+  return subject;
 }
 
 /** Upper bound on signatures per variable, against pathological SignatureSize values. */

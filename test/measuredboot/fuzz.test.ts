@@ -41,14 +41,20 @@ function check(buf: Buffer): void {
   maxMs = Math.max(maxMs, performance.now() - t0);
 }
 
-const mutation = fc.oneof(
+type Mutation =
+  | { kind: 'flip'; pos: number; bit: number; n: number }
+  | { kind: 'truncate'; pos: number }
+  | { kind: 'u32'; pos: number; value: number }
+  | { kind: 'splice'; from: number; to: number; len: number; other: number };
+
+const mutation: fc.Arbitrary<Mutation> = fc.oneof(
   fc.record({ kind: fc.constant('flip' as const), pos: fc.nat(), bit: fc.nat({ max: 7 }), n: fc.integer({ min: 1, max: 16 }) }),
   fc.record({ kind: fc.constant('truncate' as const), pos: fc.nat() }),
   fc.record({ kind: fc.constant('u32' as const), pos: fc.nat(), value: fc.constantFrom(0xffffffff, 0x40000000, 0x01000001, 0x7fffffff, 1000, 0, 2, 4, 0xffff) }),
   fc.record({ kind: fc.constant('splice' as const), from: fc.nat(), to: fc.nat(), len: fc.nat({ max: 2048 }), other: fc.nat() }),
 );
 
-function mutate(src: Buffer, muts: fc.Infer<typeof mutation>[], other: Buffer): Buffer {
+function mutate(src: Buffer, muts: Mutation[], other: Buffer): Buffer {
   let b = Buffer.from(src);
   for (const m of muts) {
     if (b.length === 0) break;
