@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 PKGS=(swtpm swtpm-tools tpm2-tools)
 if [ "${BOOTKEY_SETUP_QEMU:-0}" = 1 ]; then
-  PKGS+=(qemu-system-x86 ovmf systemd-boot-efi mtools dosfstools busybox-static cpio zstd binutils sbsigntool)
+  PKGS+=(qemu-system-x86 ovmf systemd-boot-efi mtools dosfstools fdisk busybox-static cpio zstd binutils sbsigntool openssl)
 fi
 missing=()
 for p in "${PKGS[@]}"; do
