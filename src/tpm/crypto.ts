@@ -246,23 +246,31 @@ export function encryptSeed(pub: TPMTPublic, label: 'SECRET' | 'IDENTITY' | 'DUP
     }
     return { seed, encryptedSecret };
   }
-  if (pub.type === TPM_ALG.ECC) {
-    const c = eccCurve(pub.parameters.curveID);
-    const px = fixedSize(pub.unique.x, c.size, 'ECC public x');
-    const py = fixedSize(pub.unique.y, c.size, 'ECC public y');
-    const ecdh = createECDH(c.openssl);
-    ecdh.generateKeys();
-    let z: Buffer;
-    try {
-      z = ecdh.computeSecret(Buffer.concat([Buffer.from([4]), px, py]));
-    } catch (e) {
-      throw new TpmError('VERIFY_KEY', `ECDH with the ECC public key failed: ${(e as Error).message}`);
-    }
-    const eph = ecdh.getPublicKey(); // 04 ‖ x ‖ y
-    const ex = eph.subarray(1, 1 + c.size);
-    const ey = eph.subarray(1 + c.size);
-    const seed = kdfe(pub.nameAlg, z, label, ex, pub.unique.x, size * 8);
-    return { seed, encryptedSecret: marshal((w) => w.tpm2b(ex).tpm2b(ey)) };
-  }
+  if (pub.type === TPM_ALG.ECC) return _eccEncryptSeed(pub, label);
   throw new TpmError('UNSUPPORTED', `cannot encrypt a seed to object type 0x${(pub as { type: number }).type.toString(16)}`);
+}
+
+/**
+ * The ECC branch of encryptSeed (Part 1 Annex C.6.1), with an optional given ephemeral private
+ * key (for known-answer tests only; production always uses a fresh random one).
+ * @internal
+ */
+export function _eccEncryptSeed(pub: Extract<TPMTPublic, { type: typeof TPM_ALG.ECC }>, label: string, ephemeralPrivate?: Buffer): EncryptedSeed {
+  const c = eccCurve(pub.parameters.curveID);
+  const px = fixedSize(pub.unique.x, c.size, 'ECC public x');
+  const py = fixedSize(pub.unique.y, c.size, 'ECC public y');
+  const ecdh = createECDH(c.openssl);
+  let z: Buffer;
+  try {
+    if (ephemeralPrivate) ecdh.setPrivateKey(ephemeralPrivate);
+    else ecdh.generateKeys();
+    z = ecdh.computeSecret(Buffer.concat([Buffer.from([4]), px, py]));
+  } catch (e) {
+    throw new TpmError('VERIFY_KEY', `ECDH with the ECC public key failed: ${(e as Error).message}`);
+  }
+  const eph = ecdh.getPublicKey(); // 04 ‖ x ‖ y
+  const ex = eph.subarray(1, 1 + c.size);
+  const ey = eph.subarray(1 + c.size);
+  const seed = kdfe(pub.nameAlg, z, label, ex, pub.unique.x, digestSize(pub.nameAlg) * 8);
+  return { seed, encryptedSecret: marshal((w) => w.tpm2b(ex).tpm2b(ey)) };
 }
