@@ -318,7 +318,7 @@ function mergeStages(a: Stage[], b: Stage[]): Stage[] {
     const x = a[i], y = b[i];
     if (x && y) {
       out.push({
-        role: x.role === y.role ? x.role : x.role,
+        role: x.role,
         allowed: uniq([...x.allowed, ...y.allowed], (s) => s.digest),
         ...(x.allowAny || y.allowAny ? { allowAny: true } : {}),
         ...(x.optional || y.optional ? { optional: true } : {}),
