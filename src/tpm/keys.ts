@@ -21,9 +21,10 @@ import { TpmError } from './errors.ts';
 import { marshalPublic, type TPMTPublic } from './structures.ts';
 import { objectName } from './crypto.ts';
 import type { Tpm } from './tpm.ts';
-import { CreatePrimary, ReadPublic, FlushContext, ActivateCredential } from './commands/object.ts';
+import { CreatePrimary, ReadPublic, FlushContext, ActivateCredential, Import, Load, Unseal } from './commands/object.ts';
 import { readNV } from './commands/nv.ts';
-import { PolicySecret, PolicyOR } from './commands/session.ts';
+import { PolicySecret, PolicyOR, PolicyPCR } from './commands/session.ts';
+import type { TPMSPCRSelection } from './structures.ts';
 import { startPolicySession, type AuthSession } from './session.ts';
 import { EK_CERT_INDICES, EK_POLICY_A_SHA256, EK_POLICY_B_SHA256, EK_POLICY_C_SHA256, akTemplate, ekTemplate, type EKRange, type KeyAlg } from './templates.ts';
 
@@ -154,6 +155,46 @@ export async function activateCredential(
     return r.certInfo;
   } finally {
     await s.flush(tpm).catch(() => undefined);
+  }
+}
+
+/**
+ * Imports a sealed object wrapped to the EK (TPM2_Import inputs as made by a server, e.g.
+ * duplicate.ts createImportBlob), loads it under the EK and unseals it through a policy
+ * session with PolicyPCR(pcrs), salted to `pinnedEK` and with response encryption, so the
+ * secret never crosses the bus in clear. Every session and the loaded object are flushed.
+ * `objectPublic` is TPMT_PUBLIC bytes; `duplicate` and `inSymSeed` are the contents of
+ * TPM2B_PRIVATE / TPM2B_ENCRYPTED_SECRET (without their size fields).
+ */
+export async function unsealImported(
+  tpm: Tpm,
+  req: { ek: KeyHandle; objectPublic: Buffer; duplicate: Buffer; inSymSeed: Buffer; pcrs: TPMSPCRSelection[]; pinnedEK?: TPMTPublic; encrypt?: boolean },
+): Promise<Buffer> {
+  const ekAuth = async <T>(fn: (s: AuthSession) => Promise<T>): Promise<T> => {
+    const s = await startEKPolicySession(tpm, req.ek, { pinnedPublic: req.pinnedEK, encrypt: req.encrypt });
+    try {
+      return await fn(s);
+    } finally {
+      await s.flush(tpm).catch(() => undefined);
+    }
+  };
+  const { outPrivate } = await ekAuth((s) =>
+    Import(tpm, { parentHandle: { handle: req.ek.handle, name: req.ek.name, session: s }, objectPublic: req.objectPublic, duplicate: req.duplicate, inSymSeed: req.inSymSeed }),
+  );
+  const { objectHandle, name } = await ekAuth((s) =>
+    Load(tpm, { parentHandle: { handle: req.ek.handle, name: req.ek.name, session: s }, inPrivate: outPrivate, inPublic: req.objectPublic }),
+  );
+  try {
+    const enc = req.encrypt ?? true;
+    const s = await startPolicySession(tpm, { salt: { handle: req.ek.handle, public: req.pinnedEK ?? req.ek.public }, encrypt: enc, decrypt: enc });
+    try {
+      await PolicyPCR(tpm, { policySession: s, pcrs: req.pcrs });
+      return (await Unseal(tpm, { itemHandle: { handle: objectHandle, name, session: s } })).outData;
+    } finally {
+      await s.flush(tpm).catch(() => undefined);
+    }
+  } finally {
+    await FlushContext(tpm, { flushHandle: objectHandle }).catch(() => undefined);
   }
 }
 
