@@ -64,8 +64,9 @@ export async function toolTpm(blank = true): Promise<ToolTpm> {
 }
 
 /** tpm2_createek -G alg -c ek-ALG.ctx -u ek-ALG.pub; tpm2_createak under it (-G akAlg), files ak-ALG.* */
-export function createEkAk(t: ToolTpm, ekAlg: 'rsa' | 'ecc', akAlg: 'rsa' | 'ecc', akScheme = akAlg === 'rsa' ? 'rsassa' : 'ecdsa', akHash = 'sha256'): { ek: string; ak: string } {
+export function createEkAk(t: ToolTpm, ekAlg: 'rsa' | 'ecc', akAlg: string, akScheme = akAlg.startsWith('rsa') ? 'rsassa' : 'ecdsa', akHash = 'sha256'): { ek: string; ak: string } {
   const ek = `ek-${ekAlg}`;
+  // The EK is recreated each time: the same template gives the same key (the TPM derives it from the EPS).
   const ak = `ak-${ekAlg}-${akAlg}-${akScheme}-${akHash}`;
   t.run('tpm2_createek', ['-G', ekAlg, '-c', `${ek}.ctx`, '-u', `${ek}.pub`]);
   t.run('tpm2_createak', ['-C', `${ek}.ctx`, '-c', `${ak}.ctx`, '-G', akAlg, '-g', akHash, '-s', akScheme, '-u', `${ak}.pub`, '-n', `${ak}.name`, '-r', `${ak}.priv`]);
