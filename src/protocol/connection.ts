@@ -1,0 +1,74 @@
+/**
+ * A message connection over any duplex stream (a TLS socket in production): framed CBOR
+ * messages, bounded frames, a timeout per receive. Shared by client and server.
+ * @module
+ */
+import type { Duplex } from 'node:stream';
+import { Deframer, frame, MAX_FRAME } from './codec.ts';
+import { ProtocolError } from './errors.ts';
+import { encodeMessage, parseMessage, type Message, type MessageOf, type MessageType } from './messages.ts';
+
+export class Connection {
+  private deframer: Deframer;
+  private frames: Buffer[] = [];
+  private waiter?: () => void;
+  private failure?: Error;
+  private ended = false;
+
+  constructor(readonly stream: Duplex, maxFrame = MAX_FRAME) {
+    this.deframer = new Deframer(maxFrame);
+    stream.on('data', (b: Buffer) => {
+      try {
+        this.deframer.push(b);
+        for (let f = this.deframer.next(); f; f = this.deframer.next()) this.frames.push(f);
+      } catch (e) {
+        this.failure = e as Error;
+        stream.destroy();
+      }
+      this.wake();
+    });
+    stream.on('end', () => { this.ended = true; this.wake(); });
+    stream.on('close', () => { this.ended = true; this.wake(); });
+    stream.on('error', (e) => { this.failure ??= e; this.wake(); });
+  }
+
+  private wake(): void {
+    const w = this.waiter;
+    this.waiter = undefined;
+    w?.();
+  }
+
+  send(m: Message): Promise<void> {
+    const data = frame(encodeMessage(m));
+    return new Promise((resolve, reject) => {
+      if (this.stream.destroyed) return reject(new ProtocolError('CLOSED', 'connection closed'));
+      this.stream.write(data, (e) => (e ? reject(new ProtocolError('CLOSED', `send failed: ${e.message}`)) : resolve()));
+    });
+  }
+
+  /** The next raw frame, or a ProtocolError (TIMEOUT, CLOSED, TOO_LARGE). */
+  async receiveFrame(timeoutMs: number): Promise<Buffer> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const f = this.frames.shift();
+      if (f) return f;
+      if (this.failure) throw this.failure instanceof ProtocolError ? this.failure : new ProtocolError('CLOSED', `connection failed: ${this.failure.message}`);
+      if (this.ended) throw new ProtocolError('CLOSED', 'connection closed by the peer');
+      const left = deadline - Date.now();
+      if (left <= 0) throw new ProtocolError('TIMEOUT', `no message within ${timeoutMs} ms`);
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, left);
+        this.waiter = () => { clearTimeout(t); resolve(); };
+      });
+    }
+  }
+
+  /** Receives and validates one message of the expected types (or an `error`). */
+  async receive<T extends MessageType>(expect: readonly T[], timeoutMs: number): Promise<MessageOf<T | 'error'>> {
+    return parseMessage(await this.receiveFrame(timeoutMs), expect);
+  }
+
+  close(): void {
+    this.stream.end();
+  }
+}

@@ -1,0 +1,95 @@
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { PassThrough } from 'node:stream';
+import { encodeMessage, parseMessage, encodeCbor, frame, Deframer, Connection, ProtocolError, MAX_FRAME } from '../../src/protocol/index.ts';
+import type { Message } from '../../src/protocol/index.ts';
+
+const pcrs = new Map([['sha256' as const, new Map([[0, Buffer.alloc(32, 1)], [7, Buffer.alloc(32, 7)]])]]);
+
+const samples: Message[] = [
+  { t: 'enroll-begin', adminToken: 'tok', ekPublic: Buffer.from('ek'), akPublic: Buffer.from('ak'), machineId: 'abc', hostname: 'h' },
+  { t: 'attest-begin', machine: 'm-1', akName: Buffer.alloc(34, 2) },
+  { t: 'attest-challenge', nonce: Buffer.alloc(32, 9), pcrSelection: [{ bank: 'sha256', pcrs: [0, 4, 7] }], releasedPcr: 15, expiresIn: 60 },
+  { t: 'attest-finish', machine: 'm-1', akName: Buffer.alloc(34), nonce: Buffer.alloc(32), quote: Buffer.from('q'), signature: Buffer.from('s'), pcrs, eventLog: Buffer.alloc(100) },
+  { t: 'released', blob: { public: Buffer.from('p'), duplicate: Buffer.from('d'), inSymSeed: Buffer.from('s') }, sealedTo: [{ bank: 'sha256', pcrs: [0, 15] }] },
+  { t: 'error', code: 'POLICY', message: 'refused', failures: ['PCR 4 event 3: ...'] },
+  { t: 'ok' },
+];
+
+test('every message round-trips through CBOR with its fields intact', () => {
+  for (const m of samples) {
+    const back = parseMessage(encodeMessage(m));
+    assert.equal(back, m, m.t);
+  }
+});
+
+test('PCR values keep banks, indices and bytes', () => {
+  const m = parseMessage(encodeMessage(samples[3]), ['attest-finish']);
+  assert.is(m.t, 'attest-finish');
+  if (m.t !== 'attest-finish') return;
+  assert.equal(m.pcrs.get('sha256')?.get(7), Buffer.alloc(32, 7));
+});
+
+test('refused: wrong version, unknown type, unexpected type, missing or mistyped fields', () => {
+  const code = (f: () => unknown): string => {
+    try { f(); } catch (e) { assert.instance(e, ProtocolError); return (e as ProtocolError).code + ': ' + (e as Error).message; }
+    throw new Error('not refused');
+  };
+  assert.match(code(() => parseMessage(encodeCbor({ v: 2, t: 'ok' }))), /^BAD_VERSION/);
+  assert.match(code(() => parseMessage(encodeCbor({ v: 1, t: 'hello' }))), /^BAD_MESSAGE: unknown message type/);
+  assert.match(code(() => parseMessage(encodeMessage(samples[1]), ['attest-finish'])), /unexpected message "attest-begin"/);
+  assert.match(code(() => parseMessage(encodeCbor({ v: 1, t: 'attest-begin', machine: 'm' }))), /field "akName" must be a byte string/);
+  assert.match(code(() => parseMessage(encodeCbor({ v: 1, t: 'attest-begin', machine: 5, akName: Buffer.alloc(2) }))), /field "machine" must be a text string/);
+  assert.match(code(() => parseMessage(encodeCbor({ v: 1, t: 'attest-begin', machine: '../etc', akName: Buffer.alloc(2) }))), /field "machine" has an invalid format/);
+  assert.match(code(() => parseMessage(encodeCbor({ v: 1, t: 'attest-begin', machine: 'm', akName: Buffer.alloc(1000) }))), /^TOO_LARGE/);
+  const badPcr = { ...samples[3], pcrs: [{ bank: 'sha256', pcrs: [[0, Buffer.alloc(20)]] }] };
+  assert.match(code(() => parseMessage(encodeCbor({ v: 1, ...badPcr }))), /PCR 0 must be 32 bytes/);
+  const dupPcr = { ...samples[3], pcrs: [{ bank: 'sha256', pcrs: [[0, Buffer.alloc(32)], [0, Buffer.alloc(32)]] }] };
+  assert.match(code(() => parseMessage(encodeCbor({ v: 1, ...dupPcr }))), /appears twice/);
+  assert.match(code(() => parseMessage(Buffer.from('ff', 'hex'))), /not a valid CBOR/);
+  assert.match(code(() => parseMessage(Buffer.from('a1616101a1616102', 'hex'))), /not a valid CBOR/);
+  assert.match(code(() => parseMessage(encodeCbor([1, 2]))), /must be a map/);
+});
+
+test('random bytes never throw anything but ProtocolError', () => {
+  let seed = 12345;
+  const rnd = (): number => ((seed = (seed * 1103515245 + 12345) >>> 0) >>> 16) & 0xff;
+  const base = encodeMessage(samples[3]);
+  for (let i = 0; i < 3000; i++) {
+    const b = Buffer.from(base);
+    for (let k = 0; k < 1 + (i % 5); k++) b[rnd() % b.length] = rnd();
+    const cut = i % 7 === 0 ? b.subarray(0, rnd() % b.length) : b;
+    try { parseMessage(cut); } catch (e) { if (!(e instanceof ProtocolError)) throw e; }
+  }
+});
+
+test('deframer: split frames reassemble; a frame over the limit is refused before buffering', () => {
+  const d = new Deframer(100);
+  const f = frame(Buffer.from('hello'));
+  d.push(f.subarray(0, 2));
+  assert.is(d.next(), undefined);
+  d.push(Buffer.concat([f.subarray(2), f]));
+  assert.equal(d.next(), Buffer.from('hello'));
+  assert.equal(d.next(), Buffer.from('hello'));
+  assert.is(d.next(), undefined);
+  const big = Buffer.alloc(4);
+  big.writeUInt32BE(0xffffffff);
+  d.push(big);
+  assert.throws(() => d.next(), (e: unknown) => e instanceof ProtocolError && e.code === 'TOO_LARGE');
+  assert.throws(() => frame(Buffer.alloc(MAX_FRAME + 1)), (e: unknown) => e instanceof ProtocolError && e.code === 'TOO_LARGE');
+});
+
+test('connection: send/receive, timeout, peer close', async () => {
+  const a = new PassThrough();
+  const conn = new Connection(a);
+  await conn.send({ t: 'ok' });
+  const m = await conn.receive(['ok'], 1000);
+  assert.is(m.t, 'ok');
+  const t0 = Date.now();
+  try { await conn.receive(['ok'], 100); assert.unreachable(); } catch (e) { assert.is((e as ProtocolError).code, 'TIMEOUT'); }
+  assert.ok(Date.now() - t0 >= 90);
+  a.end();
+  try { await conn.receive(['ok'], 1000); assert.unreachable(); } catch (e) { assert.is((e as ProtocolError).code, 'CLOSED'); }
+});
+
+test.run();
