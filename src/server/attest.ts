@@ -1,0 +1,238 @@
+/**
+ * The boot-time verification pipeline: pure apart from the injected nonce consumer (the store's
+ * atomic mark-used) and clock. Checklist, in order; the first failure refuses with its code:
+ *
+ *  1. UNKNOWN_MACHINE / REVOKED / PENDING: the machine exists and is active.
+ *  2. AK_MISMATCH: the AK name sent equals the enrolled one (constant time).
+ *  3. SIGNATURE: the quote is signed by the enrolled AK (restricted signing key, SHA-256).
+ *  4. MAGIC / TYPE: TPM_GENERATED_VALUE and TPM_ST_ATTEST_QUOTE.
+ *  5. NONCE: extraData equals the nonce sent (constant time); then the store atomically marks
+ *     that nonce used if it was issued for this machine, unused and unexpired; a replay is
+ *     NONCE_USED, a late answer NONCE_EXPIRED, a nonce never issued (or issued to another
+ *     machine) NONCE.
+ *  6. PCR_DIGEST: the quote's digest equals the digest of the PCR values sent.
+ *  7. SELECTION: the quote covers the required selection (policy PCRs, the PCRs that carry the
+ *     kernel command line when the policy has that rule, and the released PCR) in the policy's bank.
+ *  8. COUNTERS: resetCount/restartCount did not go backwards since the last success.
+ *  9. EVENTLOG / REPLAY: the log parses; for every quoted PCR except the released one the
+ *     log's replay equals the quoted value (a PCR the log does not touch must hold its initial
+ *     value), and no event of a quoted PCR has data that contradicts its digest.
+ * 10. ALREADY_RELEASED: the released PCR is still at its initial value (all zeros).
+ * 11. POLICY: checkPolicy passes; `failures` lists every failed rule.
+ * Then the server share is wrapped to the enrolled EK with createImportBlob, sealed to the
+ * quoted selection and values (which include the released PCR at zero, so that the blob never
+ * unseals again once the client has extended that PCR).
+ *
+ * Not checked: the TPM clock and firmwareVersion (no policy uses them yet).
+ * @module
+ */
+import { verifyQuote, quotePcrDigest, createImportBlob, objectName } from '../tpm/verify.ts';
+import { unmarshalPublic2B, hashInfo, type TPMSPCRSelection, type TPMTPublic } from '../tpm/structures.ts';
+import { TPM_ALG } from '../tpm/constants.ts';
+import { TpmError } from '../tpm/errors.ts';
+import { parseEventLog, replay, EventLogError } from '../measuredboot/index.ts';
+import { checkPolicy, type Policy } from '../measuredboot/policy.ts';
+import { parsePolicy } from '../measuredboot/policy-load.ts';
+import type { EventLog } from '../measuredboot/types.ts';
+import { BANK_SIZE, type BankName, type PcrValues } from '../pcrs.ts';
+import type { MessageOf, PcrSelection, ImportBlobWire } from '../protocol/messages.ts';
+import type { ConsumeResult, MachineRecord } from './store.ts';
+import { ServerError } from './errors.ts';
+import { ctEqual, sha256 } from './secrets.ts';
+
+export const DEFAULT_RELEASED_PCR = 15;
+export const DEFAULT_NONCE_TTL_MS = 60_000;
+
+const BANK_ALG: Record<BankName, number> = { sha1: TPM_ALG.SHA1, sha256: TPM_ALG.SHA256, sha384: TPM_ALG.SHA384, sha512: TPM_ALG.SHA512, sm3_256: TPM_ALG.SM3_256 };
+/** Where each kernel command line source is measured (bootstate.ts). */
+const CMDLINE_PCR: Record<string, number> = { grub: 8, 'linux-efi-stub': 9, systemd: 12 };
+
+export function toTpmSelection(sel: PcrSelection[]): TPMSPCRSelection[] {
+  return sel.map((s) => ({ hash: BANK_ALG[s.bank], pcrs: [...s.pcrs].sort((a, b) => a - b) }));
+}
+export function fromTpmSelection(sel: TPMSPCRSelection[]): PcrSelection[] {
+  return sel.map((s) => ({ bank: hashInfo(s.hash).bank as BankName, pcrs: [...s.pcrs] }));
+}
+
+/** The selection a machine must quote: policy PCRs ∪ command-line PCRs ∪ released PCR, in the policy's bank. */
+export function requiredSelection(policy: Policy, releasedPcr: number): PcrSelection[] {
+  const pcrs = new Set<number>([...policy.pcrs, releasedPcr]);
+  for (const c of policy.rules.kernelCmdline?.allowed ?? []) {
+    const p = CMDLINE_PCR[c.source];
+    if (p !== undefined) pcrs.add(p);
+  }
+  return [{ bank: policy.bank, pcrs: [...pcrs].sort((a, b) => a - b) }];
+}
+
+/** PCR initial value (PC Client PFP §3.3.3): all ones for 17-22, zeros otherwise. */
+export function initialPcr(bank: BankName, pcr: number): Buffer {
+  return Buffer.alloc(BANK_SIZE[bank], pcr >= 17 && pcr <= 22 ? 0xff : 0);
+}
+
+function refuse(code: string, message: string, failures?: string[]): never {
+  throw new ServerError(code, message, failures);
+}
+
+/** Maps a quote verification error onto the pipeline's codes. */
+export function quoteErrorCode(e: TpmError): string {
+  switch (e.code) {
+    case 'VERIFY_MAGIC': return 'MAGIC';
+    case 'VERIFY_TYPE': return 'TYPE';
+    case 'VERIFY_NONCE': return 'NONCE';
+    case 'VERIFY_PCR_DIGEST': return 'PCR_DIGEST';
+    default: return 'SIGNATURE';
+  }
+}
+
+export interface VerifiedBoot {
+  log: EventLog;
+  /** The quoted selection and the verified values of exactly those PCRs. */
+  selection: TPMSPCRSelection[];
+  values: PcrValues;
+  resetCount: number;
+  restartCount: number;
+}
+
+/**
+ * Steps 3-6 and 9 for enrolment and attestation alike: the quote (signature, magic, type,
+ * extraData = nonce, PCR digest) and the log replay against the quoted values.
+ * `skipPcr` is exempt from the replay comparison (the released PCR).
+ */
+export async function verifyQuoteAndLog(o: {
+  akPublic: TPMTPublic; quote: Buffer; signature: Buffer; nonce: Buffer; pcrs: PcrValues; eventLog: Buffer; skipPcr?: number;
+  /** Called after the nonce matched extraData and before the PCR digest (the store's mark-used). */
+  afterNonce?: () => void | Promise<void>;
+  /** Called after the PCR digest matched and before the log is parsed (selection, counters). */
+  afterDigest?: (v: Omit<VerifiedBoot, 'log'>) => void;
+}): Promise<VerifiedBoot> {
+  let q;
+  try {
+    q = verifyQuote({ akPublic: o.akPublic, message: o.quote, signature: o.signature, nonce: o.nonce, requireHash: 'sha256' });
+  } catch (e) {
+    if (e instanceof TpmError) refuse(quoteErrorCode(e), `quote: ${e.message}`);
+    throw e;
+  }
+  await o.afterNonce?.();
+  let covered: PcrValues;
+  try {
+    const d = quotePcrDigest(q.hashAlg, q.pcrSelect, o.pcrs);
+    covered = d.covered;
+    if (!ctEqual(d.digest, q.pcrDigest)) refuse('PCR_DIGEST', 'PCR digest: the quoted digest does not match the digest of the PCR values sent');
+  } catch (e) {
+    if (e instanceof TpmError) refuse('PCR_DIGEST', e.message);
+    throw e;
+  }
+  const v = { selection: q.pcrSelect, values: covered, resetCount: q.attest.clockInfo.resetCount, restartCount: q.attest.clockInfo.restartCount };
+  o.afterDigest?.(v);
+  const log = parseLog(o.eventLog);
+  checkReplay(log, covered, o.skipPcr);
+  return { log, ...v };
+}
+
+export function parseLog(b: Buffer): EventLog {
+  try {
+    return parseEventLog(b);
+  } catch (e) {
+    if (e instanceof EventLogError) refuse('EVENTLOG', `event log: ${e.message}`);
+    throw e;
+  }
+}
+
+/** Step 9: the log's replay equals every quoted PCR (but `skipPcr`); names the first difference. */
+export function checkReplay(log: EventLog, quoted: PcrValues, skipPcr?: number): void {
+  const replayed = replay(log);
+  for (const [bank, pcrs] of quoted) {
+    const r = replayed.get(bank);
+    if (!r) refuse('REPLAY', `the event log has no ${bank} bank (it has ${log.banks.join(', ') || 'none'}), the quote covers ${bank}`);
+    for (const idx of [...pcrs.keys()].sort((a, b) => a - b)) {
+      if (idx === skipPcr) continue;
+      const want = pcrs.get(idx)!;
+      const got = r.get(idx);
+      if (!got) {
+        if (!ctEqual(want, initialPcr(bank, idx))) refuse('REPLAY', `PCR ${bank}:${idx}: the log does not extend it, but the quoted value ${want.toString('hex')} is not its initial value`);
+        continue;
+      }
+      if (!ctEqual(got, want)) refuse('REPLAY', `PCR ${bank}:${idx}: the log replays to ${got.toString('hex')}, the quote says ${want.toString('hex')}`);
+    }
+    for (const ev of log.events) {
+      if (pcrs.has(ev.pcr) && ev.pcr !== skipPcr && ev.digestCheck === 'mismatch') {
+        refuse('REPLAY', `PCR ${bank}:${ev.pcr} event ${ev.index}: the event data does not match its digest`);
+      }
+    }
+  }
+}
+
+export interface AttestInput {
+  machine: MachineRecord | undefined;
+  msg: MessageOf<'attest-finish'>;
+  /** The store's atomic mark-used of sha256(nonce) for this machine. */
+  consumeNonce: (nonceHash: Buffer) => Promise<ConsumeResult>;
+  /** The server share in clear (called only after every check passed). */
+  share: (m: MachineRecord) => Buffer;
+}
+
+export interface AttestResult {
+  released: MessageOf<'released'>;
+  resetCount: number;
+  restartCount: number;
+  policy: Policy;
+}
+
+/**
+ * Runs the whole checklist (module doc) and returns the `released` message.
+ * @throws ServerError with the failed check's code (POLICY carries `failures`).
+ */
+export async function verifyAttestation(inp: AttestInput): Promise<AttestResult> {
+  const { machine: m, msg } = inp;
+  if (!m) refuse('UNKNOWN_MACHINE', `machine ${msg.machine} is not enrolled`);
+  if (m.state === 'revoked') refuse('REVOKED', `machine ${m.id} is revoked`);
+  if (m.state !== 'active') refuse('PENDING', `machine ${m.id}'s enrolment was not committed`);
+  if (!ctEqual(msg.akName, m.akName)) refuse('AK_MISMATCH', `the AK name sent is not the AK enrolled for machine ${m.id}`);
+  const akPublic = unmarshalPublic2B(m.akPublic, 'enrolled AK');
+  const policy = parsePolicy(m.policy);
+
+  const v = await verifyQuoteAndLog({
+    akPublic, quote: msg.quote, signature: msg.signature, nonce: msg.nonce, pcrs: msg.pcrs, eventLog: msg.eventLog,
+    skipPcr: m.releasedPcr,
+    afterNonce: async () => {
+      const r = await inp.consumeNonce(sha256(msg.nonce));
+      if (r === 'used') refuse('NONCE_USED', 'nonce: already used (a replayed quote)');
+      if (r === 'expired') refuse('NONCE_EXPIRED', 'nonce: expired; start again with attest-begin');
+      if (r !== 'ok') refuse('NONCE', `nonce: not issued by this server for machine ${m.id}`);
+    },
+    afterDigest: (v) => {
+      const need = requiredSelection(policy, m.releasedPcr);
+      for (const s of need) {
+        const got = v.values.get(s.bank);
+        const missing = s.pcrs.filter((p) => !got?.has(p));
+        if (missing.length) refuse('SELECTION', `the quote does not cover PCR(s) ${missing.join(', ')} of bank ${s.bank}`);
+      }
+      if (m.lastResetCount !== undefined && m.lastRestartCount !== undefined) {
+        if (v.resetCount < m.lastResetCount || (v.resetCount === m.lastResetCount && v.restartCount < m.lastRestartCount)) {
+          refuse('COUNTERS', `TPM counters went backwards: resetCount ${v.resetCount}, restartCount ${v.restartCount}; the last success had ${m.lastResetCount}, ${m.lastRestartCount}`);
+        }
+      }
+    },
+  });
+  return finish(v, policy, m, inp.share);
+}
+
+function finish(v: VerifiedBoot, policy: Policy, m: MachineRecord, share: (m: MachineRecord) => Buffer): AttestResult {
+  const rel = v.values.get(policy.bank)?.get(m.releasedPcr);
+  if (!rel || !ctEqual(rel, Buffer.alloc(BANK_SIZE[policy.bank]))) {
+    refuse('ALREADY_RELEASED', `PCR ${policy.bank}:${m.releasedPcr} is not zero: a key was already released in this boot (or something else extended it)`);
+  }
+  for (const [bank, pcrs] of v.values) {
+    if (bank !== policy.bank && pcrs.has(m.releasedPcr) && !ctEqual(pcrs.get(m.releasedPcr)!, Buffer.alloc(BANK_SIZE[bank]))) {
+      refuse('ALREADY_RELEASED', `PCR ${bank}:${m.releasedPcr} is not zero: a key was already released in this boot`);
+    }
+  }
+  const res = checkPolicy(policy, v.log);
+  if (!res.pass) refuse('POLICY', `the boot does not match the policy: ${res.failures.length} rule(s) failed`, res.failures.map((f) => `${f.rule}: ${f.message}`));
+
+  const ek = unmarshalPublic2B(m.ekPublic, 'enrolled EK');
+  if (!ctEqual(objectName(ek), m.ekName)) throw new ServerError('INTERNAL', `machine ${m.id}: stored EK name does not match the stored EK`);
+  const blob = createImportBlob(ek, share(m), { pcrs: { selection: v.selection, values: v.values } });
+  const wire: ImportBlobWire = { public: blob.public, duplicate: blob.duplicate, inSymSeed: blob.inSymSeed };
+  return { released: { t: 'released', blob: wire, sealedTo: fromTpmSelection(v.selection) }, resetCount: v.resetCount, restartCount: v.restartCount, policy };
+}

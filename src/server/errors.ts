@@ -1,0 +1,30 @@
+/**
+ * ServerError: the one error class of the key-release server. Its `code` is a stable string
+ * that travels to the client in an `error` message (see docs/SERVER.md for the list), and
+ * `failures` lists every failed policy rule for POLICY refusals.
+ * @module
+ */
+import { BootkeyError } from '../errors.ts';
+
+export class ServerError extends BootkeyError {
+  readonly layer = 'server';
+  readonly failures?: string[];
+  constructor(code: string, message: string, failures?: string[]) {
+    super(code, message);
+    if (failures) this.failures = failures;
+  }
+}
+
+/**
+ * Refusal codes of the attestation pipeline, in the order the checks run, then those of
+ * enrolment and of the admin interface. Stable: clients and operators match on them.
+ */
+export const REFUSAL_CODES = [
+  'UNKNOWN_MACHINE', 'REVOKED', 'PENDING', 'AK_MISMATCH', 'SIGNATURE', 'MAGIC', 'TYPE',
+  'NONCE', 'NONCE_USED', 'NONCE_EXPIRED', 'PCR_DIGEST', 'SELECTION', 'COUNTERS', 'EVENTLOG',
+  'REPLAY', 'ALREADY_RELEASED', 'POLICY',
+  // enrolment
+  'AUTH', 'BAD_KEY', 'AK_ATTRIBUTES', 'EK_CERT', 'UNKNOWN_ENROLLMENT', 'ENROLLMENT_EXPIRED', 'CREDENTIAL',
+  // transport and service
+  'RATE_LIMITED', 'BAD_REQUEST', 'INTERNAL', 'BUSY',
+] as const;

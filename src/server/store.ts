@@ -1,0 +1,132 @@
+/**
+ * The server's store: every piece of state a request needs, so that any replica can answer
+ * any request (a client may reconnect between attest-begin and attest-finish). The interface
+ * is asynchronous so that the PostgreSQL backend (next issue) fits it; store-sqlite.ts is the
+ * default backend. The store never sees a secret in clear: server shares arrive sealed by
+ * the Vault (secrets.ts), nonces and enrolment secrets as SHA-256 digests.
+ *
+ * Only the rate-limit buckets (ratelimit.ts) live in process memory; see docs/SERVER.md.
+ * @module
+ */
+
+export type MachineState = 'pending' | 'active' | 'revoked';
+
+export interface MachineRecord {
+  /** Server-assigned id, "m-" + 16 hex digits. */
+  id: string;
+  /** The client's own machine id (/etc/machine-id), informational. */
+  machineId: string;
+  hostname: string;
+  /** TPM2B_PUBLIC bytes of the EK and the AK, as enrolled. */
+  ekPublic: Buffer;
+  ekName: Buffer;
+  akPublic: Buffer;
+  akName: Buffer;
+  /** The measured-boot policy (JSON text, parsePolicy-valid). */
+  policy: string;
+  /** The server share sealed by the Vault (AAD = id). */
+  shareSealed: Buffer;
+  state: MachineState;
+  releasedPcr: number;
+  created: number;
+  updated: number;
+  lastResult?: string;
+  lastTime?: number;
+  lastReasons?: string[];
+  /** TPMS_CLOCK_INFO counters of the last successful attestation (or the enrolment quote). */
+  lastResetCount?: number;
+  lastRestartCount?: number;
+}
+
+export interface NonceRecord {
+  /** SHA-256 of the nonce (the nonce itself is never stored). */
+  hash: Buffer;
+  machine: string;
+  purpose: 'attest';
+  expiresAt: number;
+}
+
+export type ConsumeResult = 'ok' | 'unknown' | 'used' | 'expired';
+
+export interface EnrollmentRecord {
+  /** "e-" + 16 hex digits. */
+  id: string;
+  machineId: string;
+  hostname: string;
+  ekPublic: Buffer;
+  akPublic: Buffer;
+  /** SHA-256 of the MakeCredential secret. */
+  secretHash: Buffer;
+  /** The quote nonce (not a secret: it is sent in clear). */
+  nonce: Buffer;
+  expiresAt: number;
+  created: number;
+  /** Set by enroll-finish: the pending machine it created. */
+  machine?: string;
+}
+
+export interface AuditEntry {
+  time: number;
+  /** "admin", "machine", "enroll", "server". */
+  who: string;
+  machine?: string;
+  action: string;
+  /** "ok" or "refused" or "error". */
+  result: string;
+  code?: string;
+  reasons?: string[];
+  peer?: string;
+}
+
+export interface AuditRow extends AuditEntry {
+  seq: number;
+}
+
+export interface Store {
+  /** Creates/updates the schema (idempotent). */
+  migrate(): Promise<void>;
+  close(): Promise<void>;
+  schemaVersion(): Promise<number>;
+
+  createMachine(m: MachineRecord): Promise<void>;
+  getMachine(id: string): Promise<MachineRecord | undefined>;
+  listMachines(): Promise<MachineRecord[]>;
+  /** Changes the state; with `from`, only if the current state is one of them. True if changed. */
+  setMachineState(id: string, state: MachineState, now: number, from?: MachineState[]): Promise<boolean>;
+  setPolicy(id: string, policy: string, now: number): Promise<boolean>;
+  setShare(id: string, shareSealed: Buffer, now: number): Promise<boolean>;
+  /** Records the result of an attestation; counters only on success. */
+  recordResult(id: string, r: { result: string; time: number; reasons?: string[]; resetCount?: number; restartCount?: number }): Promise<void>;
+  deleteMachine(id: string): Promise<boolean>;
+  /** Deletes pending machines created before `createdBefore` and expired enrolments/nonces; returns machines removed. */
+  gc(now: number, pendingCreatedBefore: number): Promise<number>;
+
+  putNonce(n: NonceRecord): Promise<void>;
+  /**
+   * Atomically marks a nonce used: 'ok' exactly once for a nonce issued to `machine` that is
+   * unused and unexpired, even under concurrent calls from several replicas.
+   */
+  consumeNonce(hash: Buffer, machine: string, now: number): Promise<ConsumeResult>;
+
+  putEnrollment(e: EnrollmentRecord): Promise<void>;
+  getEnrollment(id: string): Promise<EnrollmentRecord | undefined>;
+  /**
+   * enroll-finish, in one transaction: creates the pending machine and links it to the
+   * enrolment, only if the enrolment is not linked yet. False if it was (a replay).
+   */
+  finishEnrollment(enrollment: string, m: MachineRecord): Promise<boolean>;
+  /**
+   * enroll-commit, in one transaction: pending → active, supersedes (deletes) other machines
+   * with the same EK name (re-enrolment), deletes the enrolment. Returns the machine id or undefined.
+   */
+  commitEnrollment(enrollment: string, now: number): Promise<string | undefined>;
+  /** enroll-abort, in one transaction: deletes the enrolment and its pending machine. */
+  abortEnrollment(enrollment: string): Promise<boolean>;
+
+  getNamedPolicy(name: string): Promise<string | undefined>;
+  putNamedPolicy(name: string, policy: string, now: number): Promise<void>;
+
+  /** Appends to the audit log (the table refuses UPDATE and DELETE). */
+  audit(e: AuditEntry): Promise<void>;
+  queryAudit(q: { machine?: string; limit?: number }): Promise<AuditRow[]>;
+}
