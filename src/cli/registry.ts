@@ -3,5 +3,7 @@ import type { Command } from './command.ts';
 import { tpmCommands } from './tpm.ts';
 import { eventlogCommands } from './eventlog.ts';
 import { policyCommands } from './policy.ts';
+import { enrollCommands } from './enroll.ts';
+import { unlockCommands } from './unlock.ts';
 
-export const COMMANDS: Command[] = [...tpmCommands, ...eventlogCommands, ...policyCommands];
+export const COMMANDS: Command[] = [...tpmCommands, ...eventlogCommands, ...policyCommands, ...enrollCommands, ...unlockCommands];
