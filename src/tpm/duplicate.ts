@@ -27,7 +27,7 @@ import { randomBytes } from 'node:crypto';
 import { TPM_ALG, TPMA_OBJECT } from './constants.ts';
 import { TpmError } from './errors.ts';
 import { marshal } from './marshal.ts';
-import { marshalPublic2B, hashInfo, SCHEME_NULL, type TPMTPublic, type TPMSPCRSelection } from './structures.ts';
+import { marshalPublic, marshalPublic2B, hashInfo, SCHEME_NULL, type TPMTPublic, type TPMSPCRSelection } from './structures.ts';
 import { aesCfbEncrypt, encryptSeed, hash, hmac, kdfa, objectName, symKeyBits } from './crypto.ts';
 import { policyPCRDigest } from './policydigest.ts';
 import type { PcrValues } from '../pcrs.ts';
@@ -55,6 +55,8 @@ export interface ImportBlob {
   duplicate: Buffer;
   /** TPM2B_ENCRYPTED_SECRET bytes (TPM2_Import inSymSeed; `tpm2_import -s`). */
   inSymSeed: Buffer;
+  /** The same three without their UINT16 size fields (TPMT_PUBLIC, TPM2B contents), as src/tpm/keys.ts unsealImported takes them. */
+  raw: { objectPublic: Buffer; duplicate: Buffer; inSymSeed: Buffer };
 }
 
 /** The public area of a sealed data object with the given policy (see the module doc). */
@@ -97,11 +99,13 @@ export function createImportBlob(ek: TPMTPublic, secret: Buffer, opts: ImportBlo
   const dupSensitive = aesCfbEncrypt(symKey, Buffer.alloc(16), sensitive2B);
   const hmacKey = kdfa(ek.nameAlg, seed, 'INTEGRITY', Buffer.alloc(0), Buffer.alloc(0), hashInfo(ek.nameAlg).size * 8);
   const outerHMAC = hmac(ek.nameAlg, hmacKey, dupSensitive, name);
+  const duplicate = marshal((w) => w.tpm2b(outerHMAC).bytes(dupSensitive));
   return {
     objectPublic,
     name,
     public: marshalPublic2B(objectPublic),
-    duplicate: marshal((w) => w.tpm2b(marshal((x) => x.tpm2b(outerHMAC).bytes(dupSensitive)))),
+    duplicate: marshal((w) => w.tpm2b(duplicate)),
     inSymSeed: marshal((w) => w.tpm2b(encryptedSecret)),
+    raw: { objectPublic: marshalPublic(objectPublic), duplicate, inSymSeed: encryptedSecret },
   };
 }
