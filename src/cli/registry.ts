@@ -3,7 +3,8 @@ import type { Command } from './command.ts';
 import { tpmCommands } from './tpm.ts';
 import { eventlogCommands } from './eventlog.ts';
 import { policyCommands } from './policy.ts';
+import { serverCommands } from './server.ts';
 import { enrollCommands } from './enroll.ts';
 import { unlockCommands } from './unlock.ts';
 
-export const COMMANDS: Command[] = [...tpmCommands, ...eventlogCommands, ...policyCommands, ...enrollCommands, ...unlockCommands];
+export const COMMANDS: Command[] = [...tpmCommands, ...eventlogCommands, ...policyCommands, ...serverCommands, ...enrollCommands, ...unlockCommands];

@@ -1,0 +1,170 @@
+/**
+ * `bootkey server init`, `bootkey server`, `bootkey admin`: the key-release server and its
+ * admin client (src/server/). See docs/SERVER.md.
+ * @module
+ */
+import { UsageError, InputError } from '../errors.ts';
+import { type Command, type Parsed, req, opt, flag, readInput, printJson, EXIT_OK } from './command.ts';
+import { initState } from '../server/pki.ts';
+import { startServer, DEFAULT_LISTEN } from '../server/server.ts';
+import { adminRequest } from '../server/admin-client.ts';
+import { ServerError } from '../server/errors.ts';
+
+function intOpt(args: Parsed, name: string, min: number, max: number): number | undefined {
+  const v = opt(args, name);
+  if (v === undefined) return undefined;
+  if (!/^\d+$/.test(v) || Number(v) < min || Number(v) > max) throw new UsageError(`--${name}: expected an integer in ${min}..${max}`);
+  return Number(v);
+}
+
+const init: Command = {
+  path: ['server', 'init'],
+  summary: 'create a server state directory (CA, TLS certificate, master key, admin token)',
+  help: `usage: bootkey server init --state DIR [--san NAME|IP]... [--json]
+
+Creates DIR (mode 0700) with ca.pem/ca.key (the CA clients pin with --ca), server.pem/server.key
+(ECDSA P-256; SANs localhost, 127.0.0.1, ::1, 10.0.2.2 and every --san), master.key (0600, encrypts
+server shares at rest), admin.token (0600) and the SQLite database. Existing files are kept
+(delete server.pem and server.key to re-issue the certificate with new names). Needs the openssl command.`,
+  options: { state: { type: 'string' }, san: { type: 'string', multiple: true }, json: { type: 'boolean' } },
+  async run(args) {
+    const dir = req(args, 'state');
+    const sans = (args.values.san as string[] | undefined) ?? [];
+    const r = await initState(dir, { sans });
+    if (flag(args, 'json')) printJson(r);
+    else {
+      process.stdout.write(`bootkey server state in ${r.dir}\n`);
+      if (r.created.length) process.stdout.write(`created: ${r.created.join(', ')}\n`);
+      if (r.kept.length) process.stdout.write(`kept: ${r.kept.join(', ')}\n`);
+      process.stdout.write(`clients pin ${dir}/ca.pem; enrolment and admin use the token in ${dir}/admin.token\n`);
+    }
+    return EXIT_OK;
+  },
+};
+
+const serve: Command = {
+  path: ['server'],
+  summary: 'run the key-release server until SIGTERM/SIGINT',
+  help: `usage: bootkey server --state DIR [--listen HOST:PORT] [--released-pcr N] [--ek-ca FILE] [--nonce-ttl SECONDS]
+
+Serves enrolment, boot-time attestation and admin requests over TLS 1.3 (default listen
+${DEFAULT_LISTEN}). --released-pcr: the PCR the client extends after a release (default 15).
+--ek-ca: PEM bundle of TPM manufacturer CAs; enrolment then requires an EK certificate that
+chains to it. Logs one key=value line per event on stdout (journald-friendly); never a secret.
+The master key comes from DIR/master.key or BOOTKEY_MASTER_KEY (hex or base64).`,
+  options: {
+    state: { type: 'string' }, listen: { type: 'string' }, 'released-pcr': { type: 'string' }, 'ek-ca': { type: 'string' },
+    'nonce-ttl': { type: 'string' },
+  },
+  async run(args) {
+    const ttl = intOpt(args, 'nonce-ttl', 5, 3600);
+    const srv = await startServer({
+      stateDir: req(args, 'state'),
+      listen: opt(args, 'listen'),
+      releasedPcr: intOpt(args, 'released-pcr', 0, 23),
+      nonceTtlMs: ttl === undefined ? undefined : ttl * 1000,
+      ekCaFile: opt(args, 'ek-ca'),
+      log: (line) => process.stdout.write(line + '\n'),
+    });
+    await new Promise<void>((resolve) => {
+      const stop = (sig: string) => {
+        process.stdout.write(`event=signal signal=${sig}\n`);
+        process.off('SIGTERM', onTerm);
+        process.off('SIGINT', onInt);
+        resolve();
+      };
+      const onTerm = () => stop('SIGTERM');
+      const onInt = () => stop('SIGINT');
+      process.on('SIGTERM', onTerm);
+      process.on('SIGINT', onInt);
+    });
+    await srv.close();
+    return EXIT_OK;
+  },
+};
+
+const OPS = ['list', 'show', 'set-policy', 'put-policy', 'add-boot', 'revoke', 'unrevoke', 'rotate', 'delete', 'audit', 'gc'];
+
+function time(t: unknown): string {
+  return typeof t === 'number' ? new Date(t).toISOString().replace(/\.\d+Z$/, 'Z') : '-';
+}
+
+function printPlain(op: string, r: unknown): void {
+  const out: string[] = [];
+  if (op === 'list' && Array.isArray(r)) {
+    out.push(['ID'.padEnd(20), 'STATE'.padEnd(8), 'HOSTNAME'.padEnd(24), 'LAST RESULT'.padEnd(24), 'LAST TIME'].join(' '));
+    for (const m of r as Record<string, unknown>[]) {
+      out.push([String(m.id).padEnd(20), String(m.state).padEnd(8), String(m.hostname).padEnd(24), String(m.lastResult ?? '-').padEnd(24), time(m.lastTime)].join(' '));
+    }
+    if (!r.length) out.push('(no machines)');
+  } else if (op === 'audit' && Array.isArray(r)) {
+    for (const a of r as Record<string, unknown>[]) {
+      const reasons = Array.isArray(a.reasons) && a.reasons.length ? ` — ${(a.reasons as string[]).join('; ')}` : '';
+      out.push(`${time(a.time)} #${a.seq} ${a.who} ${a.action} ${a.machine ?? '-'} ${a.result}${a.code ? ` ${a.code}` : ''}${a.peer ? ` peer=${a.peer}` : ''}${reasons}`);
+    }
+    if (!r.length) out.push('(no audit entries)');
+  } else if (op === 'show' && r && typeof r === 'object') {
+    const m = r as Record<string, unknown>;
+    for (const k of ['id', 'hostname', 'machineId', 'state', 'releasedPcr', 'ekName', 'akName', 'lastResult', 'lastResetCount', 'lastRestartCount']) out.push(`${k}: ${m[k] ?? '-'}`);
+    out.push(`created: ${time(m.created)}`, `updated: ${time(m.updated)}`, `lastTime: ${time(m.lastTime)}`);
+    const sel = m.quotedSelection as { bank: string; pcrs: number[] }[] | undefined;
+    if (sel) out.push(`quoted PCRs: ${sel.map((s) => `${s.bank}:${s.pcrs.join(',')}`).join(' ')}`);
+    const reasons = m.lastReasons as string[] | undefined;
+    if (reasons?.length) out.push('last failure reasons:', ...reasons.map((x) => `  - ${x}`));
+    const p = m.policy as { bank?: string; pcrs?: number[]; rules?: Record<string, unknown> } | undefined;
+    if (p) out.push(`policy: bank ${p.bank}, PCRs ${p.pcrs?.join(',')}, rules ${Object.keys(p.rules ?? {}).join(', ')} (--json for the whole policy)`);
+  } else if (r && typeof r === 'object') {
+    for (const [k, v] of Object.entries(r)) out.push(`${k}: ${typeof v === 'object' ? JSON.stringify(v) : String(v)}`);
+  } else out.push(String(r));
+  process.stdout.write(out.join('\n') + '\n');
+}
+
+const admin: Command = {
+  path: ['admin'],
+  summary: 'administer a key-release server (list, show, set-policy, revoke, ...)',
+  help: `usage: bootkey admin --server https://HOST:PORT --ca FILE --admin-token FILE <op> [MACHINE|NAME]
+                     [--policy FILE] [--eventlog FILE] [--limit N] [--allow-secureboot-off] [--json]
+
+ops: list                      machines with state, last result and time
+     show MACHINE              one machine, its policy and its last failure reasons
+     set-policy MACHINE --policy FILE   replace the machine's policy (validated)
+     put-policy NAME --policy FILE      store a named policy for \`bootkey enroll --policy NAME\`
+     add-boot MACHINE --eventlog FILE   merge another known-good boot into the policy
+     revoke MACHINE / unrevoke MACHINE
+     rotate MACHINE            new server share (the machine must then be re-enrolled, see docs/SERVER.md)
+     delete MACHINE
+     audit [MACHINE] [--limit N]        the audit log, newest last
+     gc                        delete stale pending enrolments now`,
+  options: {
+    server: { type: 'string' }, ca: { type: 'string' }, 'admin-token': { type: 'string' }, policy: { type: 'string' }, eventlog: { type: 'string' },
+    limit: { type: 'string' }, 'allow-secureboot-off': { type: 'boolean' }, json: { type: 'boolean' },
+  },
+  positionals: [1, 2],
+  async run(args) {
+    const [op, target] = args.positionals;
+    if (!OPS.includes(op)) throw new UsageError(`admin: unknown operation "${op}" (${OPS.join(', ')})`);
+    const needsTarget = !['list', 'audit', 'gc'].includes(op);
+    if (needsTarget && !target) throw new UsageError(`admin ${op}: needs a ${op === 'put-policy' ? 'policy name' : 'machine id'}`);
+    const token = readInput(req(args, 'admin-token'), 'admin token').toString('utf8').trim();
+    const ca = readInput(req(args, 'ca'), 'CA certificate');
+    const fields: { machine?: string; policy?: string; eventLog?: Buffer; limit?: number; flag?: boolean } = {};
+    if (target) fields.machine = target;
+    if (op === 'set-policy' || op === 'put-policy') fields.policy = readInput(req(args, 'policy'), 'policy').toString('utf8');
+    if (op === 'add-boot') fields.eventLog = readInput(req(args, 'eventlog'), 'event log');
+    const limit = intOpt(args, 'limit', 1, 100000);
+    if (limit !== undefined) fields.limit = limit;
+    if (flag(args, 'allow-secureboot-off')) fields.flag = true;
+    let r: unknown;
+    try {
+      r = await adminRequest({ server: req(args, 'server'), ca, adminToken: token }, op, fields);
+    } catch (e) {
+      if (e instanceof ServerError && e.failures?.length) throw new InputError(e.code, `${e.message}\n${e.failures.join('\n')}`);
+      throw e;
+    }
+    if (flag(args, 'json')) printJson(r);
+    else printPlain(op, r);
+    return EXIT_OK;
+  },
+};
+
+export const serverCommands: Command[] = [init, serve, admin];

@@ -1,0 +1,196 @@
+/**
+ * The TLS front end: node:tls with TLS 1.3 only, one Connection per socket, one reply per
+ * request, bounded frames (MAX_FRAME, per-field LIMITS in src/protocol), a timeout per
+ * message and per connection, a maximum number of connections, token-bucket rate limits per
+ * peer address and per machine, and an `error` reply (then close) for anything malformed.
+ * Requests are self-contained (all state is in the store), so a client may reconnect between
+ * attest-begin and attest-finish and reach another replica.
+ *
+ * State directory layout (made by `bootkey server init`, see pki.ts): ca.pem, ca.key,
+ * server.pem, server.key, master.key, admin.token, bootkey.db (SQLite), policies/ (optional
+ * named policies NAME.json).
+ * @module
+ */
+import tls from 'node:tls';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Connection } from '../protocol/connection.ts';
+import { ProtocolError } from '../protocol/errors.ts';
+import { parseMessage, type Message } from '../protocol/messages.ts';
+import { ServerError } from './errors.ts';
+import { SqliteStore } from './store-sqlite.ts';
+import type { Store } from './store.ts';
+import { Vault, loadMasterKey } from './secrets.ts';
+import { Service, REQUEST_TYPES, logLine } from './service.ts';
+import { RateLimiter, type BucketConfig } from './ratelimit.ts';
+import { loadCaBundle } from './ekcert.ts';
+
+export const DEFAULT_LISTEN = '0.0.0.0:7443';
+export const DB_FILE = 'bootkey.db';
+export const ADMIN_TOKEN_FILE = 'admin.token';
+
+export interface ServerOptions {
+  stateDir: string;
+  /** host:port ([v6]:port); port 0 = ephemeral. Default 0.0.0.0:7443. */
+  listen?: string;
+  /** The "released" PCR; default 15. */
+  releasedPcr?: number;
+  /** Attestation nonce lifetime; default 60 000 ms. */
+  nonceTtlMs?: number;
+  /** Manufacturer EK CA bundle (PEM): enrolment then requires a chaining EK certificate. */
+  ekCaFile?: string;
+  /** One line per event (key=value); default: none. */
+  log?: (line: string) => void;
+  /** Per-message receive timeout; default 10 000 ms. */
+  messageTimeoutMs?: number;
+  /** Whole-connection lifetime; default 30 000 ms. */
+  connectionTimeoutMs?: number;
+  /** Maximum simultaneous connections; default 128. */
+  maxConnections?: number;
+  /** Rate limits; defaults: per peer 60 burst / 5 per s, per machine 20 burst / 0.5 per s. */
+  rateLimit?: { perPeer?: BucketConfig; perMachine?: BucketConfig };
+  /** A store to use instead of STATE/bootkey.db (e.g. PostgreSQL later); closed on close(). */
+  store?: Store;
+}
+
+export interface RunningServer {
+  port: number;
+  host: string;
+  service: Service;
+  close(): Promise<void>;
+}
+
+export function parseListen(s: string): { host: string; port: number } {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\[\]]*)):(\d{1,5})$/.exec(s.trim());
+  if (!m) throw new ServerError('CONFIG', `listen address "${s}": expected HOST:PORT or [IPv6]:PORT`);
+  const port = Number(m[3]);
+  if (port > 65535) throw new ServerError('CONFIG', `listen address "${s}": port ${port} is out of range`);
+  return { host: m[1] ?? (m[2] || '0.0.0.0'), port };
+}
+
+function readState(dir: string, name: string, what: string): Buffer {
+  try {
+    return readFileSync(join(dir, name));
+  } catch (e) {
+    throw new ServerError('CONFIG', `cannot read the ${what} ${join(dir, name)}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message} (run \`bootkey server init --state ${dir}\`)`);
+  }
+}
+
+export async function startServer(opts: ServerOptions): Promise<RunningServer> {
+  const log = opts.log ?? (() => undefined);
+  const dir = opts.stateDir;
+  const key = readState(dir, 'server.key', 'server key');
+  const cert = readState(dir, 'server.pem', 'server certificate');
+  const adminToken = readState(dir, ADMIN_TOKEN_FILE, 'admin token').toString('utf8').trim();
+  if (adminToken.length < 16) throw new ServerError('CONFIG', `${join(dir, ADMIN_TOKEN_FILE)}: the admin token is too short`);
+  const vault = new Vault(loadMasterKey(dir));
+  const ekCa = opts.ekCaFile ? loadCaBundle(opts.ekCaFile) : undefined;
+  const store = opts.store ?? new SqliteStore(join(dir, DB_FILE));
+  await store.migrate();
+  const service = new Service({ store, vault, adminToken, releasedPcr: opts.releasedPcr, nonceTtlMs: opts.nonceTtlMs, ekCa, policiesDir: join(dir, 'policies'), log });
+  const msgTimeout = opts.messageTimeoutMs ?? 10_000;
+  const connTimeout = opts.connectionTimeoutMs ?? 30_000;
+  const perPeer = new RateLimiter(opts.rateLimit?.perPeer ?? { burst: 60, perSecond: 5 });
+  const perMachine = new RateLimiter(opts.rateLimit?.perMachine ?? { burst: 20, perSecond: 0.5 });
+  /** Open sockets; `busy` while a request is being handled (close() waits for those only). */
+  const sockets = new Map<tls.TLSSocket, { busy: boolean }>();
+  const active = new Set<Promise<void>>();
+  let closing = false;
+
+  const srv = tls.createServer({ key, cert, minVersion: 'TLSv1.3', maxVersion: 'TLSv1.3', handshakeTimeout: msgTimeout });
+  srv.maxConnections = opts.maxConnections ?? 128;
+
+  const serve = async (sock: tls.TLSSocket): Promise<void> => {
+    const peer = sock.remoteAddress ?? 'unknown';
+    const conn = new Connection(sock);
+    const deadline = Date.now() + connTimeout;
+    const fail = async (code: string, message: string): Promise<void> => {
+      log(logLine({ event: 'connection', result: 'refused', code, peer, reason: message }));
+      await conn.send({ t: 'error', code, message: message.slice(0, 4000) }).catch(() => undefined);
+    };
+    try {
+      for (;;) {
+        if (closing) return;
+        const left = deadline - Date.now();
+        if (left <= 0) return await fail('TIMEOUT', `connection open longer than ${connTimeout} ms`);
+        let frame: Buffer;
+        try {
+          frame = await conn.receiveFrame(Math.min(msgTimeout, left));
+        } catch (e) {
+          if (e instanceof ProtocolError && e.code !== 'CLOSED') return await fail(e.code, e.message);
+          return;
+        }
+        let msg: Message;
+        try {
+          msg = parseMessage(frame, REQUEST_TYPES);
+        } catch (e) {
+          if (e instanceof ProtocolError) return await fail(e.code, e.message);
+          return await fail('BAD_MESSAGE', 'malformed message');
+        }
+        if (msg.t === 'error') return;
+        if (!perPeer.take(peer)) return await fail('RATE_LIMITED', `too many requests from ${peer}; retry later`);
+        if ((msg.t === 'attest-begin' || msg.t === 'attest-finish') && !perMachine.take(msg.machine)) {
+          return await fail('RATE_LIMITED', `too many requests for machine ${msg.machine}; retry later`);
+        }
+        const st = sockets.get(sock);
+        if (st) st.busy = true;
+        try {
+          const reply = await service.handle(msg, { peer });
+          await conn.send(reply);
+        } finally {
+          if (st) st.busy = false;
+        }
+      }
+    } finally {
+      conn.close();
+      setTimeout(() => sock.destroy(), 1000).unref();
+    }
+  };
+
+  srv.on('secureConnection', (sock) => {
+    sockets.set(sock, { busy: false });
+    sock.on('close', () => sockets.delete(sock));
+    sock.on('error', () => undefined);
+    const p = serve(sock).catch((e) => log(logLine({ event: 'connection', result: 'error', peer: sock.remoteAddress, error: (e as Error).message })));
+    active.add(p);
+    void p.finally(() => active.delete(p));
+  });
+  srv.on('tlsClientError', (e, sock) => {
+    log(logLine({ event: 'tls', result: 'refused', peer: sock.remoteAddress, reason: e.message }));
+    sock.destroy();
+  });
+  srv.on('error', (e) => log(logLine({ event: 'server-error', error: e.message })));
+
+  const { host, port } = parseListen(opts.listen ?? DEFAULT_LISTEN);
+  await new Promise<void>((resolve, reject) => {
+    srv.once('error', reject);
+    srv.listen(port, host, () => {
+      srv.off('error', reject);
+      resolve();
+    });
+  });
+  const addr = srv.address();
+  const bound = typeof addr === 'object' && addr ? addr : { port, address: host };
+  const gcTimer = setInterval(() => void service.gc().catch(() => undefined), 60_000);
+  gcTimer.unref();
+  log(logLine({ event: 'listening', host: bound.address, port: bound.port, releasedPcr: service.releasedPcr, ekCa: opts.ekCaFile }));
+
+  return {
+    port: bound.port,
+    host: bound.address,
+    service,
+    async close() {
+      if (closing) return;
+      closing = true;
+      clearInterval(gcTimer);
+      const stopped = new Promise<void>((r) => srv.close(() => r()));
+      // Idle connections go now; requests in flight may finish (at most 5 s).
+      for (const [s, st] of sockets) if (!st.busy) s.destroy();
+      await Promise.race([Promise.allSettled([...active]), new Promise((r) => setTimeout(r, 5000).unref())]);
+      for (const s of sockets.keys()) s.destroy();
+      await stopped;
+      await store.close();
+      log(logLine({ event: 'stopped' }));
+    },
+  };
+}
