@@ -95,14 +95,16 @@ Exit status: 0 verified, 1 a check failed (one 'bootkey:' line names it) or bad 
     json: { type: 'boolean' },
   },
   run(args: Parsed): number {
-    const ak = loadPublic(req(args, 'public'), 'AK public key');
-    const message = readInput(req(args, 'message'), 'quote message');
-    const signature = readInput(req(args, 'signature'), 'quote signature');
+    // Usage checks first, then the files.
+    const paths = { public: req(args, 'public'), message: req(args, 'message'), signature: req(args, 'signature') };
     const nonceArg = args.values.nonce;
     if (typeof nonceArg !== 'string') throw new UsageError('missing --nonce (see --help)');
     const nonce = hexArg('nonce', nonceArg);
     const hashOpt = opt(args, 'hash');
     if (hashOpt !== undefined && !HASHES.includes(hashOpt as HashName)) throw new UsageError(`--hash: expected one of ${HASHES.join(', ')}`);
+    const ak = loadPublic(paths.public, 'AK public key');
+    const message = readInput(paths.message, 'quote message');
+    const signature = readInput(paths.signature, 'quote signature');
     const pcrPath = opt(args, 'pcr-values');
     const pcrs = pcrPath ? loadPcrs(pcrPath, message) : undefined;
     let r;
@@ -176,11 +178,14 @@ Exit status: 0 written, 1 bad input, 2 usage.`,
     out: { type: 'string' },
   },
   run(args: Parsed): number {
-    const ek = loadPublic(req(args, 'ek-public'), 'EK public key');
+    // Usage checks first, then the files.
+    const ekPath = req(args, 'ek-public');
     const name = hexArg('name', req(args, 'name'));
     if (name.length < 4) throw new UsageError('--name: too short for a Name (nameAlg ‖ digest)');
-    const secret = readInput(req(args, 'secret'), 'secret');
+    const secretPath = req(args, 'secret');
     const out = req(args, 'out');
+    const ek = loadPublic(ekPath, 'EK public key');
+    const secret = readInput(secretPath, 'secret');
     const ekPub = ek.pub ?? ekPublicFromKey(ek.key!);
     const cred = makeCredential(ekPub, name, secret);
     writeOutput(out, marshalCredentialFile(cred), 0o600);
