@@ -53,6 +53,18 @@ for (const ekAlg of ['rsa', 'ecc'] as const) {
   });
 }
 
+test('makeCredential to an ECC P-384 EK (tpm2_createek -G ecc384: SHA-384 name, AES-256) activates', () => {
+  // This template has userWithAuth SET: the EK is authorised with the empty password.
+  t.run('tpm2_createek', ['-G', 'ecc384', '-c', 'ek384.ctx', '-u', 'ek384.pub']);
+  const ekPub = unmarshalPublic2B(t.file('ek384.pub'));
+  assert.is(ekPub.nameAlg, 0x000c);
+  const { ak } = createEkAk(t, 'rsa', 'ecc');
+  const secret = randomBytes(48);
+  writeFileSync(t.path('cred384.in'), marshalCredentialFile(makeCredential(ekPub, t.file(`${ak}.name`), secret)));
+  t.run('tpm2_activatecredential', ['-c', `${ak}.ctx`, '-C', 'ek384.ctx', '-i', 'cred384.in', '-o', 'cred384.out']);
+  assert.is(t.file('cred384.out').toString('hex'), secret.toString('hex'));
+});
+
 test('credential file round trip and matches what tpm2_makecredential writes', () => {
   const { ek, ak } = createEkAk(t, 'rsa', 'ecc');
   const secret = Buffer.from('12345678');

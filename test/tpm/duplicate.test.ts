@@ -89,6 +89,17 @@ for (const ekAlg of ['rsa', 'ecc'] as const) {
   });
 }
 
+test('software import blob to an ECC P-384 EK (SHA-384 name, AES-256; password auth) unseals', () => {
+  t.run('tpm2_createek', ['-G', 'ecc384', '-c', 'ek384.ctx', '-u', 'ek384.pub']);
+  const blob = createImportBlob(unmarshalPublic2B(t.file('ek384.pub')), Buffer.from('p384 secret'), { pcrs: { selection: SEL, values: currentPcrs() } });
+  writeFileSync(t.path('s384.pub'), blob.public);
+  writeFileSync(t.path('s384.dpriv'), blob.duplicate);
+  writeFileSync(t.path('s384.seed'), blob.inSymSeed);
+  t.run('tpm2_import', ['-C', 'ek384.ctx', '-u', 's384.pub', '-i', 's384.dpriv', '-s', 's384.seed', '-r', 's384.priv']);
+  t.run('tpm2_load', ['-C', 'ek384.ctx', '-u', 's384.pub', '-r', 's384.priv', '-c', 's384.ctx']);
+  assert.is(String(unsealWithPolicy('s384')), 'p384 secret');
+});
+
 test('after tpm2_pcrextend, unseal fails with a policy error; a tampered blob does not import', () => {
   const ek = 'ek-rsa';
   const ekPub = unmarshalPublic2B(t.file(`${ek}.pub`));
