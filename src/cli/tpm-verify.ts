@@ -136,6 +136,7 @@ Exit status: 0 verified, 1 a check failed (one 'bootkey:' line names it) or bad 
       restartCount: r.attest.clockInfo.restartCount,
       firmwareVersion: '0x' + r.attest.firmwareVersion.toString(16),
       pcrs: r.pcrs ? pcrValuesToJson(r.pcrs) : undefined,
+      unquoted: r.unquoted,
     };
     if (flag(args, 'json')) {
       printJson(info);
@@ -149,6 +150,7 @@ Exit status: 0 verified, 1 a check failed (one 'bootkey:' line names it) or bad 
       `  nonce:         ${nonce.length ? nonce.toString('hex') : '(empty)'} ok`,
       `  PCRs:          ${selection.map((s) => `${s.bank}:${s.pcrs.join(',')}`).join(' + ') || '(none)'}`,
       `  PCR digest:    ${r.pcrDigest.toString('hex')} ${r.pcrsVerified ? 'ok (matches the given PCR values)' : 'NOT checked (no --pcr-values)'}`,
+      ...(r.unquoted.length ? [`  NOT verified:  ${r.unquoted.join(', ')} (given in --pcr-values but not quoted)`] : []),
       `  clock:         ${info.clock} ms, resets ${info.resetCount}, restarts ${info.restartCount}, firmware ${info.firmwareVersion}`,
     ];
     process.stdout.write(lines.join('\n') + '\n');

@@ -15,7 +15,8 @@
  * 7. pcrDigest = H_sig(PCR values in selection order: banks in TPML order, PCRs ascending),
  *    the hash being the signing scheme's (Part 3 §18.4.1), constant time; every selected PCR
  *    must be given → VERIFY_PCR_DIGEST. Without `pcrs`, the digest is not checked
- *    (`pcrsVerified` false) and no PCR values are returned.
+ *    (`pcrsVerified` false) and no PCR values are returned. Values given for PCRs the quote
+ *    does not select are not verified: only `result.pcrs` is; they are listed in `unquoted`.
  * 8. Optionally qualifiedSigner = `qualifiedSigner` → VERIFY_SIGNER.
  *
  * Not checked: clock/resetCount freshness, firmwareVersion (returned for policy).
@@ -73,6 +74,8 @@ export interface VerifiedQuote {
   pcrsVerified: boolean;
   /** The PCR values the quote covers (only the selected ones), when pcrsVerified. */
   pcrs?: PcrValues;
+  /** PCRs given in `pcrs` that the quote does not select: NOT verified (e.g. "sha256:8"). */
+  unquoted: string[];
 }
 
 function fail(code: string, msg: string): never {
@@ -240,12 +243,14 @@ export function verifyQuote(o: VerifyQuoteOptions): VerifiedQuote {
     hashName: hinfo.name,
     akAttributesChecked,
     pcrsVerified: false,
+    unquoted: [],
   };
   if (o.pcrs) {
     const { digest, covered } = quotePcrDigest(sig.hash, q.pcrSelect, o.pcrs);
     if (!constantTimeEqual(digest, q.pcrDigest)) fail('VERIFY_PCR_DIGEST', `PCR digest: the quoted digest does not match the ${hinfo.name} digest of the given PCR values`);
     result.pcrsVerified = true;
     result.pcrs = covered;
+    for (const [bank, m] of o.pcrs) for (const i of m.keys()) if (!covered.get(bank)?.has(i)) result.unquoted.push(`${bank}:${i}`);
   }
   return result;
 }

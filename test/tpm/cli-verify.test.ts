@@ -69,6 +69,14 @@ test('checkquote: exit 0 with JSON PCR values and with tpm2_quote -o\'s file; --
   assert.equal(o.checks, { akAttributes: true, signature: true, magic: true, type: true, nonce: true, pcrDigest: true });
   assert.equal(o.selection, [{ bank: 'sha256', pcrs: [0, 1, 7] }]);
   assert.is(o.akName, t.file(`${ak}.name`).toString('hex'));
+  assert.equal(o.unquoted, []);
+  // A PCR given but not quoted is reported as not verified.
+  const extra = JSON.parse(readFileSync(t.path('pcrs.json'), 'utf8'));
+  extra.sha256['9'] = '00'.repeat(32);
+  writeFileSync(t.path('extra.json'), JSON.stringify(extra));
+  const x = bootkey(...q('--pcr-values', 'extra.json'));
+  assert.is(x.code, 0, x.stderr);
+  assert.match(x.stdout, /NOT verified: +sha256:9/);
 });
 
 test('checkquote: PEM AK (attributes reported unchecked); no --pcr-values (digest reported unchecked)', () => {

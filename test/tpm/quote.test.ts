@@ -132,6 +132,13 @@ test('changed, swapped or missing PCR values → VERIFY_PCR_DIGEST', () => {
   missing.get('sha256')!.delete(2);
   refuses(() => verifyQuote({ ...base(q), pcrs: missing }), 'VERIFY_PCR_DIGEST', /sha256:2/);
   refuses(() => verifyQuote({ ...base(q), pcrs: new Map() }), 'VERIFY_PCR_DIGEST');
+  // Extra values the quote does not select are reported, not verified.
+  const extra = clone();
+  extra.get('sha256')!.set(9, Buffer.alloc(32, 9));
+  extra.set('sha1', new Map([[0, Buffer.alloc(20)]]));
+  const rx = verifyQuote({ ...base(q), pcrs: extra });
+  assert.equal(rx.unquoted, ['sha256:9', 'sha1:0']);
+  assert.not.ok(rx.pcrs!.get('sha256')!.has(9));
   // Without PCR values: verified, but the digest is reported as unchecked.
   const r = verifyQuote({ ...base(q), pcrs: undefined });
   assert.is(r.pcrsVerified, false);
