@@ -225,6 +225,17 @@ test('the signature must use the AK\'s scheme; a PEM AK skips the attribute chec
   assert.ok(r.pcrsVerified);
 });
 
+test('qualifiedSigner: equals the AK\'s qualified name from tpm2_readpublic; another → VERIFY_SIGNER', () => {
+  const { ak } = createEkAk(t, 'rsa', 'ecc');
+  const out = t.run('tpm2_readpublic', ['-c', `${ak}.ctx`]);
+  const qn = Buffer.from(/qualified name:\s*([0-9a-f]+)/.exec(out)![1], 'hex');
+  const q = quote(ak, 'sha256:0');
+  assert.ok(verifyQuote({ ...base(q), qualifiedSigner: qn }).pcrsVerified);
+  const other = Buffer.from(qn);
+  other[other.length - 1] ^= 1;
+  refuses(() => verifyQuote({ ...base(q), qualifiedSigner: other }), 'VERIFY_SIGNER');
+});
+
 test('checkAKAttributes names the missing attribute', () => {
   const ak = quotes.get('rsa/rsassa')!.ak;
   checkAKAttributes(ak);
