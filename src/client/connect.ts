@@ -197,6 +197,8 @@ export async function withServer<T>(o: ClientOptions, fn: (s: ServerSession) => 
     backoff = Math.min(backoff * 2, o.maxBackoffMs ?? 4000);
     if (attempt < maxAttempts && wait > 0) await sleep(wait);
   }
+  // a server that answered (BUSY, INTERNAL) was reachable: its last answer is the outcome
+  if (last instanceof ClientError && last.code === 'REFUSED') throw last;
   const why = last instanceof Error ? `: ${last.message}` : '';
   throw new ClientError('UNREACHABLE', `no key-release server reachable before the deadline (${o.servers.join(', ')})${why}`);
 }

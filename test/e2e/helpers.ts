@@ -46,7 +46,8 @@ export function tempDir(prefix: string): { dir: string; cleanup(): void } {
 /** A server state dir made by initState (what `bootkey server init` runs; once per process, copied per server). */
 let stateTemplate: string | undefined;
 export async function serverState(dir: string): Promise<string> {
-  const state = join(dir, 'server');
+  const state = mkdtempSync(join(dir, 'server-'));
+  rmSync(state, { recursive: true });
   if (!stateTemplate) {
     const t = mkdtempSync(join(tmpdir(), 'bootkey-e2e-state-'));
     rmSync(t, { recursive: true });
@@ -122,10 +123,11 @@ async function freePort(): Promise<number> {
   }
 }
 
-export async function e2eTpm(): Promise<E2eTpm> {
+/** `blank`: a fresh TPM with its own seeds (another EK and AK; no EK certificate). */
+export async function e2eTpm(opts: { blank?: boolean } = {}): Promise<E2eTpm> {
   const stateDir = mkdtempSync(join(tmpdir(), 'bootkey-e2e-tpm-'));
   // startSwtpm copies the provisioned template (made once per process): take that copy
-  const tmpl = await startSwtpm();
+  const tmpl = await startSwtpm({ blank: opts.blank });
   await run('cp', ['-a', `${tmpl.stateDir}/.`, stateDir]);
   await tmpl.stop();
   let child: ChildProcess | undefined;
@@ -176,6 +178,18 @@ export async function openTpm(sw: { tcti: string }): Promise<Tpm> {
   }
 }
 
+/**
+ * TPM2_Shutdown(TPM_SU_CLEAR), as the kernel sends before a reboot: without it the next
+ * TPM2_Startup counts a non-orderly shutdown as a dictionary-attack failure, and after a few
+ * "reboots" the AK (DA-protected) answers TPM_RC_LOCKOUT.
+ */
+export async function shutdown(tpm: Tpm): Promise<void> {
+  const cmd = Buffer.from('80010000000c000001450000', 'hex');
+  const rsp = await tpm.transport.send(cmd);
+  const rc = rsp.readUInt32BE(6);
+  if (rc !== 0) throw new Error(`TPM2_Shutdown: rc 0x${rc.toString(16)}`);
+}
+
 /** A "machine": a swtpm whose PCRs were extended from an event log, as after that boot. */
 export interface Machine {
   sw: E2eTpm;
@@ -189,11 +203,13 @@ export interface Machine {
   stop(): Promise<void>;
 }
 
-export async function machine(logName = GOOD): Promise<Machine> {
-  const sw = await e2eTpm();
+/** Every non-blank machine comes from ONE provisioned template: they share seeds (same EK, same AK); use `blank` for another TPM. */
+export async function machine(logName = GOOD, opts: { blank?: boolean } = {}): Promise<Machine> {
+  const sw = await e2eTpm(opts);
   const m: Machine = {
     sw, tpm: await openTpm(sw), eventLog: log(logName),
     async reboot(name = logName) {
+      await shutdown(m.tpm);
       await m.tpm.close();
       await sw.restart();
       m.tpm = await openTpm(sw);
