@@ -18,12 +18,16 @@ export class Connection {
   constructor(readonly stream: Duplex, maxFrame = MAX_FRAME) {
     this.deframer = new Deframer(maxFrame);
     stream.on('data', (b: Buffer) => {
+      if (this.failure) return; // poisoned: drop whatever else arrives
       try {
         this.deframer.push(b);
         for (let f = this.deframer.next(); f; f = this.deframer.next()) this.frames.push(f);
       } catch (e) {
+        // An oversize frame: stop reading, keep the stream writable so the owner can answer
+        // with an `error` message before closing.
         this.failure = e as Error;
-        stream.destroy();
+        this.deframer = new Deframer(0);
+        stream.pause();
       }
       this.wake();
     });
@@ -70,5 +74,7 @@ export class Connection {
 
   close(): void {
     this.stream.end();
+    // A peer that neither reads nor closes must not keep the socket: destroy shortly after.
+    setTimeout(() => this.stream.destroy(), 1000).unref();
   }
 }

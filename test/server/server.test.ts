@@ -111,11 +111,12 @@ test('garbage (a frame that is not CBOR) → error BAD_MESSAGE, close; server st
   await stillServes();
 });
 
-test('oversize frame (length over MAX_FRAME) → closed without buffering; server still serves', async () => {
+test('oversize frame (length over MAX_FRAME) → error TOO_LARGE without buffering, close; server still serves', async () => {
   const h = Buffer.alloc(4);
   h.writeUInt32BE(0xffffffff);
   const r = await exchange(Buffer.concat([h, Buffer.alloc(1000)]));
   assert.ok(r.closed);
+  assert.is((r.replies[0] as { code: string }).code, 'TOO_LARGE');
   await stillServes();
 });
 
