@@ -23,11 +23,12 @@
  * that the log replays to the quoted PCR values.
  * @module
  */
-import { createHash } from 'node:crypto';
 import type { EventLog } from './types.ts';
 import { extractBootState, type AppRole, type BootState, type CmdlineSource, type SignatureEntry } from './bootstate.ts';
 import { PolicyError } from './policy-errors.ts';
-import { BANK_HASH, BANK_SIZE, type BankName } from '../pcrs.ts';
+import { BANK_SIZE, type BankName, type PcrValues } from '../pcrs.ts';
+import { replay } from './replay.ts';
+import { EV_NO_ACTION } from './eventtypes.ts';
 
 export const POLICY_VERSION = 1;
 
@@ -123,8 +124,6 @@ export interface PolicyResult {
 }
 
 const KEY_VARS = ['PK', 'KEK', 'db'] as const;
-const EV_NO_ACTION = 3;
-const EV_EFI_HCRTM_EVENT = 0x80000010;
 
 function short(h: string): string {
   return h.length > 12 ? h.slice(0, 12) + '…' : h;
@@ -159,24 +158,16 @@ function normCmdline(text: string, source: CmdlineSource, allowAnyKernel: boolea
   return t.replace(/(^|\s)BOOT_IMAGE=\S+/g, '').trim();
 }
 
+const replayed = new WeakMap<EventLog, PcrValues>();
+
 /**
- * The value of one PCR from the log's events (PFP §3.3.2: PCR 0 starts at the startup
- * locality; H-CRTM means locality 4). EV_NO_ACTION never extends.
+ * The value of one PCR as the log claims it (replay.ts: startup locality, H-CRTM, PCRs 17–22
+ * all-ones, EV_NO_ACTION never extends); a PCR the log does not touch has its initial value.
  */
 export function pcrValueFromLog(log: EventLog, pcr: number, bank: BankName): string {
-  let v = Buffer.alloc(BANK_SIZE[bank]);
-  if (pcr === 0) {
-    const first = log.events.find((e) => e.pcr === 0 && e.type !== EV_NO_ACTION);
-    const loc = log.events.find((e) => e.decoded.kind === 'startup-locality');
-    if (first?.type === EV_EFI_HCRTM_EVENT) v[v.length - 1] = 4;
-    else if (loc && loc.decoded.kind === 'startup-locality') v[v.length - 1] = loc.decoded.locality;
-  }
-  for (const e of log.events) {
-    if (e.pcr !== pcr || e.type === EV_NO_ACTION || e.decoded.kind === 'spec-id') continue;
-    const d = e.digests.get(bank);
-    if (!d) continue;
-    v = createHash(BANK_HASH[bank]).update(v).update(d).digest();
-  }
+  let all = replayed.get(log);
+  if (!all) replayed.set(log, (all = replay(log)));
+  const v = all.get(bank)?.get(pcr) ?? Buffer.alloc(BANK_SIZE[bank], pcr >= 17 && pcr <= 22 ? 0xff : 0);
   return v.toString('hex');
 }
 
