@@ -4,7 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PKGS=(swtpm swtpm-tools tpm2-tools openssl)
+PKGS=(swtpm swtpm-tools tpm2-tools openssl postgresql)
+if [ "${BOOTKEY_SETUP_BENCH:-0}" = 1 ]; then
+  PKGS+=(tang socat)
+fi
 if [ "${BOOTKEY_SETUP_QEMU:-0}" = 1 ]; then
   PKGS+=(qemu-system-x86 ovmf systemd-boot-efi mtools dosfstools fdisk busybox-static cpio zstd binutils sbsigntool openssl)
 fi
