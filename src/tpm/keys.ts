@@ -62,7 +62,7 @@ export async function readKey(tpm: Tpm, handle: number): Promise<KeyHandle | und
     if (!name.equals(r.name)) throw new TpmError('VERIFY_NAME', `TPM2_ReadPublic: Name mismatch for 0x${handle.toString(16)}`);
     return { handle, public: r.outPublic, publicBytes: r.outPublicBytes, name, transient: (handle >>> 24) === 0x80 };
   } catch (e) {
-    if (e instanceof TpmError && e.code === 'TPM_RC' && e.is(TPM_RC.HANDLE)) return undefined;
+    if (e instanceof TpmError && e.code === 'TPM_RC' && (e.is(TPM_RC.HANDLE) || e.is(TPM_RC.VALUE))) return undefined;
     throw e;
   }
 }

@@ -31,7 +31,9 @@ export async function capturing(sw: Swtpm): Promise<Capture> {
 
 export async function openCaptured(sw: Swtpm): Promise<{ tpm: Tpm; cap: Capture }> {
   const cap = await capturing(sw);
-  return { tpm: new Tpm(cap), cap };
+  const tpm = new Tpm(cap);
+  opened.push(tpm);
+  return { tpm, cap };
 }
 
 export function contains(bufs: Buffer[], needle: Buffer): boolean {
@@ -44,4 +46,16 @@ export function parseCredFile(b: Buffer): { credentialBlob: Buffer; secret: Buff
   const credentialBlob = b.subarray(10, 10 + n1);
   const n2 = b.readUInt16BE(10 + n1);
   return { credentialBlob, secret: b.subarray(12 + n1, 12 + n1 + n2) };
+}
+
+const opened: Tpm[] = [];
+/** Opens our Tpm on the swtpm and remembers it, so closeAll() can release the connection
+ *  after a failed test (swtpm serves one client at a time). */
+export async function openTracked(sw: Swtpm): Promise<Tpm> {
+  const t = await Tpm.open(sw.tcti);
+  opened.push(t);
+  return t;
+}
+export async function closeAll(): Promise<void> {
+  for (const t of opened.splice(0)) await t.close().catch(() => undefined);
 }

@@ -16,7 +16,7 @@ import { getHandles } from '../../src/tpm/commands/startup.ts';
 import { marshalPublic, marshalPublic2B, unmarshalPublic2B } from '../../src/tpm/structures.ts';
 import { objectName } from '../../src/tpm/crypto.ts';
 import { TPM_RH } from '../../src/tpm/constants.ts';
-import { parseCredFile, openCaptured, contains } from './_util.ts';
+import { parseCredFile, openCaptured, contains, openTracked, closeAll } from './_util.ts';
 
 let sw: Swtpm;
 let dir: string;
@@ -24,6 +24,7 @@ test.before(async () => {
   sw = await startSwtpm();
   dir = mkdtempSync(join(tmpdir(), 'bootkey-keys-'));
 });
+test.after.each(closeAll);
 test.after(async () => {
   await sw.stop();
   rmSync(dir, { recursive: true, force: true });
@@ -37,7 +38,7 @@ function nameFromReadpublic(out: string): string {
 
 for (const alg of ['rsa', 'ecc'] as const) {
   test(`EK ${alg} equals tpm2_createek -G ${alg} (public area and Name)`, async () => {
-    const tpm = await Tpm.open(sw.tcti);
+    const tpm = await openTracked(sw);
     const ek = await getEK(tpm, alg, { persistent: false });
     await flushKey(tpm, ek);
     await tpm.close();
@@ -51,7 +52,7 @@ for (const alg of ['rsa', 'ecc'] as const) {
 }
 
 test('persistent EK 0x81010001 is used and its Name equals tpm2_readpublic', async () => {
-  const tpm = await Tpm.open(sw.tcti);
+  const tpm = await openTracked(sw);
   const ek = await getEK(tpm, 'rsa');
   await tpm.close();
   assert.is(ek.handle, 0x81010001);
@@ -61,14 +62,14 @@ test('persistent EK 0x81010001 is used and its Name equals tpm2_readpublic', asy
 
 test('AK Name equals tpm2_readpublic of the loaded AK; same AK after a reboot', async () => {
   for (const alg of ['ecc', 'rsa'] as const) {
-    let tpm = await Tpm.open(sw.tcti);
+    let tpm = await openTracked(sw);
     const ak = await createAK(tpm, alg);
     await tpm.close();
     // swtpm has no resource manager: the transient handle is still loaded for tpm2-tools
     assert.is(nameFromReadpublic(tpm2(sw, 'tpm2_readpublic', ['-c', '0x' + ak.handle.toString(16)])), ak.name.toString('hex'));
     tpm2(sw, 'tpm2_flushcontext', ['-t']);
     await sw.restart();
-    tpm = await Tpm.open(sw.tcti);
+    tpm = await openTracked(sw);
     const again = await createAK(tpm, alg);
     await flushKey(tpm, again);
     await tpm.close();
@@ -77,7 +78,7 @@ test('AK Name equals tpm2_readpublic of the loaded AK; same AK after a reboot', 
 });
 
 test('EK certificate equals tpm2_nvread 0x01c00002; no ECC low-range cert on swtpm 0.7', async () => {
-  const tpm = await Tpm.open(sw.tcti);
+  const tpm = await openTracked(sw);
   const cert = await readEKCertificate(tpm, 'rsa');
   const ecc = await readEKCertificate(tpm, 'ecc');
   await tpm.close();
@@ -91,7 +92,7 @@ test('EK certificate equals tpm2_nvread 0x01c00002; no ECC low-range cert on swt
 for (const alg of ['rsa', 'ecc'] as const) {
   for (const range of ['low', 'high'] as const) {
     test(`tpm2_makecredential to the ${range}-range ${alg} EK activates with our ActivateCredential (encrypted)`, async () => {
-      let tpm = await Tpm.open(sw.tcti);
+      let tpm = await openTracked(sw);
       const ek = await getEK(tpm, alg, { range, persistent: false });
       const ak = await createAK(tpm, 'ecc');
       await tpm.close();
@@ -116,7 +117,7 @@ for (const alg of ['rsa', 'ecc'] as const) {
 }
 
 test('high-range templates create (H-1, H-2) with the PolicyB authPolicy', async () => {
-  const tpm = await Tpm.open(sw.tcti);
+  const tpm = await openTracked(sw);
   for (const alg of ['rsa', 'ecc'] as const) {
     const k = await createPrimary(tpm, TPM_RH.ENDORSEMENT, ekTemplate(alg, 'high'));
     assert.is(k.public.authPolicy.toString('hex').slice(0, 8), 'ca3d0a99');

@@ -22,12 +22,13 @@ import { createImportBlob } from '../../src/tpm/duplicate.ts';
 import { makeCredential } from '../../src/tpm/credential.ts';
 import { activateCredential } from '../../src/tpm/keys.ts';
 import { SYM_AES128_CFB, SYM_NULL, SCHEME_NULL, type TPMTPublic, type TPMSPCRSelection } from '../../src/tpm/structures.ts';
-import { openCaptured, contains } from './_util.ts';
+import { openCaptured, contains, openTracked, closeAll } from './_util.ts';
 
 let sw: Swtpm;
 test.before(async () => {
   sw = await startSwtpm();
 });
+test.after.each(closeAll);
 test.after(async () => {
   await sw.stop();
 });
@@ -93,7 +94,7 @@ for (const alg of ['rsa', 'ecc'] as const) {
 }
 
 test('Unseal after a PCR change fails with TPM_RC_POLICY_FAIL decoded in the message', async () => {
-  const tpm = await Tpm.open(sw.tcti);
+  const tpm = await openTracked(sw);
   const srk = await createPrimary(tpm, TPM_RH.OWNER, srkTemplate);
   const sel: TPMSPCRSelection[] = [{ hash: TPM_ALG.SHA256, pcrs: [16] }];
   const pcrs = await readPCRs(tpm, sel);
@@ -122,7 +123,7 @@ test('Unseal after a PCR change fails with TPM_RC_POLICY_FAIL decoded in the mes
 });
 
 test('PolicySecret with a wrong endorsement password: TPM_RC_BAD_AUTH decoded', async () => {
-  const tpm = await Tpm.open(sw.tcti);
+  const tpm = await openTracked(sw);
   const ps = await startPolicySession(tpm, {});
   const err = await PolicySecret(tpm, { authHandle: { handle: TPM_RH.ENDORSEMENT, session: PasswordAuth(Buffer.from('wrong')) }, policySession: ps }).catch((e) => e);
   assert.instance(err, TpmError);
@@ -159,7 +160,7 @@ test('a tampered response fails the response HMAC check (VERIFY_HMAC)', async ()
 });
 
 test('ActivateCredential through a session salted to a different (pinned) EK than the loaded one is refused', async () => {
-  const tpm = await Tpm.open(sw.tcti);
+  const tpm = await openTracked(sw);
   for (const alg of ['rsa', 'ecc'] as const) {
     const ek = await getEK(tpm, alg, { persistent: false });
     const ak = await createAK(tpm, 'ecc');
@@ -202,7 +203,7 @@ test('unsealImported: a createImportBlob secret wrapped to the EK unseals with P
 });
 
 test('AK is unaffected by sessions: an HMAC session authorizes the AK (bound session) ', async () => {
-  const tpm = await Tpm.open(sw.tcti);
+  const tpm = await openTracked(sw);
   const ak = await createAK(tpm, 'ecc');
   const hs = await startHMACSession(tpm, { bind: { handle: TPM_RH.ENDORSEMENT, name: (() => { const b = Buffer.alloc(4); b.writeUInt32BE(TPM_RH.ENDORSEMENT); return b; })() } });
   const { Quote } = await import('../../src/tpm/commands/attest.ts');
