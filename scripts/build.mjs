@@ -10,6 +10,9 @@ await build({
   target: 'node20',
   format: 'esm',
   banner: { js: '#!/usr/bin/env node\nimport { createRequire as __bootkeyCreateRequire } from "node:module"; const require = __bootkeyCreateRequire(import.meta.url);' },
+  // better-sqlite3 is a native addon that finds its .node file relative to itself: load it
+  // from node_modules at run time (server commands only; never on the initrd path).
+  external: ['better-sqlite3', 'pg', 'pg-native'],
   legalComments: 'none',
   logLevel: 'warning',
 });

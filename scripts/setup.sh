@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PKGS=(swtpm swtpm-tools tpm2-tools openssl postgresql)
+PKGS=(swtpm swtpm-tools tpm2-tools openssl cryptsetup-bin postgresql)
 if [ "${BOOTKEY_SETUP_BENCH:-0}" = 1 ]; then
   PKGS+=(tang socat)
 fi

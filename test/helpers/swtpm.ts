@@ -109,12 +109,26 @@ export async function startSwtpm(opts: SwtpmOptions = {}): Promise<Swtpm> {
     h.tcti = `swtpm:host=127.0.0.1,port=${port}`;
     h.env = { ...process.env, TPM2TOOLS_TCTI: h.tcti };
   };
+  /** A clean power-off: TPM2_Shutdown(CLEAR) first, as an OS does on reboot (without it each
+   * restart counts as a dictionary-attack failure and the TPM ends in lockout). Needs no other
+   * client connected (swtpm serves one connection at a time); failures are ignored. */
+  const shutdown = (): Promise<void> =>
+    new Promise((resolve) => {
+      const s = net.connect(port, '127.0.0.1');
+      const done = (): void => { s.destroy(); resolve(); };
+      s.setTimeout(2000, done);
+      s.once('error', done);
+      s.once('data', done);
+      s.once('connect', () => s.write(Buffer.from('80010000000c000001450000', 'hex')));
+    });
   const kill = async (): Promise<void> => {
-    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    const c = child;
+    if (!c || c.exitCode !== null || c.signalCode !== null) return;
+    await shutdown();
     await new Promise<void>((resolve) => {
-      child.once('exit', () => resolve());
-      child.kill('SIGTERM');
-      setTimeout(() => child.kill('SIGKILL'), 2000).unref();
+      const t = setTimeout(() => c.kill('SIGKILL'), 2000);
+      c.once('exit', () => { clearTimeout(t); resolve(); });
+      c.kill('SIGTERM');
     });
   };
 
