@@ -63,6 +63,14 @@ export async function quotePCRs(
     if (attest.attested.type !== TPM_ST.ATTEST_QUOTE || !('pcrSelect' in attest.attested)) {
       throw new TpmError('MARSHAL', 'TPM2_Quote: the attestation is not a quote');
     }
+    const fmt = (sel: TPMSPCRSelection[]): string =>
+      sel.filter((x) => x.pcrs.length).map((x) => `${hashInfo(x.hash).bank}:${x.pcrs.join(',')}`).join('+') || '(nothing)';
+    const asked = fmt(req.selection.map((x) => ({ hash: x.hash, pcrs: [...new Set(x.pcrs)].sort((a, b) => a - b) })));
+    const got = fmt(attest.attested.pcrSelect);
+    if (asked !== got) {
+      // a TPM silently drops banks it has not allocated
+      throw new TpmError('VERIFY_PCR_SELECTION', `TPM2_Quote: the TPM quoted ${got} but ${asked} was asked (PCR bank not allocated?)`);
+    }
     const pcrs = await readPCRs(tpm, attest.attested.pcrSelect);
     const sigHash = 'hash' in q.signature ? q.signature.hash : ak.public.nameAlg;
     if (pcrDigest(sigHash, attest.attested.pcrSelect, pcrs).equals(attest.attested.pcrDigest)) return { quoted: q.quoted, attest, signature: q.signature, pcrs };
