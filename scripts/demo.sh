@@ -13,8 +13,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 command -v cryptsetup >/dev/null || { echo "demo: cryptsetup is needed (apt-get install cryptsetup-bin)" >&2; exit 1; }
-# from source (tsx): the esbuild bundle cannot load better-sqlite3 yet (__filename in ESM)
-bootkey() { node --import tsx src/cli/main.ts "$@"; }
+node scripts/build.mjs
+bootkey() { node dist/bootkey.js "$@"; }   # the esbuild bundle that `npm run build` makes
 replay_log() { node --import tsx scripts/replay-log.ts --tpm "$TPM" --eventlog "$1"; }
 
 work=$(mktemp -d)
@@ -61,7 +61,7 @@ step "Key-release server: bootkey server init, then bootkey server on 127.0.0.1 
 bootkey server init --state "$work/server" >/dev/null
 sport=$(free_port_pair)
 # (node directly, not the shell function, so that $! is the server's own pid)
-node --import tsx src/cli/main.ts server --state "$work/server" --listen "127.0.0.1:$sport" >"$work/server.log" 2>&1 &
+node dist/bootkey.js server --state "$work/server" --listen "127.0.0.1:$sport" >"$work/server.log" 2>&1 &
 srvpid=$!
 wait_port "$sport"
 SERVER="https://127.0.0.1:$sport"
