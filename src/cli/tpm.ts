@@ -16,6 +16,7 @@ import { quotePCRs } from '../tpm/commands/attest.ts';
 import { createAK, flushKey, getEK, readEKCertificate, type KeyHandle } from '../tpm/keys.ts';
 import type { KeyAlg } from '../tpm/templates.ts';
 import { pcrValuesToJson, isBankName } from '../pcrs.ts';
+import { tpmVerifyCommands } from './tpm-verify.ts';
 
 const TPM_OPT_HELP = `  --tpm SPEC   TPM to use: device:/dev/tpmrm0 (default; $BOOTKEY_TPM overrides),
                device:/dev/tpm0, swtpm:host=H,port=N or swtpm:path=SOCKET`;
@@ -291,4 +292,4 @@ Exit status: 0 ok, 1 TPM or transport error, 2 usage.`,
   },
 };
 
-export const tpmCommands: Command[] = [infoCmd, pcrreadCmd, quoteCmd, ekCmd, akCmd];
+export const tpmCommands: Command[] = [infoCmd, pcrreadCmd, quoteCmd, ekCmd, akCmd, ...tpmVerifyCommands];
