@@ -38,7 +38,7 @@ as_pg() {
 }
 
 free_port() {
-  node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'
+  node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{process.stdout.write(String(s.address().port)+"\n");s.close()})'
 }
 
 url() { echo "postgres://postgres@127.0.0.1:$(cat "$1/port")/postgres"; }

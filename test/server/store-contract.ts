@@ -1,0 +1,195 @@
+/**
+ * The store contract: the same tests for every backend (SQLite, PostgreSQL). Two handles on
+ * one database stand for two replicas. Backend-specific checks (the raw SQL that must be
+ * refused, the schema table, where the bytes at rest live) come from the backend adapter.
+ */
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { randomBytes } from 'node:crypto';
+import type { MachineRecord, Store } from '../../src/server/store.ts';
+import { Vault, sha256 } from '../../src/server/secrets.ts';
+import { ServerError } from '../../src/server/errors.ts';
+
+export interface StoreBackend {
+  name: string;
+  /** Opens two handles (two "replicas") on one fresh, migrated database. */
+  open(): Promise<{ a: Store; b: Store }>;
+  /** Runs raw SQL on the database (throws what the database throws). */
+  exec(sql: string): Promise<unknown>;
+  /** Rows in schema_version. */
+  schemaRows(): Promise<number>;
+  /** Asserts that `share` is nowhere in clear at rest (files or raw rows). */
+  assertNotAtRest(share: Buffer): Promise<void>;
+  /** Backend-specific extra check after migrate (e.g. SQLite's WAL mode). */
+  afterMigrate?(): Promise<void>;
+  close(): Promise<void>;
+}
+
+async function rejects(p: Promise<unknown>, re: RegExp): Promise<void> {
+  try {
+    await p;
+  } catch (e) {
+    assert.match(String((e as Error).message), re);
+    return;
+  }
+  assert.unreachable('expected a rejection');
+}
+
+export function storeContract(be: StoreBackend): void {
+  const t = suite(`store contract: ${be.name}`);
+  let a: Store;
+  let b: Store;
+  const vault = new Vault(randomBytes(32));
+
+  t.before(async () => {
+    ({ a, b } = await be.open());
+  });
+  t.after(async () => {
+    await a?.close();
+    await b?.close();
+    await be.close();
+  });
+
+  const machine = (id: string, share: Buffer, over: Partial<MachineRecord> = {}): MachineRecord => {
+    const now = Date.now();
+    return {
+      id, machineId: 'mid', hostname: 'h', ekPublic: Buffer.from('ek'), ekName: Buffer.from('ekname-' + id), akPublic: Buffer.from('ak'), akName: Buffer.from('akname'),
+      policy: '{}', shareSealed: vault.seal(share, id), state: 'active', releasedPcr: 15, created: now, updated: now, ...over,
+    };
+  };
+
+  t('migrations are idempotent and recorded', async () => {
+    assert.is(await a.schemaVersion(), 1);
+    await a.migrate();
+    await b.migrate();
+    await Promise.all([a.migrate(), b.migrate()]);
+    assert.is(await b.schemaVersion(), 1);
+    assert.is(await be.schemaRows(), 1);
+    await be.afterMigrate?.();
+  });
+
+  t('nonce: exactly one of many concurrent mark-used wins, across two handles', async () => {
+    for (let round = 0; round < 5; round++) {
+      const h = sha256(randomBytes(32));
+      await a.putNonce({ hash: h, machine: 'm-1', purpose: 'attest', expiresAt: Date.now() + 60_000 });
+      const now = Date.now();
+      const results = await Promise.all(Array.from({ length: 40 }, (_, i) => (i % 2 ? a : b).consumeNonce(h, 'm-1', now)));
+      assert.is(results.filter((r) => r === 'ok').length, 1);
+      assert.is(results.filter((r) => r === 'used').length, 39);
+    }
+  });
+
+  t('nonce: expired, unknown, other machine', async () => {
+    const h = sha256(randomBytes(32));
+    await a.putNonce({ hash: h, machine: 'm-1', purpose: 'attest', expiresAt: 1000 });
+    assert.is(await a.consumeNonce(h, 'm-2', 2000), 'unknown');
+    assert.is(await b.consumeNonce(h, 'm-1', 2000), 'expired');
+    assert.is(await a.consumeNonce(h, 'm-1', 500), 'used', 'an expired nonce is burnt');
+    assert.is(await a.consumeNonce(sha256('never'), 'm-1', 500), 'unknown');
+  });
+
+  t('audit is append-only: UPDATE and DELETE refused', async () => {
+    await a.audit({ time: 1, who: 'admin', action: 'x', result: 'ok', machine: 'm-1', reasons: ['r'], peer: '1.2.3.4' });
+    await rejects(be.exec("UPDATE audit SET result = 'forged'"), /append-only/);
+    await rejects(be.exec('DELETE FROM audit'), /append-only/);
+    const rows = await b.queryAudit({ machine: 'm-1' });
+    assert.is(rows.length, 1);
+    assert.equal(rows[0].reasons, ['r']);
+    assert.is(rows[0].peer, '1.2.3.4');
+    assert.is(rows[0].result, 'ok');
+    assert.type(rows[0].seq, 'number');
+  });
+
+  t('audit: concurrent appends from two handles are all kept, in order', async () => {
+    await Promise.all(Array.from({ length: 50 }, (_, i) => (i % 2 ? a : b).audit({ time: 2 + i, who: 'machine', action: 'release', result: 'ok', machine: 'm-audit' })));
+    const rows = await a.queryAudit({ machine: 'm-audit', limit: 1000 });
+    assert.is(rows.length, 50);
+    assert.equal(rows.map((r) => r.seq), [...rows.map((r) => r.seq)].sort((x, y) => x - y));
+  });
+
+  t('encryption at rest: the share is never stored in clear; AAD binds the machine id', async () => {
+    const share = randomBytes(32);
+    await a.createMachine(machine('m-enc', share));
+    const got = (await b.getMachine('m-enc'))!;
+    assert.ok(vault.open(got.shareSealed, 'm-enc').equals(share));
+    assert.throws(() => vault.open(got.shareSealed, 'm-other'), (e: unknown) => e instanceof ServerError && e.code === 'DECRYPT');
+    await be.assertNotAtRest(share);
+  });
+
+  t('records round-trip (bytes, numbers, optional fields)', async () => {
+    const m = machine('m-rt', randomBytes(32), { lastResult: 'enrolled', lastTime: 1_700_000_000_123, lastReasons: ['a', 'b'], lastResetCount: 7, lastRestartCount: 2 ** 32 - 1 });
+    await a.createMachine(m);
+    const got = (await b.getMachine('m-rt'))!;
+    assert.equal({ ...got, shareSealed: got.shareSealed.toString('hex') }, { ...m, shareSealed: m.shareSealed.toString('hex') });
+    assert.ok((await b.listMachines()).some((x) => x.id === 'm-rt'));
+    await a.recordResult('m-rt', { result: 'refused:POLICY', time: 5, reasons: ['x'] });
+    const r2 = (await b.getMachine('m-rt'))!;
+    assert.is(r2.lastResult, 'refused:POLICY');
+    assert.is(r2.lastResetCount, 7, 'counters only on success');
+    await a.putNamedPolicy('fleet', '{"x":1}', 1);
+    await b.putNamedPolicy('fleet', '{"x":2}', 2);
+    assert.is(await a.getNamedPolicy('fleet'), '{"x":2}');
+    assert.is(await a.getNamedPolicy('none'), undefined);
+  });
+
+  t('state and policy changes on one handle are seen by the other at once', async () => {
+    await a.createMachine(machine('m-rev', randomBytes(32)));
+    assert.is((await b.getMachine('m-rev'))!.state, 'active');
+    assert.ok(await a.setMachineState('m-rev', 'revoked', Date.now(), ['active', 'pending']));
+    assert.is((await b.getMachine('m-rev'))!.state, 'revoked');
+    assert.not.ok(await b.setMachineState('m-rev', 'revoked', Date.now(), ['active', 'pending']), 'already revoked');
+    assert.ok(await b.setPolicy('m-rev', '{"p":1}', Date.now()));
+    assert.is((await a.getMachine('m-rev'))!.policy, '{"p":1}');
+    const sealed = vault.seal(randomBytes(32), 'm-rev');
+    assert.ok(await a.setShare('m-rev', sealed, Date.now()));
+    assert.ok((await b.getMachine('m-rev'))!.shareSealed.equals(sealed));
+    assert.ok(await b.deleteMachine('m-rev'));
+    assert.is(await a.getMachine('m-rev'), undefined);
+    assert.not.ok(await a.deleteMachine('m-rev'));
+  });
+
+  t('enrolment transactions: finish once; commit supersedes the old record of the same EK; abort removes the pending machine', async () => {
+    const now = Date.now();
+    const enr = (id: string) => ({ id, machineId: 'mid', hostname: 'h', ekPublic: Buffer.from('ek'), akPublic: Buffer.from('ak'), secretHash: sha256('s'), nonce: randomBytes(32), expiresAt: now + 300_000, created: now });
+    await a.createMachine(machine('m-old', randomBytes(32), { ekName: Buffer.from('same-ek') }));
+    await a.putEnrollment(enr('e-1'));
+    const e1 = (await b.getEnrollment('e-1'))!;
+    assert.is(e1.expiresAt, now + 300_000);
+    assert.is(e1.machine, undefined);
+    assert.ok(await a.finishEnrollment('e-1', machine('m-new', randomBytes(32), { ekName: Buffer.from('same-ek'), state: 'pending' })));
+    assert.not.ok(await b.finishEnrollment('e-1', machine('m-new2', randomBytes(32), { state: 'pending' })));
+    assert.is(await a.getMachine('m-new2'), undefined, 'nothing half-written');
+    assert.is(await a.commitEnrollment('e-1', now), 'm-new');
+    assert.is((await a.getMachine('m-new'))!.state, 'active');
+    assert.is(await a.getMachine('m-old'), undefined, 're-enrolment supersedes the old record');
+    assert.is(await a.commitEnrollment('e-1', now), undefined);
+
+    await a.putEnrollment(enr('e-2'));
+    await a.finishEnrollment('e-2', machine('m-p', randomBytes(32), { state: 'pending' }));
+    assert.ok(await a.abortEnrollment('e-2'));
+    assert.is(await a.getMachine('m-p'), undefined);
+    assert.not.ok(await b.abortEnrollment('e-2'));
+  });
+
+  t('enrolment: concurrent finish and commit from two handles: exactly one wins', async () => {
+    const now = Date.now();
+    await a.putEnrollment({ id: 'e-race', machineId: 'mid', hostname: 'h', ekPublic: Buffer.from('ek'), akPublic: Buffer.from('ak'), secretHash: sha256('s'), nonce: randomBytes(32), expiresAt: now + 300_000, created: now });
+    const fin = await Promise.all(Array.from({ length: 10 }, (_, i) => (i % 2 ? a : b).finishEnrollment('e-race', machine(`m-race${i}`, randomBytes(32), { state: 'pending' }))));
+    assert.is(fin.filter(Boolean).length, 1);
+    const com = await Promise.all(Array.from({ length: 10 }, (_, i) => (i % 2 ? a : b).commitEnrollment('e-race', now)));
+    assert.is(com.filter((x) => x !== undefined).length, 1);
+  });
+
+  t('gc: pending machines older than the cut-off and expired enrolments go; active ones stay', async () => {
+    const now = Date.now();
+    await a.createMachine(machine('m-stale', randomBytes(32), { state: 'pending', created: now - 11 * 60_000 }));
+    await a.createMachine(machine('m-fresh', randomBytes(32), { state: 'pending', created: now }));
+    const n = await a.gc(now, now - 10 * 60_000);
+    assert.is(n, 1);
+    assert.is(await a.getMachine('m-stale'), undefined);
+    assert.ok(await a.getMachine('m-fresh'));
+    assert.ok(await a.getMachine('m-new'));
+  });
+
+  t.run();
+}
