@@ -5,8 +5,8 @@
  */
 import { UsageError, InputError } from '../errors.ts';
 import { type Command, type Parsed, req, opt, flag, readInput, printJson, EXIT_OK } from './command.ts';
-import { initState } from '../server/pki.ts';
-import { startServer, DEFAULT_LISTEN } from '../server/server.ts';
+// The server modules (and better-sqlite3, a native addon) are imported lazily in run(): the
+// initrd executable never loads them for enroll/unlock/tpm/eventlog (issue 5).
 import { adminRequest } from '../server/admin-client.ts';
 import { ServerError } from '../server/errors.ts';
 
@@ -30,6 +30,7 @@ server shares at rest), admin.token (0600) and the SQLite database. Existing fil
   async run(args) {
     const dir = req(args, 'state');
     const sans = (args.values.san as string[] | undefined) ?? [];
+    const { initState } = await import('../server/pki.ts');
     const r = await initState(dir, { sans });
     if (flag(args, 'json')) printJson(r);
     else {
@@ -45,26 +46,33 @@ server shares at rest), admin.token (0600) and the SQLite database. Existing fil
 const serve: Command = {
   path: ['server'],
   summary: 'run the key-release server until SIGTERM/SIGINT',
-  help: `usage: bootkey server --state DIR [--listen HOST:PORT] [--released-pcr N] [--ek-ca FILE] [--nonce-ttl SECONDS]
+  help: `usage: bootkey server --state DIR [--listen HOST:PORT] [--released-pcr N] [--ek-ca FILE] [--nonce-ttl SECONDS] [--store URL]
 
 Serves enrolment, boot-time attestation and admin requests over TLS 1.3 (default listen
-${DEFAULT_LISTEN}). --released-pcr: the PCR the client extends after a release (default 15).
+0.0.0.0:7443, DEFAULT_LISTEN in src/server/server.ts). --released-pcr: the PCR the client extends after a release (default 15).
 --ek-ca: PEM bundle of TPM manufacturer CAs; enrolment then requires an EK certificate that
 chains to it. Logs one key=value line per event on stdout (journald-friendly); never a secret.
-The master key comes from DIR/master.key or BOOTKEY_MASTER_KEY (hex or base64).`,
+The master key comes from DIR/master.key or BOOTKEY_MASTER_KEY (hex or base64).
+--store: sqlite (default, DIR/bootkey.db) or postgres://USER@HOST:PORT/DB[?pool_max=N] (also from
+BOOTKEY_STORE); several servers on one PostgreSQL database are replicas (docs/SCALE.md).`,
   options: {
     state: { type: 'string' }, listen: { type: 'string' }, 'released-pcr': { type: 'string' }, 'ek-ca': { type: 'string' },
-    'nonce-ttl': { type: 'string' },
+    'nonce-ttl': { type: 'string' }, store: { type: 'string' },
   },
   async run(args) {
     const ttl = intOpt(args, 'nonce-ttl', 5, 3600);
+    const log = (line: string) => process.stdout.write(line + '\n');
+    const { createStore, STORE_ENV } = await import('../server/store-factory.ts');
+    const store = createStore(opt(args, 'store') ?? process.env[STORE_ENV], req(args, 'state'), { log });
+    const { startServer } = await import('../server/server.ts');
     const srv = await startServer({
       stateDir: req(args, 'state'),
       listen: opt(args, 'listen'),
       releasedPcr: intOpt(args, 'released-pcr', 0, 23),
       nonceTtlMs: ttl === undefined ? undefined : ttl * 1000,
       ekCaFile: opt(args, 'ek-ca'),
-      log: (line) => process.stdout.write(line + '\n'),
+      log,
+      store,
     });
     await new Promise<void>((resolve) => {
       const stop = (sig: string) => {

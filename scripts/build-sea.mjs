@@ -1,0 +1,94 @@
+// Builds dist/bootkey-linux-x64: a Node single executable application (SEA) for the initrd.
+//   1. esbuild bundles src/initrd/boot-main.ts as ONE CommonJS file (SEA main scripts are CJS
+//      and their require() only loads built-in modules). better-sqlite3 (a native addon) is
+//      external and cbor-extract (optional native speed-up, cbor-x falls back to JS) a stub: the server
+//      commands are imported lazily (src/cli/server.ts), so nothing on the enroll / unlock /
+//      initrd-agent / tpm / eventlog path requires them; `bootkey server` in the SEA fails with
+//      "Cannot find module" — run the server from dist/bootkey.js with node instead.
+//   2. node --experimental-sea-config → the preparation blob.
+//   3. postject injects it into a copy of this node binary, flipping the SEA fuse.
+// Checks: the bundle's metafile shows no module importing better-sqlite3 outside src/server/,
+// and `bootkey-linux-x64 --version` runs. Prints size and start-up time.
+import { build } from 'esbuild';
+import { execFileSync } from 'node:child_process';
+import { copyFileSync, chmodSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+
+const OUT = 'dist/bootkey-linux-x64';
+const WORK = 'dist/sea';
+const SENTINEL = 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2';
+
+if (process.platform !== 'linux' || process.arch !== 'x64') {
+  console.log(`build-sea: skipped (${process.platform}-${process.arch}: the SEA is built on linux-x64 only)`);
+  process.exit(0);
+}
+
+rmSync(WORK, { recursive: true, force: true });
+mkdirSync(WORK, { recursive: true });
+
+// src/cli/main.ts ends with a top-level `await runCli();` (fine in the ESM bundle, impossible in
+// CJS). Its promise never rejects (runCli catches everything), so `void` is equivalent here.
+const noTopLevelAwait = {
+  name: 'cli-main-no-tla',
+  setup(b) {
+    b.onLoad({ filter: /src[\\/]cli[\\/]main\.ts$/ }, (args) => {
+      const src = readFileSync(args.path, 'utf8');
+      const out = src.replace(/^await runCli\(\);\s*$/m, 'void runCli();\n');
+      if (/^await /m.test(out)) throw new Error('src/cli/main.ts has a top-level await that the SEA (CJS) build cannot take');
+      return { contents: out, loader: 'ts' };
+    });
+  },
+};
+
+// cbor-x tries require('cbor-extract') in a try/catch; in a SEA that require() prints a warning
+// on every start. Resolve it to a module that throws, so cbor-x takes its JS path silently.
+const noCborExtract = {
+  name: 'no-cbor-extract',
+  setup(b) {
+    b.onResolve({ filter: /^cbor-extract$/ }, () => ({ path: 'cbor-extract', namespace: 'stub' }));
+    b.onLoad({ filter: /.*/, namespace: 'stub' }, () => ({ contents: 'throw new Error("cbor-extract is not in the single executable");', loader: 'js' }));
+  },
+};
+
+const result = await build({
+  entryPoints: ['src/initrd/boot-main.ts'],
+  outfile: `${WORK}/bootkey.cjs`,
+  bundle: true,
+  platform: 'node',
+  target: 'node20',
+  format: 'cjs',
+  external: ['better-sqlite3'],
+  legalComments: 'none',
+  logLevel: 'warning',
+  metafile: true,
+  plugins: [noTopLevelAwait, noCborExtract],
+});
+
+// Nothing outside src/server/ may import better-sqlite3.
+for (const [file, meta] of Object.entries(result.metafile.inputs)) {
+  if (meta.imports.some((i) => i.path === 'better-sqlite3') && !file.startsWith('src/server/')) {
+    throw new Error(`build-sea: ${file} imports better-sqlite3: the initrd executable must not need it`);
+  }
+}
+
+writeFileSync(`${WORK}/sea-config.json`, JSON.stringify({
+  main: `${WORK}/bootkey.cjs`,
+  output: `${WORK}/sea-prep.blob`,
+  disableExperimentalSEAWarning: true,
+  useCodeCache: true, // V8 code cache for the bundle: faster start-up (Node >= 20.13)
+}));
+execFileSync(process.execPath, ['--experimental-sea-config', `${WORK}/sea-config.json`], { stdio: ['ignore', 'ignore', 'inherit'] });
+
+rmSync(OUT, { force: true });
+copyFileSync(process.execPath, OUT);
+chmodSync(OUT, 0o755);
+const require = createRequire(import.meta.url);
+const { inject } = require('postject');
+await inject(OUT, 'NODE_SEA_BLOB', readFileSync(`${WORK}/sea-prep.blob`), { sentinelFuse: SENTINEL });
+// Do not strip the result: strip rewrites the ELF notes and the injected blob with them (SIGSEGV).
+
+const t0 = process.hrtime.bigint();
+const v = execFileSync(OUT, ['--version']).toString().trim();
+const startMs = Number(process.hrtime.bigint() - t0) / 1e6;
+const mb = (statSync(OUT).size / 1048576).toFixed(1);
+console.log(`build-sea: ${OUT} ${mb} MiB (bundle ${(statSync(`${WORK}/bootkey.cjs`).size / 1024).toFixed(0)} KiB, node ${process.version}); "${v}" in ${startMs.toFixed(0)} ms`);

@@ -1,0 +1,391 @@
+/**
+ * `bootkey initrd-agent`: the ask-password agent of the initrd (systemd/bootkey-askpass.service).
+ *
+ * systemd-cryptsetup asks for a volume's passphrase by writing `/run/systemd/ask-password/ask.*`
+ * (`[Ask]` `Socket=`, `Id=cryptsetup:DEV`, `NotAfter=`); every agent may answer by sending
+ * "+" + passphrase to that AF_UNIX datagram socket (systemd's "Password Agents" spec). The
+ * console prompt is shown at the same time by systemd's own agent, so the boot never waits on
+ * bootkey: whoever answers first wins. This agent, for each question whose DEV carries a bootkey
+ * token (the clevis model):
+ *
+ *  1. attests to the token's servers (in parallel, bounded retries with backoff, one total
+ *     deadline: `rd.bootkey.deadline=` on the kernel command line, else `deadline=` in
+ *     /etc/bootkey/bootkey.conf, else 60 s), one console line per attempt and the refusal reasons;
+ *  2. unseals the released share, extends the released PCR, derives the LUKS passphrase;
+ *  3. answers with `systemd-reply-password 1 SOCKET`, the passphrase on its stdin (Node has no
+ *     AF_UNIX datagram sockets; docs/ARCHITECTURE.md "Initrd").
+ *
+ * Then it steps aside: it exits when no question for a bootkey volume is left, when the user
+ * answered at the prompt, or after the deadline. Each device is tried once per boot
+ * (/run/bootkey/tried: device names only); a second release in the same boot would be refused
+ * by the server anyway (the released PCR is extended).
+ *
+ * The key lives in Buffers that are zeroed after use and in the pipe to systemd-reply-password;
+ * nothing secret is logged or written. Timing of the phases (process start-up, TPM, network
+ * round trips, server verification) is logged for `npm run bench:boot`.
+ * @module
+ */
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, readdirSync, appendFileSync, watch, type FSWatcher } from 'node:fs';
+import { X509Certificate } from 'node:crypto';
+import { Tpm } from '../tpm/tpm.ts';
+import { createAK, flushKey, type KeyHandle } from '../tpm/keys.ts';
+import { quotePCRs } from '../tpm/commands/attest.ts';
+import { marshalSignature } from '../tpm/structures.ts';
+import { readToken, unsealReleased, extendReleasedPcr, type AttestFinish, type Released } from './unlock.ts';
+import { deriveLuksKey } from '../client/key.ts';
+import { ClientError, withServer } from '../client/connect.ts';
+import { tokenShare, type BootkeyToken } from '../client/token.ts';
+import { toTpmSelection } from '../client/selection.ts';
+
+export const ASK_DIR = '/run/systemd/ask-password';
+export const CONFIG_FILE = '/etc/bootkey/bootkey.conf';
+export const PINNED_CA = '/etc/bootkey/ca.pem';
+const TRIED_FILE = '/run/bootkey/tried';
+const DEFAULT_DEADLINE_S = 60;
+const EVENTLOG = '/sys/kernel/security/tpm0/binary_bios_measurements';
+
+/** One `ask.*` file's `[Ask]` section. */
+export interface Ask {
+  file: string;
+  socket: string;
+  id: string;
+  /** CLOCK_MONOTONIC µs, 0 = none. */
+  notAfter: bigint;
+  /** The device from `Id=cryptsetup:DEV`, undefined for other questions. */
+  device?: string;
+}
+
+/** Parses an ask file (INI, `[Ask]` keys). Returns undefined when it has no Socket=. */
+export function parseAsk(file: string, text: string): Ask | undefined {
+  const kv = new Map<string, string>();
+  let section = '';
+  for (const raw of text.split('\n')) {
+    const line = raw.trim();
+    if (line.startsWith('[')) section = line;
+    else if (section === '[Ask]' && line.includes('=')) kv.set(line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1));
+  }
+  const socket = kv.get('Socket');
+  if (!socket) return undefined;
+  const id = kv.get('Id') ?? '';
+  const notAfter = /^\d+$/.test(kv.get('NotAfter') ?? '') ? BigInt(kv.get('NotAfter')!) : 0n;
+  const device = id.startsWith('cryptsetup:') ? id.slice('cryptsetup:'.length) : undefined;
+  return { file, socket, id, notAfter, device };
+}
+
+/** The pending questions in `dir` (expired ones skipped). */
+export function listAsks(dir = ASK_DIR): Ask[] {
+  let names: string[];
+  try {
+    names = readdirSync(dir).filter((n) => n.startsWith('ask.')).sort();
+  } catch {
+    return [];
+  }
+  const now = process.hrtime.bigint() / 1000n; // libuv's hrtime is CLOCK_MONOTONIC, like NotAfter
+  const out: Ask[] = [];
+  for (const n of names) {
+    try {
+      const a = parseAsk(`${dir}/${n}`, readFileSync(`${dir}/${n}`, 'utf8'));
+      if (a && (a.notAfter === 0n || a.notAfter > now)) out.push(a);
+    } catch {
+      /* answered and removed meanwhile */
+    }
+  }
+  return out;
+}
+
+export interface AgentConfig {
+  deadlineS: number;
+  tpm?: string;
+  eventlog: string;
+  disabled: boolean;
+}
+
+/** Config: defaults < /etc/bootkey/bootkey.conf (key=value) < kernel command line (rd.bootkey.*). */
+export function loadConfig(configText = readOr(CONFIG_FILE), cmdline = readOr('/proc/cmdline')): AgentConfig {
+  const c: AgentConfig = { deadlineS: DEFAULT_DEADLINE_S, eventlog: EVENTLOG, disabled: false };
+  const set = (k: string, v: string): void => {
+    if (k === 'deadline' && /^\d+(\.\d+)?$/.test(v) && Number(v) > 0 && Number(v) <= 3600) c.deadlineS = Number(v);
+    else if (k === 'tpm' && v) c.tpm = v;
+    else if (k === 'eventlog' && v) c.eventlog = v;
+    else if (k === 'enabled' || k === '') c.disabled = v === '0' || v === 'no' || v === 'false';
+  };
+  for (const line of configText.split('\n')) {
+    const m = /^\s*([a-z]+)\s*=\s*(.*?)\s*$/.exec(line);
+    if (m && !line.trimStart().startsWith('#')) set(m[1], m[2]);
+  }
+  for (const w of cmdline.trim().split(/\s+/)) {
+    const m = /^rd\.bootkey(?:\.([a-z]+))?=(.*)$/.exec(w);
+    if (m) set(m[1] ?? '', m[2]);
+  }
+  return c;
+}
+
+function readOr(path: string, dflt = ''): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return dflt;
+  }
+}
+
+/** systemd-reply-password (Debian /lib/systemd, MicroOS /usr/lib/systemd). */
+export function replyPasswordPath(): string {
+  for (const p of ['/usr/lib/systemd/systemd-reply-password', '/lib/systemd/systemd-reply-password']) if (existsSync(p)) return p;
+  return 'systemd-reply-password';
+}
+
+/** Sends "+" + key to the ask socket through systemd-reply-password (key on its stdin only). */
+export function replyPassword(socket: string, key: Buffer): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(replyPasswordPath(), ['1', socket], { stdio: ['pipe', 'ignore', 'pipe'] });
+    const err: Buffer[] = [];
+    child.stderr.on('data', (b: Buffer) => err.push(b));
+    child.on('error', reject);
+    child.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`systemd-reply-password exited ${code}: ${Buffer.concat(err).toString().trim()}`))));
+    child.stdin.on('error', () => undefined);
+    child.stdin.end(key);
+  });
+}
+
+/** Milliseconds spent per phase of one unlock (no secrets). */
+export interface Phases {
+  startup: number;
+  token: number;
+  tpm: number;
+  connect: number;
+  network: number;
+  server: number;
+  reply: number;
+  total: number;
+}
+
+const ms = (t0: bigint): number => Number(process.hrtime.bigint() - t0) / 1e6;
+
+/** The token's CA must be the CA pinned in the initrd (when one was installed). */
+function checkPinnedCa(token: BootkeyToken, pinnedPem: string | undefined): void {
+  if (!pinnedPem) return;
+  const a = new X509Certificate(pinnedPem);
+  const b = new X509Certificate(token.ca);
+  if (a.fingerprint256 !== b.fingerprint256) {
+    throw new ClientError('CA_MISMATCH', `the token's server CA (${b.subject.replace(/\n/g, ', ')}) is not the CA pinned in the initrd (${PINNED_CA})`);
+  }
+}
+
+export interface AgentLog {
+  (line: string): void;
+}
+
+/**
+ * Unlocks one question: attest → release → unseal → extend → reply. Returns the phases.
+ * @throws ClientError (REFUSED with failures, UNREACHABLE, EK_MISMATCH, UNSEAL, NO_TOKEN, CA_MISMATCH), TpmError
+ */
+export async function answer(ask: Ask, cfg: AgentConfig, deadlineAt: number, log: AgentLog, startupMs: number, state: { releasing: boolean } = { releasing: false }): Promise<Phases> {
+  const t0 = process.hrtime.bigint();
+  const p: Phases = { startup: startupMs, token: 0, tpm: 0, connect: 0, network: 0, server: 0, reply: 0, total: 0 };
+  const dev = ask.device!;
+  let t = process.hrtime.bigint();
+  const { id, token } = await readToken(dev);
+  checkPinnedCa(token, existsSync(PINNED_CA) ? readOr(PINNED_CA) : undefined);
+  const eventLog = readFileSync(cfg.eventlog);
+  p.token = ms(t);
+  t = process.hrtime.bigint();
+  const tpm = await Tpm.open(cfg.tpm);
+  let ak: KeyHandle | undefined;
+  let released: Released | undefined;
+  let extended = false;
+  let serverShare: Buffer | undefined;
+  let key: Buffer | undefined;
+  const diskShare = tokenShare(token);
+  try {
+    ak = await createAK(tpm, token.ak_alg);
+    p.tpm += ms(t);
+    let attempt = 0;
+    let tConnect = process.hrtime.bigint();
+    released = await withServer(
+      {
+        servers: token.servers, ca: token.ca, deadlineMs: Math.max(1, deadlineAt - Date.now()), maxAttempts: 100,
+        log: (l) => {
+          if (l.startsWith('attempt')) log(`${dev}: ${l}`);
+        },
+      },
+      async (s) => {
+        attempt++;
+        p.connect = ms(tConnect);
+        log(`${dev}: attempt ${attempt}: connected to ${s.server}, attesting (token ${id}, machine ${token.machine})`);
+        let tt = process.hrtime.bigint();
+        const ch = await s.request({ t: 'attest-begin', machine: token.machine, akName: ak!.name }, ['attest-challenge']);
+        const rtt = ms(tt);
+        if (ch.releasedPcr !== token.released_pcr) {
+          throw new ClientError('PROTOCOL', `the server's released PCR ${ch.releasedPcr} is not the token's ${token.released_pcr}`);
+        }
+        tt = process.hrtime.bigint();
+        const q = await quotePCRs(tpm, ak!, { selection: toTpmSelection(ch.pcrSelection), nonce: ch.nonce });
+        p.tpm += ms(tt);
+        const finish: AttestFinish = {
+          t: 'attest-finish', machine: token.machine, akName: ak!.name, nonce: ch.nonce,
+          quote: q.quoted, signature: marshalSignature(q.signature), pcrs: q.pcrs, eventLog,
+        };
+        tt = process.hrtime.bigint();
+        const r = await s.request(finish, ['released']);
+        const fin = ms(tt);
+        // two round trips; the finish one minus the begin one ≈ the server's verification
+        p.network = 2 * rtt;
+        p.server = Math.max(0, fin - rtt);
+        tConnect = process.hrtime.bigint();
+        return r;
+      },
+    );
+    state.releasing = true; // from here on, finish (unseal, extend) even if the prompt was answered
+    t = process.hrtime.bigint();
+    await flushKey(tpm, ak).catch(() => undefined);
+    ak = undefined;
+    serverShare = await unsealReleased(tpm, token, released);
+    key = deriveLuksKey(serverShare, diskShare, token.machine);
+    serverShare.fill(0);
+    await extendReleasedPcr(tpm, token.released_pcr);
+    extended = true;
+    p.tpm += ms(t);
+    t = process.hrtime.bigint();
+    await replyPassword(ask.socket, key);
+    p.reply = ms(t);
+    p.total = ms(t0);
+    return p;
+  } finally {
+    key?.fill(0);
+    serverShare?.fill(0);
+    diskShare.fill(0);
+    await flushKey(tpm, ak).catch(() => undefined);
+    if (released && !extended) await extendReleasedPcr(tpm, token.released_pcr).catch(() => undefined);
+    await tpm.close().catch(() => undefined);
+  }
+}
+
+/** Whether DEV carries a bootkey token (false for non-LUKS2 or unreadable devices). */
+async function hasToken(dev: string): Promise<boolean> {
+  try {
+    await readToken(dev);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function tried(): Set<string> {
+  return new Set(readOr(TRIED_FILE).split('\n').filter(Boolean));
+}
+
+function markTried(dev: string): void {
+  try {
+    mkdirSync('/run/bootkey', { recursive: true, mode: 0o700 });
+    appendFileSync(TRIED_FILE, dev + '\n');
+  } catch {
+    /* /run not writable (tests): the in-process set still holds */
+  }
+}
+
+export interface AgentOptions {
+  dir?: string;
+  log?: AgentLog;
+  config?: AgentConfig;
+  /** Process start-up before main ran, ms. */
+  startupMs?: number;
+}
+
+/** The agent loop (module doc). Resolves with the number of questions answered. */
+export async function runAgent(o: AgentOptions = {}): Promise<number> {
+  const dir = o.dir ?? ASK_DIR;
+  const log = o.log ?? ((l: string) => process.stdout.write(`bootkey: ${l}\n`));
+  const cfg = o.config ?? loadConfig();
+  if (cfg.disabled) {
+    log('disabled (rd.bootkey=0)');
+    return 0;
+  }
+  const deadlineAt = Date.now() + cfg.deadlineS * 1000;
+  const done = tried();
+  const checked = new Map<string, boolean>();
+  const inFlight = new Map<string, { ask: Ask; releasing: boolean }>();
+  let answered = 0;
+  let wake: (() => void) | undefined;
+  let watcher: FSWatcher | undefined;
+  try {
+    watcher = watch(dir, () => wake?.());
+  } catch {
+    /* no directory yet: poll */
+  }
+  try {
+    for (;;) {
+      const asks = listAsks(dir);
+      // the user answered (or cryptsetup gave up) while we were working: step aside
+      for (const [dev, f] of inFlight) {
+        if (!asks.some((a) => a.file === f.ask.file) && !f.releasing) {
+          log(`${dev}: answered elsewhere (passphrase prompt); stepping aside`);
+          inFlight.delete(dev);
+        }
+      }
+      for (const a of asks) {
+        if (!a.device || done.has(a.device) || inFlight.has(a.device)) continue;
+        if (!checked.has(a.device)) checked.set(a.device, await hasToken(a.device));
+        if (!checked.get(a.device)) continue;
+        const dev = a.device;
+        done.add(dev);
+        markTried(dev);
+        const entry = { ask: a, releasing: false };
+        inFlight.set(dev, entry);
+        log(`${dev}: unlocking with a key-release server (deadline ${cfg.deadlineS} s; the passphrase prompt stays available)`);
+        answer(a, cfg, deadlineAt, log, o.startupMs ?? 0, entry).then(
+          (p) => {
+            answered++;
+            log(`${dev}: key handed to systemd-cryptsetup in ${(p.total / 1000).toFixed(2)} s`);
+            log(`${dev}: phases ms: startup=${p.startup.toFixed(0)} token=${p.token.toFixed(0)} tpm=${p.tpm.toFixed(0)} connect=${p.connect.toFixed(0)} network=${p.network.toFixed(0)} server=${p.server.toFixed(0)} reply=${p.reply.toFixed(0)}`);
+          },
+          (e: unknown) => {
+            if (e instanceof ClientError && e.code === 'REFUSED') {
+              log(`${dev}: REFUSED by ${e.server}: ${e.message.replace(/\s*\n\s*/g, '; ')}${e.failures?.length ? ` (${e.failures.join('; ')})` : ''}; use the passphrase prompt`);
+            } else if (e instanceof ClientError && e.code === 'UNREACHABLE') {
+              log(`${dev}: no key-release server reachable within ${cfg.deadlineS} s; use the passphrase prompt`);
+            } else {
+              const err = e as Error & { code?: string };
+              log(`${dev}: failed${err.code ? ` (${err.code})` : ''}: ${String(err.message ?? e).replace(/\s*\n\s*/g, '; ')}; use the passphrase prompt`);
+            }
+          },
+        ).finally(() => {
+          inFlight.delete(dev);
+          wake?.();
+        });
+      }
+      if (inFlight.size === 0) {
+        // nothing running: leave unless an unseen bootkey question may still come (the
+        // .path unit starts us again on the next change of the directory)
+        return answered;
+      }
+      await new Promise<void>((r) => {
+        wake = r;
+        setTimeout(r, 500).unref();
+      });
+      wake = undefined;
+    }
+  } finally {
+    watcher?.close();
+  }
+}
+
+/** The `initrd-agent` command line: [--dir DIR] [--deadline S] [--tpm SPEC] [--eventlog F]. */
+export async function agentMain(argv: string[], startupMs: number): Promise<number> {
+  const cfg = loadConfig();
+  let dir: string | undefined;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const v = argv[i + 1];
+    if (a === '--dir' && v) dir = argv[++i];
+    else if (a === '--deadline' && v && Number(v) > 0) cfg.deadlineS = Number(argv[++i]);
+    else if (a === '--tpm' && v) cfg.tpm = argv[++i];
+    else if (a === '--eventlog' && v) cfg.eventlog = argv[++i];
+    else {
+      process.stderr.write('usage: bootkey initrd-agent [--dir DIR] [--deadline S] [--tpm SPEC] [--eventlog FILE]\n');
+      return 2;
+    }
+  }
+  await runAgent({ dir, config: cfg, startupMs });
+  return 0;
+}

@@ -1,0 +1,22 @@
+/**
+ * The entry of the single executable (dist/bootkey-linux-x64, scripts/build-sea.mjs):
+ * `bootkey initrd-agent ...` runs the initrd's ask-password agent (src/initrd/agent.ts);
+ * everything else is the normal CLI (src/cli/main.ts), whose server commands load the server
+ * and SQLite code only when they run.
+ * @module
+ */
+const startupMs = performance.now(); // ms since the process started (performance.timeOrigin)
+
+if (process.argv[2] === 'initrd-agent') {
+  import('./agent.ts')
+    .then((m) => m.agentMain(process.argv.slice(3), startupMs))
+    .then(
+      (code) => process.exit(code),
+      (e: unknown) => {
+        process.stdout.write(`bootkey: agent failed: ${(e as Error)?.message ?? String(e)}; use the passphrase prompt\n`);
+        process.exit(1);
+      },
+    );
+} else {
+  void import('../cli/main.ts');
+}
