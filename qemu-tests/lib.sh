@@ -233,3 +233,130 @@ bk_check_replay() {
     done)
   [ -z "$bad" ] || { bk_log "tpm2_eventlog replay differs from the TPM: $bad"; return 1; }
 }
+
+# ---------------------------------------------------------------------------------------------
+# Whole-boot building blocks (issue 5): dracut systemd initrd + bootkey module, LUKS2 root image,
+# host server, console driver. Requirements besides the above: dracut-core dracut-network
+# (Debian: never the `dracut` package, it conflicts with initramfs-tools), cryptsetup-bin,
+# e2fsprogs, python3. Nothing on the host's boot or /usr/lib/dracut is changed.
+#   bk_key FILE...                   sha256 of files/strings: cache keys
+#   bk_dracut_base                   $BK_WORK/dracut-base = /usr/lib/dracut + our 90bootkey module,
+#                                    $BK_WORK/libexec/bootkey/bootkey = dist/bootkey-linux-x64
+#   bk_build_dracut OUT with|without [CA]   systemd initrd (zstd) with/without the bootkey module
+#   bk_build_rootimg OUT PASSFILE DIR      ext4 of DIR, encrypted offline to LUKS2 (PBKDF2 1000)
+#   bk_rootfs DIR MARKER             busybox + /sbin/init (marker, control script, poweroff) + the
+#                                    SEA + cryptsetup with its libraries
+#   bk_server_start DIR PORT / bk_server_stop DIR   `bootkey server` on 127.0.0.1:PORT (node)
+#   bk_console SOCK LOG [PATTERN=REPLY ...]   python3 console driver (background): logs the serial
+#                                    console, types REPLY + CR when PATTERN (a regex) first shows
+# ---------------------------------------------------------------------------------------------
+
+bk_key() { local a; for a in "$@"; do if [ -f "$a" ]; then sha256sum <"$a"; else printf '%s\n' "$a"; fi; done | sha256sum | cut -c1-16; }
+
+bk_depmod() {
+  [ -f "$BK_KDIR/lib/modules/$BK_KVER/modules.dep" ] || depmod -b "$BK_KDIR" "$BK_KVER"
+}
+
+bk_dracut_base() {
+  local sea=$BK_ROOT/dist/bootkey-linux-x64
+  [ -x "$sea" ] || { bk_log "no $sea: npm run build first"; return 1; }
+  rm -rf "$BK_WORK/dracut-base" "$BK_WORK/libexec"
+  cp -a /usr/lib/dracut "$BK_WORK/dracut-base"
+  DRACUTMODDIR=$BK_WORK/dracut-base/modules.d LIBEXECDIR=$BK_WORK/libexec \
+    sh "$BK_ROOT/dracut/install.sh" "$sea" >/dev/null
+  export BOOTKEY_BIN=$BK_WORK/libexec/bootkey/bootkey
+}
+
+BK_DRACUT_MODULES="systemd systemd-initrd systemd-ask-password systemd-udevd systemd-journald systemd-tmpfiles systemd-modules-load systemd-sysctl dracut-systemd base crypt dm rootfs-block udev-rules fs-lib"
+BK_DRACUT_DRIVERS="dm-crypt xts ecb algif_skcipher virtio_blk virtio_pci ext4"
+
+# bk_build_dracut OUT with|without [CA]: cached by the kernel, the module's files, the SEA, the CA.
+bk_build_dracut() {
+  local out=$1 with=$2 ca=${3:-}
+  bk_depmod
+  local mods=$BK_DRACUT_MODULES drivers=$BK_DRACUT_DRIVERS
+  [ "$with" = with ] && { mods="$mods bootkey systemd-networkd network"; drivers="$drivers virtio_net"; }
+  local key; key=$(bk_key "$BK_KVER" "$mods" "$drivers" "$BK_ROOT/dracut/90bootkey/module-setup.sh" \
+    "$BK_ROOT/systemd/bootkey-askpass.path" "$BK_ROOT/systemd/bootkey-askpass.service" \
+    "$BK_ROOT/systemd/bootkey-askpass-network.conf" "$BK_ROOT/dist/bootkey-linux-x64" ${ca:+"$ca"} \
+    "$(dpkg-query -W -f '${Version}' dracut-core systemd cryptsetup-bin)")
+  if [ -f "$out" ] && [ "$(cat "$out.key" 2>/dev/null)" = "$key" ]; then return 0; fi
+  [ "$with" = with ] && bk_dracut_base
+  local t; t=$(mktemp -d)
+  bk_log "dracut ($with bootkey) -> $out"
+  dracutbasedir=$BK_WORK/dracut-base BOOTKEY_BIN=${BOOTKEY_BIN:-} BOOTKEY_CA=${ca:-/nonexistent} \
+    BOOTKEY_NEEDNET=1 BOOTKEY_DEVICES=" " \
+    dracut --quiet --force --no-hostonly --reproducible --kver "$BK_KVER" \
+      --kmoddir "$BK_KDIR/lib/modules/$BK_KVER" -m "$mods" --add-drivers "$drivers" \
+      --filesystems ext4 --compress zstd --tmpdir "$t" "$out.tmp" 2>"$t/err" ||
+    { grep -v "Skipping udev rule" "$t/err" >&2; rm -rf "$t"; return 1; }
+  rm -rf "$t"
+  mv "$out.tmp" "$out" && echo "$key" >"$out.key"
+}
+
+# bk_rootfs DIR MARKER: a tiny root: busybox, /sbin/init, os-release, the SEA and cryptsetup.
+bk_rootfs() {
+  local d=$1 marker=$2
+  rm -rf "$d" && mkdir -p "$d"/{bin,sbin,etc,proc,sys,dev,run,tmp,usr/lib,usr/libexec/bootkey,etc/bkt}
+  cp /bin/busybox "$d/bin/busybox"
+  local a; for a in $("$d/bin/busybox" --list); do [ -e "$d/bin/$a" ] || ln -s busybox "$d/bin/$a"; done
+  printf 'NAME="bootkey test root"\nID=bootkey-test-root\n' >"$d/usr/lib/os-release"
+  printf '%s\n' "$marker" >"$d/marker"
+  install -m 0755 "$BK_ROOT/dist/bootkey-linux-x64" "$d/usr/libexec/bootkey/bootkey"
+  install -m 0755 "$(command -v cryptsetup)" "$d/sbin/cryptsetup"
+  local lib
+  for lib in $(ldd "$BK_ROOT/dist/bootkey-linux-x64" "$(command -v cryptsetup)" | awk '/=>/{print $3} /^\s*\/lib/{print $1}' | sort -u); do
+    mkdir -p "$d$(dirname "$lib")"; cp -L "$lib" "$d$lib"
+  done
+  cat >"$d/sbin/init" <<'INIT'
+#!/bin/sh
+export PATH=/bin:/sbin:/usr/libexec/bootkey
+mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev 2>/dev/null
+mount -t securityfs none /sys/kernel/security; mount -t tmpfs tmpfs /run; mount -t tmpfs tmpfs /tmp
+echo "BOOTKEY-MARKER: $(cat /marker)"
+for b in /sys/block/vd*; do
+  case $(cat "$b/serial" 2>/dev/null) in bkctl) BK_CTL=/dev/${b##*/};; bkroot) BK_DISK=/dev/${b##*/};; esac
+done
+export BK_CTL BK_DISK
+if [ -n "$BK_CTL" ]; then head -c 65536 "$BK_CTL" | tr -d '\000' >/run/ctl.sh; . /run/ctl.sh; fi
+echo "BOOTKEY-POWEROFF"
+sync; poweroff -f
+INIT
+  chmod 0755 "$d/sbin/init"
+}
+
+# bk_build_rootimg OUT PASSFILE DIR [SIZE_MIB]: ext4 holding DIR, then LUKS2 in place (offline
+# reencrypt: no device-mapper needed), PBKDF2 1000 iterations. Prints the LUKS UUID.
+bk_build_rootimg() {
+  local out=$1 pass=$2 dir=$3 mib=${4:-256}
+  rm -f "$out.tmp"
+  truncate -s $(( (mib + 16) * 1048576 )) "$out.tmp"
+  mkfs.ext4 -q -F -d "$dir" -E root_owner=0:0 -U 0b0071e5-0000-4000-8000-0000000000f5 -L bkroot "$out.tmp" "${mib}M"
+  cryptsetup reencrypt --batch-mode --encrypt --type luks2 --reduce-device-size 16M \
+    --pbkdf pbkdf2 --pbkdf-force-iterations 1000 --key-file "$pass" "$out.tmp" >/dev/null
+  mv "$out.tmp" "$out"
+  cryptsetup luksUUID "$out"
+}
+
+# bk_server_start DIR PORT: state in DIR (created once), log DIR/server.log, pid DIR/server.pid.
+bk_server_start() {
+  local dir=$1 port=$2
+  [ -f "$dir/ca.pem" ] || node "$BK_ROOT/dist/bootkey.js" server init --state "$dir" >/dev/null
+  node "$BK_ROOT/dist/bootkey.js" server --state "$dir" --listen "127.0.0.1:$port" >>"$dir/server.log" 2>&1 &
+  echo $! >"$dir/server.pid"
+  local i; for i in $(seq 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0; sleep 0.1
+  done
+  bk_log "server did not start"; tail -5 "$dir/server.log" >&2; return 1
+}
+
+bk_server_stop() {
+  local pid; pid=$(cat "$1/server.pid" 2>/dev/null) || return 0
+  kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -f "$1/server.pid"
+}
+
+# bk_console SOCK LOG [REGEX=REPLY ...]: background console driver (sets BK_CONSOLE_PID).
+bk_console() {
+  python3 "$BK_ROOT/qemu-tests/console.py" "$@" &
+  BK_CONSOLE_PID=$!
+}

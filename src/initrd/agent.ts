@@ -26,7 +26,7 @@
  * @module
  */
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, readdirSync, appendFileSync, watch, type FSWatcher } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, appendFileSync, writeFileSync, watch, type FSWatcher } from 'node:fs';
 import { X509Certificate } from 'node:crypto';
 import { Tpm } from '../tpm/tpm.ts';
 import { createAK, flushKey, type KeyHandle } from '../tpm/keys.ts';
@@ -162,12 +162,16 @@ export interface Phases {
 
 const ms = (t0: bigint): number => Number(process.hrtime.bigint() - t0) / 1e6;
 
-/** The token's CA must be the CA pinned in the initrd (when one was installed). */
-function checkPinnedCa(token: BootkeyToken, pinnedPem: string | undefined): void {
+/** The PEM certificates of a bundle. */
+function pemBlocks(pem: string): string[] {
+  return pem.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? [];
+}
+
+/** The token's CA must be one of the CAs pinned in the initrd (when the dracut module installed them). */
+export function checkPinnedCa(token: BootkeyToken, pinnedPem: string | undefined): void {
   if (!pinnedPem) return;
-  const a = new X509Certificate(pinnedPem);
   const b = new X509Certificate(token.ca);
-  if (a.fingerprint256 !== b.fingerprint256) {
+  if (!pemBlocks(pinnedPem).some((p) => new X509Certificate(p).fingerprint256 === b.fingerprint256)) {
     throw new ClientError('CA_MISMATCH', `the token's server CA (${b.subject.replace(/\n/g, ', ')}) is not the CA pinned in the initrd (${PINNED_CA})`);
   }
 }
@@ -388,4 +392,40 @@ export async function agentMain(argv: string[], startupMs: number): Promise<numb
   }
   await runAgent({ dir, config: cfg, startupMs });
   return 0;
+}
+
+const LOCAL_HOSTS = new Set(['127.0.0.1', '::1', 'localhost']);
+
+/**
+ * `bootkey initrd-info [--ca-out FILE] DEV...`, for the dracut module at build time: one line per
+ * device with a bootkey token (`DEV token=N machine=M servers=U,U remote=yes|no`), the tokens'
+ * CAs (deduplicated) into FILE. Exit 0 when a token was found, 1 otherwise. No secrets.
+ */
+export async function infoMain(argv: string[]): Promise<number> {
+  let caOut: string | undefined;
+  const devs: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i] === '--ca-out' && argv[i + 1]) caOut = argv[++i];
+    else devs.push(argv[i]);
+  }
+  const cas = new Map<string, string>();
+  let found = 0;
+  for (const dev of devs) {
+    let t: { id: number; token: BootkeyToken };
+    try {
+      t = await readToken(dev);
+    } catch {
+      continue;
+    }
+    found++;
+    const remote = t.token.servers.some((u) => {
+      const m = /^https:\/\/(\[[^\]]+\]|[^:/]+)/.exec(u);
+      return !LOCAL_HOSTS.has((m?.[1] ?? '').replace(/^\[|\]$/g, ''));
+    });
+    const c = new X509Certificate(t.token.ca);
+    cas.set(c.fingerprint256, c.toString());
+    process.stdout.write(`${dev} token=${t.id} machine=${t.token.machine} servers=${t.token.servers.join(',')} remote=${remote ? 'yes' : 'no'}\n`);
+  }
+  if (caOut && cas.size) writeFileSync(caOut, [...cas.values()].join(''), { mode: 0o644 });
+  return found ? 0 : 1;
 }

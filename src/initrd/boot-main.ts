@@ -1,6 +1,7 @@
 /**
  * The entry of the single executable (dist/bootkey-linux-x64, scripts/build-sea.mjs):
- * `bootkey initrd-agent ...` runs the initrd's ask-password agent (src/initrd/agent.ts);
+ * `bootkey initrd-agent ...` runs the initrd's ask-password agent (src/initrd/agent.ts),
+ * `bootkey initrd-info DEV...` reports the bootkey tokens to the dracut module;
  * everything else is the normal CLI (src/cli/main.ts), whose server commands load the server
  * and SQLite code only when they run.
  * @module
@@ -17,6 +18,13 @@ if (process.argv[2] === 'initrd-agent') {
         process.exit(1);
       },
     );
+} else if (process.argv[2] === 'initrd-info') {
+  import('./agent.ts')
+    .then((m) => m.infoMain(process.argv.slice(3)))
+    .then((code) => process.exit(code), (e: unknown) => {
+      process.stderr.write(`bootkey: ${(e as Error)?.message ?? String(e)}\n`);
+      process.exit(1);
+    });
 } else {
   void import('../cli/main.ts');
 }

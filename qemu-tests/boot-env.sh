@@ -1,0 +1,77 @@
+# shellcheck shell=bash
+# Shared set-up of the whole-boot tests and the boot benchmark (sourced after lib.sh):
+# builds (cached) the SEA, the dracut initrd with the bootkey module, the UKIs and ESPs, the LUKS2
+# root image, the server state, and defines bk_vm_boot. See docs/INITRD.md "Whole-boot tests".
+BK_PASS=bootkey-test-passphrase
+BK_PORT=${BK_PORT:-17443}
+W=$BK_WORK/boot
+mkdir -p "$W"
+BK_TIMEOUT=${BK_TIMEOUT:-300}
+BK_MEM=${BK_MEM:-1024}
+BK_SMP=${BK_SMP:-2}
+BK_DEADLINE=${BK_DEADLINE:-25}
+
+bk_env_build() {
+  [ "${BK_SKIP_NPM_BUILD:-}" = 1 ] || (cd "$BK_ROOT" && npm run -s build >/dev/null 2>"$W/build.err") ||
+    { cat "$W/build.err" >&2; return 1; }
+  bk_fetch_kernel
+  mkdir -p "$W/server"
+  [ -f "$W/server/ca.pem" ] || node "$BK_ROOT/dist/bootkey.js" server init --state "$W/server" >/dev/null
+  bk_build_dracut "$W/initrd-bootkey.zst" with "$W/server/ca.pem"
+
+  # root filesystem + LUKS2 image (cached by the SEA, lib.sh and the server's CA/token)
+  printf '%s' "$BK_PASS" >"$W/passphrase"
+  local key; key=$(bk_key "$BK_ROOT/dist/bootkey-linux-x64" "$BK_ROOT/qemu-tests/lib.sh" "$W/server/ca.pem" "$W/server/admin.token")
+  if [ "$(cat "$W/root-fresh.img.key" 2>/dev/null)" != "$key" ]; then
+    bk_log "root image"
+    bk_rootfs "$W/rootfs" "bootkey whole-boot test root"
+    cp "$W/server/ca.pem" "$W/server/admin.token" "$W/passphrase" "$W/rootfs/etc/bkt/"
+    bk_build_rootimg "$W/root-fresh.img" "$W/passphrase" "$W/rootfs" 256 >"$W/root.uuid"
+    echo "$key" >"$W/root-fresh.img.key"
+  fi
+  BK_UUID=$(cat "$W/root.uuid")
+  BK_CMDLINE="console=ttyS0 rd.luks.uuid=$BK_UUID root=/dev/mapper/luks-$BK_UUID rootfstype=ext4 rw ip=dhcp rd.bootkey.deadline=$BK_DEADLINE panic=-1 rd.shell=0"
+  bk_build_uki "$W/uki-good.efi" "$BK_VMLINUZ" "$W/initrd-bootkey.zst" "$BK_CMDLINE"
+  bk_build_uki "$W/uki-cmdline2.efi" "$BK_VMLINUZ" "$W/initrd-bootkey.zst" "$BK_CMDLINE bootkey.test=cmdline2"
+  [ "$(bk_key "$W/uki-good.efi")" = "$(cat "$W/esp-good.img.key" 2>/dev/null)" ] ||
+    { bk_build_esp "$W/esp-good.img" "$W/uki-good.efi:EFI/BOOT/BOOTX64.EFI" && bk_key "$W/uki-good.efi" >"$W/esp-good.img.key"; }
+  [ "$(bk_key "$W/uki-cmdline2.efi")" = "$(cat "$W/esp-cmdline2.img.key" 2>/dev/null)" ] ||
+    { bk_build_esp "$W/esp-cmdline2.img" "$W/uki-cmdline2.efi:EFI/BOOT/BOOTX64.EFI" && bk_key "$W/uki-cmdline2.efi" >"$W/esp-cmdline2.img.key"; }
+}
+
+# A machine = a swtpm state dir that persists across its boots (like a real TPM's NV).
+bk_vm_new() { rm -rf "$W/$1" && mkdir -p "$W/$1" && swtpm_setup --tpm2 --tpmstate "$W/$1" --pcr-banks sha1,sha256 --overwrite >/dev/null; }
+
+# bk_vm_boot NAME VM ESP ROOTIMG ROOTMODE(rw|snapshot) CTLSCRIPT [REGEX=REPLY ...]
+# Boots with the VM's TPM, a virtio NIC on QEMU's user network (host = 10.0.2.2), the root disk
+# (serial bkroot), a control disk (serial bkctl: a shell script the root's /sbin/init sources;
+# disks are not measured, the command line is), the console on a socket driven by console.py.
+# Console: $W/NAME/console.log; boot time: BK_BOOT_SECONDS.
+bk_vm_boot() {
+  local name=$1 vm=$2 esp=$3 root=$4 mode=$5 ctl=$6; shift 6
+  local d=$W/$name; rm -rf "$d"; mkdir -p "$d"
+  printf '%s\n' "$ctl" >"$d/ctl.img"; truncate -s 1M "$d/ctl.img"
+  local snap=; [ "$mode" = snapshot ] && snap=,snapshot=on
+  bk_console "$d/console.sock" "$d/console.log" "$@"
+  local rc=0
+  BK_TPM_STATE_FROM=$W/$vm BK_CONSOLE=chardev:ser0 bk_boot "$d" "$esp" nosb \
+    -chardev socket,id=ser0,path="$d/console.sock",server=on,wait=on \
+    -netdev user,id=n0 -device virtio-net-pci,netdev=n0,romfile= \
+    -drive if=none,id=root,format=raw,file="$root$snap" -device virtio-blk-pci,drive=root,serial=bkroot \
+    -drive if=none,id=ctl,format=raw,file="$d/ctl.img",snapshot=on -device virtio-blk-pci,drive=ctl,serial=bkctl || rc=$?
+  wait "$BK_CONSOLE_PID" 2>/dev/null || true
+  cp -a "$d/tpm/." "$W/$vm/"   # the TPM's NV (counters) lives on, as in a real machine
+  tr -d '\r' <"$d/console.log" >"$d/console.txt" 2>/dev/null || true
+  return $rc
+}
+
+# Control scripts for the root's /sbin/init (see bk_rootfs). The network: the initrd's DHCP
+# lease may be gone after switch-root, so set QEMU's user-net address statically.
+BK_CTL_NET='for n in /sys/class/net/*; do [ "${n##*/}" = lo ] || IF=${n##*/}; done; ip link set "$IF" up; ip addr add 10.0.2.15/24 dev "$IF" 2>/dev/null'
+BK_CTL_ENROLL="$BK_CTL_NET
+bootkey enroll --server https://10.0.2.2:$BK_PORT --ca /etc/bkt/ca.pem --admin-token /etc/bkt/admin.token --device \"\$BK_DISK\" --key-file /etc/bkt/passphrase --machine-id bootkey-qemu-vm1 --tpm device:/dev/tpmrm0
+echo \"BOOTKEY-ENROLL-RC=\$?\""
+BK_CTL_AGAIN="$BK_CTL_NET
+bootkey unlock --test --device \"\$BK_DISK\" --tpm device:/dev/tpmrm0 --deadline 20
+echo \"BOOTKEY-AGAIN-RC=\$?\""
+BK_PROMPT='Please enter passphrase for disk'
