@@ -111,7 +111,7 @@ export function connect(t: Target, ca: Buffer, localAddress: string | undefined,
 }
 
 /** Sends one request and waits for the expected reply; `error` replies become ClientFailure. */
-async function request<T extends MessageType>(c: Connection, m: Message, expect: readonly T[], timeoutMs: number): Promise<MessageOf<T>> {
+export async function request<T extends MessageType>(c: Connection, m: Message, expect: readonly T[], timeoutMs: number): Promise<MessageOf<T>> {
   try {
     await c.send(m);
     const r = await c.receive([...expect, 'error'] as (T | 'error')[], timeoutMs);
