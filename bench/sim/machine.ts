@@ -88,7 +88,7 @@ export interface FlowStats {
 /** One TLS connection, with the CA pinned, from `localAddress`. */
 export function connect(t: Target, ca: Buffer, localAddress: string | undefined, timeoutMs: number): Promise<Connection> {
   return new Promise((resolve, reject) => {
-    const raw = net.connect({ host: t.host, port: t.port, localAddress });
+    const raw = net.connect({ host: t.host, port: t.port, localAddress, noDelay: true });
     raw.on('error', () => undefined);
     const sock = tls.connect({ socket: raw, ca: [ca], minVersion: 'TLSv1.3', maxVersion: 'TLSv1.3', servername: 'localhost', rejectUnauthorized: true });
     const timer = setTimeout(() => {

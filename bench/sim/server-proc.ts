@@ -42,8 +42,8 @@ export interface ServerProc {
   exited: Promise<number | null>;
 }
 
-export async function spawnServer(o: { stateDir: string; store?: string; listen?: string; env?: Record<string, string> }): Promise<ServerProc> {
-  const args = ['--import', 'tsx', 'src/cli/main.ts', 'server', '--state', o.stateDir, '--listen', o.listen ?? '127.0.0.1:0'];
+export async function spawnServer(o: { stateDir: string; store?: string; listen?: string; env?: Record<string, string>; preload?: string[] }): Promise<ServerProc> {
+  const args = [...(o.preload ?? []).flatMap((p) => ['--import', p]), '--import', 'tsx', 'src/cli/main.ts', 'server', '--state', o.stateDir, '--listen', o.listen ?? '127.0.0.1:0'];
   if (o.store) args.push('--store', o.store);
   const proc = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...o.env } });
   const lines: string[] = [];
