@@ -305,14 +305,14 @@ bk_rootfs() {
   install -m 0755 "$BK_ROOT/dist/bootkey-linux-x64" "$d/usr/libexec/bootkey/bootkey"
   install -m 0755 "$(command -v cryptsetup)" "$d/sbin/cryptsetup"
   local lib
-  for lib in $(ldd "$BK_ROOT/dist/bootkey-linux-x64" "$(command -v cryptsetup)" | awk '/=>/{print $3} /^\s*\/lib/{print $1}' | sort -u); do
+  for lib in $(ldd "$BK_ROOT/dist/bootkey-linux-x64" "$(command -v cryptsetup)" | awk '/=>/{print $3} $1 ~ /^\// && $1 !~ /:$/{print $1}' | sort -u); do
     mkdir -p "$d$(dirname "$lib")"; cp -L "$lib" "$d$lib"
   done
   cat >"$d/sbin/init" <<'INIT'
 #!/bin/sh
 export PATH=/bin:/sbin:/usr/libexec/bootkey
-mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev 2>/dev/null
-mount -t securityfs none /sys/kernel/security; mount -t tmpfs tmpfs /run; mount -t tmpfs tmpfs /tmp
+mount -t proc proc /proc 2>/dev/null; mount -t sysfs sys /sys 2>/dev/null; mount -t devtmpfs dev /dev 2>/dev/null
+mount -t securityfs none /sys/kernel/security 2>/dev/null; mount -t tmpfs tmpfs /run; mount -t tmpfs tmpfs /tmp
 echo "BOOTKEY-MARKER: $(cat /marker)"
 for b in /sys/block/vd*; do
   case $(cat "$b/serial" 2>/dev/null) in bkctl) BK_CTL=/dev/${b##*/};; bkroot) BK_DISK=/dev/${b##*/};; esac

@@ -75,7 +75,7 @@ writeFileSync(`${WORK}/sea-config.json`, JSON.stringify({
   main: `${WORK}/bootkey.cjs`,
   output: `${WORK}/sea-prep.blob`,
   disableExperimentalSEAWarning: true,
-  useCodeCache: true, // V8 code cache for the bundle: faster start-up (Node >= 20.13)
+  // no useCodeCache: the V8 code cache made the executable segfault in a TCG guest (other CPU)
 }));
 execFileSync(process.execPath, ['--experimental-sea-config', `${WORK}/sea-config.json`], { stdio: ['ignore', 'ignore', 'inherit'] });
 

@@ -36,6 +36,12 @@ installkernel() {
 install() {
     local unit info remote=no
     inst_binary "$(bootkey_bin)" /usr/libexec/bootkey/bootkey
+    # dracut strips every executable at the end (strip -g -p): that destroys the Node single
+    # executable's injected blob (it then segfaults). Distribution binaries come stripped anyway.
+    if [[ $do_strip != no ]]; then
+        dinfo "bootkey: not stripping the initramfs (strip corrupts the bootkey single executable)"
+        do_strip=no
+    fi
     inst_multiple cryptsetup "$systemdutildir"/systemd-reply-password
     for unit in bootkey-askpass.path bootkey-askpass.service; do
         inst_simple "$moddir/$unit" "$systemdsystemunitdir/$unit"
