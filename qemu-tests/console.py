@@ -2,6 +2,8 @@
 """Serial-console driver for the whole-boot tests: connects to QEMU's console socket (retrying
 until it exists), appends everything to LOG, and answers prompts: for each REGEX=REPLY argument,
 the first time REGEX matches the console text after the previous answer, it types REPLY + CR.
+Also writes LOG.times: "NAME SECONDS" when each milestone first shows, counted from the
+connection (QEMU waits for it before starting the guest: server=on,wait=on).
     console.py SOCK LOG [REGEX=REPLY ...]"""
 import re, socket, sys, time
 
@@ -17,6 +19,10 @@ for _ in range(600):
         s.close(); s = None; time.sleep(0.1)
 if s is None:
     sys.exit('console.py: no console socket ' + sock_path)
+t0 = time.monotonic()
+MILESTONES = [('prompt', 'Please enter passphrase for disk'), ('handed', 'key handed to systemd-cryptsetup'),
+              ('refused', 'REFUSED by'), ('marker', 'BOOTKEY-MARKER')]
+seen = set()
 text, start = '', 0
 with open(log_path, 'ab', buffering=0) as log:
     while True:
@@ -28,6 +34,11 @@ with open(log_path, 'ab', buffering=0) as log:
             break
         log.write(b)
         text += b.decode('utf-8', 'replace')
+        for name, rx in MILESTONES:
+            if name not in seen and rx in text:
+                seen.add(name)
+                with open(log_path + '.times', 'a') as tf:
+                    tf.write('%s %.2f\n' % (name, time.monotonic() - t0))
         while pending:
             m = re.search(pending[0][0], text[start:])
             if not m:

@@ -242,7 +242,8 @@ bk_check_replay() {
 #   bk_key FILE...                   sha256 of files/strings: cache keys
 #   bk_dracut_base                   $BK_WORK/dracut-base = /usr/lib/dracut + our 90bootkey module,
 #                                    $BK_WORK/libexec/bootkey/bootkey = dist/bootkey-linux-x64
-#   bk_build_dracut OUT with|without [CA]   systemd initrd (zstd) with/without the bootkey module
+#   bk_build_dracut OUT with|without|tpm2 [CA]   systemd initrd (zstd) with/without the bootkey
+#                                    module, or without it + tpm2-tss (systemd-cryptenroll's unlock)
 #   bk_build_rootimg OUT PASSFILE DIR      ext4 of DIR, encrypted offline to LUKS2 (PBKDF2 1000)
 #   bk_rootfs DIR MARKER             busybox + /sbin/init (marker, control script, poweroff) + the
 #                                    SEA + cryptsetup with its libraries
@@ -270,12 +271,13 @@ bk_dracut_base() {
 BK_DRACUT_MODULES="systemd systemd-initrd systemd-ask-password systemd-udevd systemd-journald systemd-tmpfiles systemd-modules-load systemd-sysctl dracut-systemd base crypt dm rootfs-block udev-rules fs-lib"
 BK_DRACUT_DRIVERS="dm-crypt xts ecb algif_skcipher virtio_blk virtio_pci ext4"
 
-# bk_build_dracut OUT with|without [CA]: cached by the kernel, the module's files, the SEA, the CA.
+# bk_build_dracut OUT with|without|tpm2 [CA]: cached by the kernel, the module's files, the SEA, the CA.
 bk_build_dracut() {
   local out=$1 with=$2 ca=${3:-}
   bk_depmod
   local mods=$BK_DRACUT_MODULES drivers=$BK_DRACUT_DRIVERS
   [ "$with" = with ] && { mods="$mods bootkey systemd-networkd network"; drivers="$drivers virtio_net"; }
+  [ "$with" = tpm2 ] && mods="$mods tpm2-tss"     # systemd-cryptsetup's own TPM2 unlock (bench)
   local key; key=$(bk_key "$BK_KVER" "$mods" "$drivers" "$BK_ROOT/dracut/90bootkey/module-setup.sh" \
     "$BK_ROOT/systemd/bootkey-askpass.path" "$BK_ROOT/systemd/bootkey-askpass.service" \
     "$BK_ROOT/systemd/bootkey-askpass-network.conf" "$BK_ROOT/dist/bootkey-linux-x64" ${ca:+"$ca"} \
