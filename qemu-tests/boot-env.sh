@@ -21,7 +21,7 @@ bk_env_build() {
 
   # root filesystem + LUKS2 image (cached by the SEA, lib.sh and the server's CA/token)
   printf '%s' "$BK_PASS" >"$W/passphrase"
-  local key; key=$(bk_key "$BK_ROOT/dist/bootkey-linux-x64" "$BK_ROOT/qemu-tests/lib.sh" "$W/server/ca.pem" "$W/server/admin.token")
+  local key; key=$(bk_key "$BK_ROOT/dist/bootkey-linux-x64" "$(declare -f bk_rootfs bk_build_rootimg)" "$W/server/ca.pem" "$W/server/admin.token")
   if [ "$(cat "$W/root-fresh.img.key" 2>/dev/null)" != "$key" ]; then
     bk_log "root image"
     bk_rootfs "$W/rootfs" "bootkey whole-boot test root"

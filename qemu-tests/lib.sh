@@ -283,10 +283,11 @@ bk_build_dracut() {
     "$BK_ROOT/systemd/bootkey-askpass-network.conf" "$BK_ROOT/dist/bootkey-linux-x64" ${ca:+"$ca"} \
     "$(dpkg-query -W -f '${Version}' dracut-core systemd cryptsetup-bin)")
   if [ -f "$out" ] && [ "$(cat "$out.key" 2>/dev/null)" = "$key" ]; then return 0; fi
-  [ "$with" = with ] && bk_dracut_base
+  local base=/usr/lib/dracut
+  [ "$with" = with ] && { bk_dracut_base; base=$BK_WORK/dracut-base; }
   local t; t=$(mktemp -d)
   bk_log "dracut ($with bootkey) -> $out"
-  dracutbasedir=$BK_WORK/dracut-base BOOTKEY_BIN=${BOOTKEY_BIN:-} BOOTKEY_CA=${ca:-/nonexistent} \
+  dracutbasedir=$base BOOTKEY_BIN=${BOOTKEY_BIN:-} BOOTKEY_CA=${ca:-/nonexistent} \
     BOOTKEY_NEEDNET=1 BOOTKEY_DEVICES=" " \
     dracut --quiet --force --no-hostonly --reproducible --kver "$BK_KVER" \
       --kmoddir "$BK_KDIR/lib/modules/$BK_KVER" -m "$mods" --add-drivers "$drivers" \
