@@ -43,7 +43,7 @@ swtpm socket --tpm2 --tpmstate dir="$W/bvm2" --server type=tcp,port=$((BK_PORT +
 SWTPM=$!; sleep 0.5
 export TPM2TOOLS_TCTI=swtpm:host=127.0.0.1,port=$((BK_PORT + 10))
 tpm2_eventlog "$BK_ROOT/test/data/qemu/uki-sb-off.bin" 2>/dev/null | awk '
-  /PCRIndex:/ {pcr=$2} /AlgorithmId:/ {alg=$2} /Digest: "/ && pcr==7 {gsub(/"/, "", $2); print alg, $2}' |
+  /PCRIndex:/ {pcr=$NF} /AlgorithmId:/ {alg=$NF} /Digest: "/ && pcr==7 {gsub(/"/, "", $NF); print alg, $NF}' |
   while read -r alg hex; do tpm2_pcrextend "7:$alg=$hex"; done
 want=$(sed -n 's/.*"sha256": {.*"7": "\([0-9a-f]*\)".*/\1/p' "$BK_ROOT/test/data/qemu/uki-sb-off.pcrs.json")
 got=$(tpm2_pcrread sha256:7 | awk '/7 :/{print tolower(substr($3, 3))}')
