@@ -7,15 +7,15 @@
 #      the swtpm from the OVMF Secure-Boot-off event log first), initrd with dracut's tpm2-tss,
 #      rd.luks.options=tpm2-device=auto
 #   c  the passphrase typed at systemd-cryptsetup's prompt as soon as it shows
-# Also: initrd sizes (zstd) with/without the module, and the agent's own phases
-# (process start-up, token read, TPM commands, TLS connect, network round trips, server
-# verification, reply) from its console line. Results: qemu-tests/work/boot/bench.txt
+# Also: initrd sizes (zstd) with/without the module, and the agent's own phases from its console
+# line: process start-up, token read, TPM commands, TLS connect, attest-begin round trip,
+# attest-finish round trip (network + the server's verification), reply. Results: qemu-tests/work/boot/bench.txt
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/boot-env.sh"
 RUNS=${BK_RUNS:-3}
 
-median() { sort -n | awk '{v[NR]=$1} END {if (NR) print (NR % 2 ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2); else print "n/a"}'; }
+median() { sort -n | awk 'NF {v[++n]=$1} END {if (n) print (n % 2 ? v[(n+1)/2] : (v[n/2] + v[n/2+1]) / 2); else print "n/a"}'; }
 t_of() { awk -v n="$2" '$1==n{print $2; exit}' "$W/$1/console.log.times" 2>/dev/null; }
 
 bk_env_build
@@ -69,7 +69,7 @@ out=$W/bench.txt
   done
   echo "initrd (zstd): without bootkey $(stat -c %s "$W/initrd-plain.zst") B, with bootkey $(stat -c %s "$W/initrd-bootkey.zst") B, tpm2-tss variant $(stat -c %s "$W/initrd-tpm2.zst") B"
   echo "SEA: $(stat -c %s "$BK_ROOT/dist/bootkey-linux-x64") B"
-  for k in startup token tpm connect network server reply; do
+  for k in startup token tpm connect begin finish reply; do
     v=$(for i in $(seq "$RUNS"); do tr -d '\r' <"$W/b-a$i/console.log" | sed -n "s/.*phases ms:.* $k=\([0-9]*\).*/\1/p" | head -1; done | median)
     printf 'agent %s ms: %s\n' "$k" "$v"
   done

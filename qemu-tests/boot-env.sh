@@ -12,6 +12,14 @@ BK_SMP=${BK_SMP:-2}
 BK_DEADLINE=${BK_DEADLINE:-25}
 
 bk_env_build() {
+  local c missing=()
+  for c in dracut qemu-system-x86_64 swtpm swtpm_setup tpm2_eventlog cryptsetup mkfs.ext4 mkfs.vfat mcopy \
+           sfdisk objcopy zstd python3 busybox; do command -v "$c" >/dev/null || missing+=("$c"); done
+  [ -d /usr/lib/dracut/modules.d/01systemd-networkd ] || missing+=(dracut-network)
+  if [ ${#missing[@]} -gt 0 ]; then
+    bk_log "missing: ${missing[*]} (Debian 12: apt-get install dracut-core dracut-network qemu-system-x86 ovmf swtpm swtpm-tools tpm2-tools cryptsetup-bin e2fsprogs dosfstools mtools fdisk binutils zstd busybox-static systemd-boot-efi python3)"
+    return 1
+  fi
   [ "${BK_SKIP_NPM_BUILD:-}" = 1 ] || (cd "$BK_ROOT" && npm run -s build >/dev/null 2>"$W/build.err") ||
     { cat "$W/build.err" >&2; return 1; }
   bk_fetch_kernel

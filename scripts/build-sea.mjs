@@ -6,7 +6,7 @@
 //      initrd-agent / tpm / eventlog path requires them; `bootkey server` in the SEA fails with
 //      "Cannot find module" — run the server from dist/bootkey.js with node instead.
 //   2. node --experimental-sea-config → the preparation blob.
-//   3. postject injects it into a copy of this node binary, flipping the SEA fuse.
+//   3. postject injects it into a stripped copy of this node binary, flipping the SEA fuse.
 // Checks: the bundle's metafile shows no module importing better-sqlite3 outside src/server/,
 // and `bootkey-linux-x64 --version` runs. Prints size and start-up time.
 import { build } from 'esbuild';
@@ -82,6 +82,12 @@ execFileSync(process.execPath, ['--experimental-sea-config', `${WORK}/sea-config
 rmSync(OUT, { force: true });
 copyFileSync(process.execPath, OUT);
 chmodSync(OUT, 0o755);
+// Strip the copy BEFORE injecting (a node with debug info is ~13 MiB larger; never strip after).
+try {
+  execFileSync('strip', ['--strip-all', OUT], { stdio: 'ignore' });
+} catch {
+  /* no binutils: keep the debug info */
+}
 const require = createRequire(import.meta.url);
 const { inject } = require('postject');
 await inject(OUT, 'NODE_SEA_BLOB', readFileSync(`${WORK}/sea-prep.blob`), { sentinelFuse: SENTINEL });

@@ -21,8 +21,9 @@
  * by the server anyway (the released PCR is extended).
  *
  * The key lives in Buffers that are zeroed after use and in the pipe to systemd-reply-password;
- * nothing secret is logged or written. Timing of the phases (process start-up, TPM, network
- * round trips, server verification) is logged for `npm run bench:boot`.
+ * nothing secret is logged or written. Timing of the phases (process start-up, token, TPM, TLS
+ * connect, the two round trips — the second includes the server's verification) is logged for
+ * `npm run bench:boot`.
  * @module
  */
 import { spawn } from 'node:child_process';
@@ -150,12 +151,19 @@ export function replyPassword(socket: string, key: Buffer): Promise<void> {
 
 /** Milliseconds spent per phase of one unlock (no secrets). */
 export interface Phases {
+  /** Process start → agent code running. */
   startup: number;
+  /** luksDump + token + event log read. */
   token: number;
+  /** TPM commands: AK, quote, import/load/unseal, extend. */
   tpm: number;
+  /** TCP + TLS 1.3 handshake (including failed attempts and backoff). */
   connect: number;
-  network: number;
-  server: number;
+  /** attest-begin → challenge: one round trip (+ the server's nonce). */
+  begin: number;
+  /** attest-finish → released: one round trip + the server's verification (quote, replay, policy, wrapping). */
+  finish: number;
+  /** systemd-reply-password. */
   reply: number;
   total: number;
 }
@@ -186,7 +194,7 @@ export interface AgentLog {
  */
 export async function answer(ask: Ask, cfg: AgentConfig, deadlineAt: number, log: AgentLog, startupMs: number, state: { releasing: boolean } = { releasing: false }): Promise<Phases> {
   const t0 = process.hrtime.bigint();
-  const p: Phases = { startup: startupMs, token: 0, tpm: 0, connect: 0, network: 0, server: 0, reply: 0, total: 0 };
+  const p: Phases = { startup: startupMs, token: 0, tpm: 0, connect: 0, begin: 0, finish: 0, reply: 0, total: 0 };
   const dev = ask.device!;
   let t = process.hrtime.bigint();
   const { id, token } = await readToken(dev);
@@ -219,7 +227,7 @@ export async function answer(ask: Ask, cfg: AgentConfig, deadlineAt: number, log
         log(`${dev}: attempt ${attempt}: connected to ${s.server}, attesting (token ${id}, machine ${token.machine})`);
         let tt = process.hrtime.bigint();
         const ch = await s.request({ t: 'attest-begin', machine: token.machine, akName: ak!.name }, ['attest-challenge']);
-        const rtt = ms(tt);
+        p.begin = ms(tt);
         if (ch.releasedPcr !== token.released_pcr) {
           throw new ClientError('PROTOCOL', `the server's released PCR ${ch.releasedPcr} is not the token's ${token.released_pcr}`);
         }
@@ -232,10 +240,7 @@ export async function answer(ask: Ask, cfg: AgentConfig, deadlineAt: number, log
         };
         tt = process.hrtime.bigint();
         const r = await s.request(finish, ['released']);
-        const fin = ms(tt);
-        // two round trips; the finish one minus the begin one ≈ the server's verification
-        p.network = 2 * rtt;
-        p.server = Math.max(0, fin - rtt);
+        p.finish = ms(tt);
         tConnect = process.hrtime.bigint();
         return r;
       },
@@ -341,7 +346,7 @@ export async function runAgent(o: AgentOptions = {}): Promise<number> {
           (p) => {
             answered++;
             log(`${dev}: key handed to systemd-cryptsetup in ${(p.total / 1000).toFixed(2)} s`);
-            log(`${dev}: phases ms: startup=${p.startup.toFixed(0)} token=${p.token.toFixed(0)} tpm=${p.tpm.toFixed(0)} connect=${p.connect.toFixed(0)} network=${p.network.toFixed(0)} server=${p.server.toFixed(0)} reply=${p.reply.toFixed(0)}`);
+            log(`${dev}: phases ms: startup=${p.startup.toFixed(0)} token=${p.token.toFixed(0)} tpm=${p.tpm.toFixed(0)} connect=${p.connect.toFixed(0)} begin=${p.begin.toFixed(0)} finish=${p.finish.toFixed(0)} reply=${p.reply.toFixed(0)}`);
           },
           (e: unknown) => {
             if (e instanceof ClientError && e.code === 'REFUSED') {
