@@ -32,8 +32,8 @@ const val = (f: string) => {
 const QUICK = has('--quick');
 const LEVELS = (val('--levels') ?? '1,16,256,1024').split(',').map(Number);
 /** Releases per level: enough for a stable rate, bounded so that a run stays short. */
-const perLevel = (c: number): number => (QUICK ? Math.max(40, Math.min(2 * c, 1024)) : Math.max(300, Math.min(8 * c, 6000)));
-const POOL = QUICK ? 512 : 2048;
+const perLevel = (c: number): number => (QUICK ? Math.max(30, Math.min(c, 1024)) : Math.max(300, Math.min(8 * c, 6000)));
+const POOL = QUICK ? 400 : 2048;
 /** --server-nodelay: preload bench/sim/nodelay-preload.mjs into the servers (TCP_NODELAY; see docs/SCALE.md). */
 const PRELOAD = has('--server-nodelay') ? [new URL('./sim/nodelay-preload.mjs', import.meta.url).href] : [];
 const LOG_FILE = new URL('../test/data/qemu/uki-sb-on.bin', import.meta.url);

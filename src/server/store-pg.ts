@@ -172,7 +172,7 @@ export class PgStore implements Store {
         const code = (e as { code?: string }).code;
         await c.query('ROLLBACK').catch(() => { broken = true; });
         if ((code === '40001' || code === '40P01') && attempt < 5) continue;
-        if (isUnavailable(e)) broken = true;
+        if (isUnavailable(e) || (e instanceof ServerError && e.code === 'UNAVAILABLE')) broken = true;
         wrap(e, what);
       } finally {
         c.release(broken || undefined);
