@@ -13,9 +13,13 @@
  *
  * The transport is TLS 1.3 with the CA pinned, a new connection per flow, each machine from its
  * own loopback address (127.a.b.c) so that per-peer rate limits see different machines.
- * Failover as the real client (src/client/connect.ts): transport failures and the transient
- * refusals (BUSY, INTERNAL, UNAVAILABLE) restart the whole flow on the next server, with
- * exponential backoff and jitter; any other refusal is final.
+ * Failover with the real client's rules (src/client/connect.ts): transport failures and the
+ * transient refusals (BUSY, INTERNAL, UNAVAILABLE) restart the whole flow on a fresh connection,
+ * with exponential backoff and jitter; any other refusal is final. One difference: the real
+ * client opens a connection to every server in parallel and keeps the first handshake; the
+ * simulated one tries the servers in turn, starting at its own index (round-robin), so that a
+ * storm of thousands does not double the TLS handshakes. Backoff and attempts are parameters
+ * (the real client: 250 ms doubling to 4 s, 6 attempts, 60 s).
  */
 import tls from 'node:tls';
 import net from 'node:net';
