@@ -4,12 +4,15 @@
  * away (UNAVAILABLE, fast) and coming back (the pool recovers), then two replicas (two
  * startServer on one database, simulated machines from bench/sim): a nonce from A accepted by B
  * once, revocation and policy changes on one seen by the other at once, a complete audit log,
- * PostgreSQL restarted under a client that retries. Skipped, with the reason, only when the PostgreSQL
+ * PostgreSQL restarted under a client that retries, and the real client (src/client) failing over
+ * past a dead server and retrying UNAVAILABLE. Skipped, with the reason, only when the PostgreSQL
  * server binaries are not installed (scripts/setup.sh installs them).
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import net from 'node:net';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { withServer, type ServerSession } from '../../src/client/connect.ts';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PgStore } from '../../src/server/store-pg.ts';
@@ -257,6 +260,31 @@ if ('missing' in started) {
     assert.ok(openReleased(m, r.released).equals(m.share!));
     const list = (await admin(A, 'list')) as { id: string }[];
     assert.equal(list.map((x) => x.id).sort(), machines.map((x) => x.id).sort());
+  });
+
+  test('replicas: the real client (src/client/connect.ts) fails over past a dead server and retries UNAVAILABLE until the database is back', async () => {
+    const m = machines[0];
+    const dead = await new Promise<number>((resolve) => {
+      const srv = net.createServer();
+      srv.listen(0, '127.0.0.1', () => {
+        const p = (srv.address() as net.AddressInfo).port;
+        srv.close(() => resolve(p));
+      });
+    });
+    const flow = async (s: ServerSession): Promise<MessageOf<'released'>> => {
+      const ch = await s.request({ t: 'attest-begin', machine: m.id, akName: m.akName }, ['attest-challenge']);
+      const q = m.quote(ch.pcrSelection, ch.nonce);
+      return s.request({ t: 'attest-finish', machine: m.id, akName: m.akName, nonce: ch.nonce, quote: q.quote, signature: q.signature, pcrs: q.pcrs, eventLog: img.log }, ['released']);
+    };
+    const opts = { servers: [`https://127.0.0.1:${dead}`, `https://127.0.0.1:${B.port}`], ca: cfg.ca, deadlineMs: 30_000, maxAttempts: 20, backoffMs: 200, maxBackoffMs: 1000 };
+    m.reboot();
+    assert.ok(openReleased(m, await withServer(opts, flow)).equals(m.share!), 'through the live replica');
+    m.reboot();
+    pgc.stop();
+    const pending = withServer(opts, flow);
+    await new Promise((r) => setTimeout(r, 1500));
+    pgc.start();
+    assert.ok(openReleased(m, await pending).equals(m.share!), 'after the database came back');
   });
 
   test.after(async () => {
