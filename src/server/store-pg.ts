@@ -181,6 +181,10 @@ export class PgStore implements Store {
   }
 
   async migrate(): Promise<void> {
+    // Up to date already: no DDL and no lock, so that a role without CREATE rights (tables
+    // created by an owner role, see docs/SCALE.md) can run the server.
+    const has = (await this.q("SELECT to_regclass('schema_version') IS NOT NULL AS has", [], 'migrate')).rows[0].has === true;
+    if (has && (await this.schemaVersion()) >= PG_MIGRATIONS.length) return;
     await this.tx('migrate', async (c) => {
       await c.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK]);
       await c.query('CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied BIGINT NOT NULL)');

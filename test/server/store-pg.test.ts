@@ -127,6 +127,37 @@ if ('missing' in started) {
     await s.close();
   });
 
+  test('least privilege: a role without DDL rights and without UPDATE/DELETE on audit runs the store; audit changes are refused by privilege too', async () => {
+    const dburl = await createDatabase(pgc.url, 'privs');
+    const owner = new PgStore({ url: dburl });
+    await owner.migrate();
+    await owner.pool.query(`DROP ROLE IF EXISTS bootkey_app; CREATE ROLE bootkey_app LOGIN;
+      REVOKE CREATE ON SCHEMA public FROM PUBLIC;
+      GRANT USAGE ON SCHEMA public TO bootkey_app;
+      GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO bootkey_app;
+      GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO bootkey_app;
+      REVOKE UPDATE, DELETE, TRUNCATE ON audit FROM bootkey_app;`);
+    await owner.close();
+    const u = new URL(dburl);
+    u.username = 'bootkey_app';
+    const app = new PgStore({ url: u.toString() });
+    await app.migrate();
+    assert.is(await app.schemaVersion(), 1);
+    await app.audit({ time: 1, who: 'admin', action: 'x', result: 'ok' });
+    await app.putNonce({ hash: sha256('p'), machine: 'm-1', purpose: 'attest', expiresAt: Date.now() + 60_000 });
+    assert.is(await app.consumeNonce(sha256('p'), 'm-1', Date.now()), 'ok');
+    for (const sql of ["UPDATE audit SET result = 'forged'", 'DELETE FROM audit', 'TRUNCATE audit', 'DROP TABLE audit']) {
+      try {
+        await app.pool.query(sql);
+        assert.unreachable(sql);
+      } catch (e) {
+        assert.match((e as Error).message, /permission denied|must be owner|append-only/, sql);
+      }
+    }
+    assert.is((await app.queryAudit({})).length, 1);
+    await app.close();
+  });
+
   // ---------- two replicas (startServer ×2) on one PostgreSQL database ----------
 
   let root: string;
