@@ -26,5 +26,5 @@ export const REFUSAL_CODES = [
   // enrolment
   'AUTH', 'BAD_KEY', 'AK_ATTRIBUTES', 'EK_CERT', 'UNKNOWN_ENROLLMENT', 'ENROLLMENT_EXPIRED', 'CREDENTIAL',
   // transport and service
-  'RATE_LIMITED', 'BAD_REQUEST', 'INTERNAL', 'BUSY',
+  'RATE_LIMITED', 'BAD_REQUEST', 'INTERNAL', 'BUSY', 'UNAVAILABLE',
 ] as const;

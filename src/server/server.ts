@@ -97,7 +97,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const active = new Set<Promise<void>>();
   let closing = false;
 
-  const srv = tls.createServer({ key, cert, minVersion: 'TLSv1.3', maxVersion: 'TLSv1.3', handshakeTimeout: msgTimeout });
+  // noDelay: each reply is one small frame; with Nagle + delayed ACK a release waited ~45 ms more.
+  const srv = tls.createServer({ key, cert, minVersion: 'TLSv1.3', maxVersion: 'TLSv1.3', handshakeTimeout: msgTimeout, noDelay: true });
   srv.maxConnections = opts.maxConnections ?? 128;
 
   const serve = async (sock: tls.TLSSocket): Promise<void> => {
