@@ -29,6 +29,7 @@
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, appendFileSync, writeFileSync, watch, type FSWatcher } from 'node:fs';
 import { X509Certificate } from 'node:crypto';
+import { dirname } from 'node:path';
 import { Tpm } from '../tpm/tpm.ts';
 import { createAK, flushKey, type KeyHandle } from '../tpm/keys.ts';
 import { quotePCRs } from '../tpm/commands/attest.ts';
@@ -280,14 +281,14 @@ async function hasToken(dev: string): Promise<boolean> {
   }
 }
 
-function tried(): Set<string> {
-  return new Set(readOr(TRIED_FILE).split('\n').filter(Boolean));
+function tried(file: string): Set<string> {
+  return new Set(readOr(file).split('\n').filter(Boolean));
 }
 
-function markTried(dev: string): void {
+function markTried(file: string, dev: string): void {
   try {
-    mkdirSync('/run/bootkey', { recursive: true, mode: 0o700 });
-    appendFileSync(TRIED_FILE, dev + '\n');
+    mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+    appendFileSync(file, dev + '\n');
   } catch {
     /* /run not writable (tests): the in-process set still holds */
   }
@@ -299,6 +300,8 @@ export interface AgentOptions {
   config?: AgentConfig;
   /** Process start-up before main ran, ms. */
   startupMs?: number;
+  /** Devices already tried in this boot (default /run/bootkey/tried). */
+  triedFile?: string;
 }
 
 /** The agent loop (module doc). Resolves with the number of questions answered. */
@@ -311,7 +314,8 @@ export async function runAgent(o: AgentOptions = {}): Promise<number> {
     return 0;
   }
   const deadlineAt = Date.now() + cfg.deadlineS * 1000;
-  const done = tried();
+  const triedFile = o.triedFile ?? TRIED_FILE;
+  const done = tried(triedFile);
   const checked = new Map<string, boolean>();
   const inFlight = new Map<string, { ask: Ask; releasing: boolean }>();
   let answered = 0;
@@ -338,7 +342,7 @@ export async function runAgent(o: AgentOptions = {}): Promise<number> {
         if (!checked.get(a.device)) continue;
         const dev = a.device;
         done.add(dev);
-        markTried(dev);
+        markTried(triedFile, dev);
         const entry = { ask: a, releasing: false };
         inFlight.set(dev, entry);
         log(`${dev}: unlocking with a key-release server (deadline ${cfg.deadlineS} s; the passphrase prompt stays available)`);
