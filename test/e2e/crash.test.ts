@@ -55,19 +55,20 @@ test('SIGKILL during enrolments and releases, 5 rounds: DB intact, nothing half-
     url: `https://127.0.0.1:${port}`, port, state, ca: readFileSync(join(state, 'ca.pem'), 'utf8'),
     adminToken: readFileSync(join(state, 'admin.token'), 'utf8').trim(), close: async () => undefined,
   };
-  // The server keeps one machine per EK: a new enrolment of the same TPM supersedes the old record,
-  // so the enrolment that must unlock is the last completed one. (Fresh "blank" swtpms per
-  // enrolment got INTERNAL from the server at enrol time: reported.)
-  const m = await machine();
+  // One machine (a blank swtpm: its own seeds, so its own EK) per round: the server keeps one
+  // machine per EK, and every completed enrolment must still unlock at the end.
+  const machines: Awaited<ReturnType<typeof machine>>[] = [];
   let child = await spawnServer(state, port);
-  const completed: string[] = [];
+  const completed: { m: Awaited<ReturnType<typeof machine>>; image: string }[] = [];
   const steps = ['accepted', 'keyslot', 'token', 'verified', 'accepted'] as const;
   try {
     for (let round = 0; round < 5; round++) {
+      const m = await machine(undefined, { blank: true });
+      machines.push(m);
       // a complete enrolment
       const ok = await luksImage(tmp.dir, `ok-${round}.img`);
       await enrollMachine(srv, m, ok, { machineId: `crash-ok-${round}` });
-      completed.push(ok.image);
+      completed.push({ m, image: ok.image });
       const victim = m;
 
       // an enrolment during which the server is killed
@@ -99,13 +100,17 @@ test('SIGKILL during enrolments and releases, 5 rounds: DB intact, nothing half-
         await refused(withServer({ servers: [srv.url], ca: srv.ca }, (s) => s.request({ t: 'attest-begin', machine: x.id, akName: Buffer.alloc(34) }, ['attest-challenge'])), /^(PENDING|UNKNOWN_MACHINE)$/);
       }
     }
-    // every completed enrolment unlocks (one per boot)
-    assert.ok(list.some((x) => x.machineId === 'crash-ok-4' && x.state === 'active'), 'the last completed enrolment is active');
-    await m.reboot();
-    assert.ok(await unlockImage(m, completed[completed.length - 1]));
+    // every completed enrolment is active and unlocks (each machine after a fresh boot)
+    assert.is(completed.length, 5);
+    for (let round = 0; round < 5; round++) {
+      assert.ok(list.some((x) => x.machineId === `crash-ok-${round}` && x.state === 'active'), `crash-ok-${round} is active`);
+      const { m, image } = completed[round];
+      await m.reboot();
+      assert.ok(await unlockImage(m, image), `crash-ok-${round} unlocks`);
+    }
   } finally {
     await sigkill(child);
-    await m.stop();
+    for (const m of machines) await m.stop();
   }
 });
 
