@@ -280,7 +280,7 @@ bk_build_dracut() {
   [ "$with" = tpm2 ] && mods="$mods tpm2-tss"     # systemd-cryptsetup's own TPM2 unlock (bench)
   local key; key=$(bk_key "$BK_KVER" "$mods" "$drivers" "$BK_ROOT/dracut/90bootkey/module-setup.sh" \
     "$BK_ROOT/systemd/bootkey-askpass.path" "$BK_ROOT/systemd/bootkey-askpass.service" \
-    "$BK_ROOT/systemd/bootkey-askpass-network.conf" "$BK_ROOT/dist/bootkey-linux-x64" ${ca:+"$ca"} \
+    "$BK_ROOT/systemd/bootkey-askpass-network.conf" "$([ "$with" = with ] && bk_key "$BK_ROOT/dist/bootkey-linux-x64")" ${ca:+"$ca"} \
     "$(dpkg-query -W -f '${Version}' dracut-core systemd cryptsetup-bin)")
   if [ -f "$out" ] && [ "$(cat "$out.key" 2>/dev/null)" = "$key" ]; then return 0; fi
   local base=/usr/lib/dracut
