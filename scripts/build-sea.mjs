@@ -26,20 +26,6 @@ if (process.platform !== 'linux' || process.arch !== 'x64') {
 rmSync(WORK, { recursive: true, force: true });
 mkdirSync(WORK, { recursive: true });
 
-// src/cli/main.ts ends with a top-level `await runCli();` (fine in the ESM bundle, impossible in
-// CJS). Its promise never rejects (runCli catches everything), so `void` is equivalent here.
-const noTopLevelAwait = {
-  name: 'cli-main-no-tla',
-  setup(b) {
-    b.onLoad({ filter: /src[\\/]cli[\\/]main\.ts$/ }, (args) => {
-      const src = readFileSync(args.path, 'utf8');
-      const out = src.replace(/^await runCli\(\);\s*$/m, 'void runCli();\n');
-      if (/^await /m.test(out)) throw new Error('src/cli/main.ts has a top-level await that the SEA (CJS) build cannot take');
-      return { contents: out, loader: 'ts' };
-    });
-  },
-};
-
 // cbor-x tries require('cbor-extract') in a try/catch; in a SEA that require() prints a warning
 // on every start. Resolve it to a module that throws, so cbor-x takes its JS path silently.
 const noCborExtract = {
@@ -61,7 +47,7 @@ const result = await build({
   legalComments: 'none',
   logLevel: 'warning',
   metafile: true,
-  plugins: [noTopLevelAwait, noCborExtract],
+  plugins: [noCborExtract],
 });
 
 // Nothing outside src/server/ may import better-sqlite3.

@@ -9,7 +9,8 @@ if [ "${BOOTKEY_SETUP_BENCH:-0}" = 1 ]; then
   PKGS+=(tang socat)
 fi
 if [ "${BOOTKEY_SETUP_QEMU:-0}" = 1 ]; then
-  PKGS+=(qemu-system-x86 ovmf systemd-boot-efi mtools dosfstools fdisk busybox-static cpio zstd binutils sbsigntool openssl)
+  PKGS+=(qemu-system-x86 ovmf systemd-boot-efi mtools dosfstools fdisk busybox-static cpio zstd binutils sbsigntool
+        dracut-core dracut-network e2fsprogs python3)
 fi
 missing=()
 for p in "${PKGS[@]}"; do

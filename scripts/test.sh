@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Sets everything up and runs every test: type check, then the uvu suites (unit, corpus,
-# swtpm and tpm2-tools cross-checks). Ends with one line "N passed, N failed".
+# Sets everything up and runs every test: type check, build, the uvu suites (unit, corpus,
+# swtpm and tpm2-tools cross-checks, server, end-to-end, storms), then the QEMU whole-boot tests. Ends with one line "N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/.."
-BOOTKEY_SETUP_QEMU=${BOOTKEY_SETUP_QEMU:-0} bash scripts/setup.sh || { echo "0 passed, 1 failed"; exit 1; }
+BOOTKEY_SETUP_QEMU=${BOOTKEY_SETUP_QEMU:-1} bash scripts/setup.sh || { echo "0 passed, 1 failed"; exit 1; }
 
 failed=0; passed=0
 echo "== typecheck"
@@ -42,6 +42,20 @@ for spec in measuredboot:600 protocol:120 tpm:900 server:600 luks:300 e2e:1200 q
     run_suite "$dir" "$limit" || failed=$((failed + 1))
   fi
 done
+# Whole-boot tests (QEMU + OVMF + swtpm + dracut initrd + LUKS2 root, ~5 min under TCG); skip
+# with BOOTKEY_SKIP_QEMU=1.
+if [ "${BOOTKEY_SKIP_QEMU:-0}" != 1 ]; then
+  echo "== whole-boot tests (qemu-tests/run-tests.sh)"
+  qlog=$(mktemp)
+  timeout --kill-after=30 2400 bash qemu-tests/run-tests.sh 2>&1 | tee "$qlog"
+  qrc=${PIPESTATUS[0]}
+  qline=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$qlog" | tail -1)
+  rm -f "$qlog"
+  qp=$(echo "$qline" | sed -n 's/^\([0-9]*\) passed.*/\1/p'); qf=$(echo "$qline" | sed -n 's/^[0-9]* passed, \([0-9]*\) failed.*/\1/p')
+  passed=$((passed + ${qp:-0})); failed=$((failed + ${qf:-0}))
+  if [ "$qrc" -ne 0 ] && [ "${qf:-0}" -eq 0 ]; then failed=$((failed + 1)); echo "test.sh: the whole-boot tests did not complete (status $qrc)"; fi
+fi
+
 echo
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

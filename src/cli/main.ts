@@ -80,4 +80,5 @@ export async function runCli(): Promise<void> {
   process.exitCode = code;
 }
 
-await runCli();
+// Not a top-level await: the single executable's bundle is CommonJS. runCli never rejects.
+void runCli();
