@@ -31,14 +31,9 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, appendFileSync, write
 import { X509Certificate } from 'node:crypto';
 import { dirname } from 'node:path';
 import { Tpm } from '../tpm/tpm.ts';
-import { createAK, flushKey, type KeyHandle } from '../tpm/keys.ts';
-import { quotePCRs } from '../tpm/commands/attest.ts';
-import { marshalSignature } from '../tpm/structures.ts';
-import { readToken, unsealReleased, extendReleasedPcr, type AttestFinish, type Released } from './unlock.ts';
-import { deriveLuksKey } from '../client/key.ts';
-import { ClientError, withServer } from '../client/connect.ts';
-import { tokenShare, type BootkeyToken } from '../client/token.ts';
-import { toTpmSelection } from '../client/selection.ts';
+import { readToken, unlock } from './unlock.ts';
+import { ClientError } from '../client/connect.ts';
+import type { BootkeyToken } from '../client/token.ts';
 
 export const ASK_DIR = '/run/systemd/ask-password';
 export const CONFIG_FILE = '/etc/bootkey/bootkey.conf';
@@ -190,83 +185,41 @@ export interface AgentLog {
 }
 
 /**
- * Unlocks one question: attest → release → unseal → extend → reply. Returns the phases.
+ * Unlocks one question with `unlock()` (attest → release → unseal → extend the released PCR),
+ * handing the key to systemd-cryptsetup's question. Returns the phases.
  * @throws ClientError (REFUSED with failures, UNREACHABLE, EK_MISMATCH, UNSEAL, NO_TOKEN, CA_MISMATCH), TpmError
  */
 export async function answer(ask: Ask, cfg: AgentConfig, deadlineAt: number, log: AgentLog, startupMs: number, state: { releasing: boolean } = { releasing: false }): Promise<Phases> {
   const t0 = process.hrtime.bigint();
   const p: Phases = { startup: startupMs, token: 0, tpm: 0, connect: 0, begin: 0, finish: 0, reply: 0, total: 0 };
   const dev = ask.device!;
-  let t = process.hrtime.bigint();
-  const { id, token } = await readToken(dev);
-  checkPinnedCa(token, existsSync(PINNED_CA) ? readOr(PINNED_CA) : undefined);
+  const t = process.hrtime.bigint();
+  const tok = await readToken(dev);
+  checkPinnedCa(tok.token, existsSync(PINNED_CA) ? readOr(PINNED_CA) : undefined);
   const eventLog = readFileSync(cfg.eventlog);
   p.token = ms(t);
-  t = process.hrtime.bigint();
   const tpm = await Tpm.open(cfg.tpm);
-  let ak: KeyHandle | undefined;
-  let released: Released | undefined;
-  let extended = false;
-  let serverShare: Buffer | undefined;
-  let key: Buffer | undefined;
-  const diskShare = tokenShare(token);
+  let attempt = 0;
   try {
-    ak = await createAK(tpm, token.ak_alg);
-    p.tpm += ms(t);
-    let attempt = 0;
-    let tConnect = process.hrtime.bigint();
-    released = await withServer(
-      {
-        servers: token.servers, ca: token.ca, deadlineMs: Math.max(1, deadlineAt - Date.now()), maxAttempts: 100,
-        log: (l) => {
-          if (l.startsWith('attempt')) log(`${dev}: ${l}`);
-        },
+    await unlock({
+      device: dev, tpm, eventLog, token: tok, deadlineMs: Math.max(1, deadlineAt - Date.now()),
+      client: { maxAttempts: 100 },
+      log: (l) => {
+        if (l.startsWith('attempt')) log(`${dev}: ${l}`);
       },
-      async (s) => {
-        attempt++;
-        p.connect = ms(tConnect);
-        log(`${dev}: attempt ${attempt}: connected to ${s.server}, attesting (token ${id}, machine ${token.machine})`);
-        let tt = process.hrtime.bigint();
-        const ch = await s.request({ t: 'attest-begin', machine: token.machine, akName: ak!.name }, ['attest-challenge']);
-        p.begin = ms(tt);
-        if (ch.releasedPcr !== token.released_pcr) {
-          throw new ClientError('PROTOCOL', `the server's released PCR ${ch.releasedPcr} is not the token's ${token.released_pcr}`);
-        }
-        tt = process.hrtime.bigint();
-        const q = await quotePCRs(tpm, ak!, { selection: toTpmSelection(ch.pcrSelection), nonce: ch.nonce });
-        p.tpm += ms(tt);
-        const finish: AttestFinish = {
-          t: 'attest-finish', machine: token.machine, akName: ak!.name, nonce: ch.nonce,
-          quote: q.quoted, signature: marshalSignature(q.signature), pcrs: q.pcrs, eventLog,
-        };
-        tt = process.hrtime.bigint();
-        const r = await s.request(finish, ['released']);
-        p.finish = ms(tt);
-        tConnect = process.hrtime.bigint();
-        return r;
+      phase: (name, t) => {
+        if (name === 'connect') log(`${dev}: attempt ${++attempt}: connected, attesting (token ${tok.id}, machine ${tok.token.machine})`);
+        if (name === 'handoff') p.reply += t;
+        else p[name] += t;
       },
-    );
-    state.releasing = true; // from here on, finish (unseal, extend) even if the prompt was answered
-    t = process.hrtime.bigint();
-    await flushKey(tpm, ak).catch(() => undefined);
-    ak = undefined;
-    serverShare = await unsealReleased(tpm, token, released);
-    key = deriveLuksKey(serverShare, diskShare, token.machine);
-    serverShare.fill(0);
-    await extendReleasedPcr(tpm, token.released_pcr);
-    extended = true;
-    p.tpm += ms(t);
-    t = process.hrtime.bigint();
-    await replyPassword(ask.socket, key);
-    p.reply = ms(t);
+      onReleased: () => {
+        state.releasing = true; // from here on, finish (unseal, extend) even if the prompt was answered
+      },
+      mode: { handOff: (key) => replyPassword(ask.socket, key) },
+    });
     p.total = ms(t0);
     return p;
   } finally {
-    key?.fill(0);
-    serverShare?.fill(0);
-    diskShare.fill(0);
-    await flushKey(tpm, ak).catch(() => undefined);
-    if (released && !extended) await extendReleasedPcr(tpm, token.released_pcr).catch(() => undefined);
     await tpm.close().catch(() => undefined);
   }
 }

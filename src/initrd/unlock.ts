@@ -14,7 +14,8 @@
  *  6. Extend the released PCR in every active bank with H("bootkey released") — before the
  *     key is handed on, and whenever a blob was released, so neither this blob nor a new
  *     request can release the key again in this boot.
- *  7. LUKS key = HKDF(server share ‖ disk share, machine id) → cryptsetup via stdin.
+ *  7. LUKS key = HKDF(server share ‖ disk share, machine id) → cryptsetup via stdin, or handed to
+ *     a caller (the initrd's ask-password agent answers systemd-cryptsetup with it).
  *
  * The shares and the key live only in Buffers that are zeroed after use and in the pipe to
  * cryptsetup; nothing is logged or written.
@@ -41,13 +42,22 @@ export const RELEASED_EVENT = 'bootkey released';
 export type AttestFinish = MessageOf<'attest-finish'>;
 export type Released = MessageOf<'released'>;
 
+/** The phases of one unlock that `UnlockOptions.phase` reports (milliseconds, no secrets). */
+export type UnlockPhase = 'tpm' | 'connect' | 'begin' | 'finish' | 'handoff';
+
 export interface UnlockOptions {
   device: string;
   tpm: Tpm;
   eventLog: Buffer;
-  /** `test`: `open --test-passphrase`; `{name}`: `open DEV NAME`. */
-  mode: 'test' | { name: string };
+  /**
+   * `test`: `open --test-passphrase`; `{name}`: `open DEV NAME`; `{handOff}`: give the key to the
+   * caller (e.g. systemd-reply-password), after the released PCR was extended. The key Buffer is
+   * zeroed when handOff returns.
+   */
+  mode: 'test' | { name: string } | { handOff: (key: Buffer) => Promise<void> };
   tokenId?: number;
+  /** The token, when the caller has read (and checked) it already. */
+  token?: { id: number; token: BootkeyToken };
   /** Total deadline for reaching a server and getting an answer (default 60 s). */
   deadlineMs?: number;
   client?: Partial<ClientOptions>;
@@ -56,7 +66,11 @@ export interface UnlockOptions {
   tamper?: (m: AttestFinish) => AttestFinish | Promise<AttestFinish>;
   /** Tests: see the released message. */
   onReleased?: (m: Released) => void;
+  /** Time spent per phase, added up over retries (the initrd agent logs them). */
+  phase?: (name: UnlockPhase, ms: number) => void;
 }
+
+const since = (t0: bigint): number => Number(process.hrtime.bigint() - t0) / 1e6;
 
 export interface UnlockResult {
   machine: string;
@@ -87,18 +101,26 @@ export async function attest(
   token: BootkeyToken,
   eventLog: Buffer,
   tamper?: UnlockOptions['tamper'],
+  phase: NonNullable<UnlockOptions['phase']> = () => undefined,
 ): Promise<Released> {
+  let t = process.hrtime.bigint();
   const ch = await s.request({ t: 'attest-begin', machine: token.machine, akName: ak.name }, ['attest-challenge']);
+  phase('begin', since(t));
   if (ch.releasedPcr !== token.released_pcr) {
     throw new ClientError('PROTOCOL', `the server's released PCR ${ch.releasedPcr} is not the token's ${token.released_pcr}`);
   }
+  t = process.hrtime.bigint();
   const q = await quotePCRs(tpm, ak, { selection: toTpmSelection(ch.pcrSelection), nonce: ch.nonce });
+  phase('tpm', since(t));
   let finish: AttestFinish = {
     t: 'attest-finish', machine: token.machine, akName: ak.name, nonce: ch.nonce,
     quote: q.quoted, signature: marshalSignature(q.signature), pcrs: q.pcrs, eventLog,
   };
   if (tamper) finish = await tamper(finish);
-  return s.request(finish, ['released']);
+  t = process.hrtime.bigint();
+  const r = await s.request(finish, ['released']);
+  phase('finish', since(t));
+  return r;
 }
 
 /**
@@ -157,9 +179,12 @@ export async function unsealReleased(tpm: Tpm, token: BootkeyToken, released: Re
  */
 export async function unlock(o: UnlockOptions): Promise<UnlockResult> {
   const log = o.log ?? (() => undefined);
-  const { id, token } = await readToken(o.device, o.tokenId);
+  const phase = o.phase ?? (() => undefined);
+  const { id, token } = o.token ?? (await readToken(o.device, o.tokenId));
   log(`token ${id}: machine ${token.machine}, servers ${token.servers.join(' ')}, released PCR ${token.released_pcr}`);
+  let t = process.hrtime.bigint();
   let ak: KeyHandle | undefined = await createAK(o.tpm, token.ak_alg);
+  phase('tpm', since(t));
   let released: Released | undefined;
   let server = '';
   let extended = false;
@@ -167,27 +192,39 @@ export async function unlock(o: UnlockOptions): Promise<UnlockResult> {
   let key: Buffer | undefined;
   const diskShare = tokenShare(token);
   try {
+    t = process.hrtime.bigint();
     released = await withServer({ servers: token.servers, ca: token.ca, deadlineMs: o.deadlineMs ?? 60_000, maxAttempts: 100, log, ...o.client }, async (s) => {
+      phase('connect', since(t));
       server = s.server;
-      return attest(s, o.tpm, ak!, token, o.eventLog, o.tamper);
+      try {
+        return await attest(s, o.tpm, ak!, token, o.eventLog, o.tamper, phase);
+      } finally {
+        t = process.hrtime.bigint(); // a retry's connect time starts here
+      }
     });
-    await flushKey(o.tpm, ak).catch(() => undefined);
-    ak = undefined;
     o.onReleased?.(released);
     log(`server ${server}: released the key, sealed to ${released.sealedTo.map((x) => `${x.bank}:${x.pcrs.join(',')}`).join(' ')}`);
+    t = process.hrtime.bigint();
+    await flushKey(o.tpm, ak).catch(() => undefined);
+    ak = undefined;
     serverShare = await unsealReleased(o.tpm, token, released);
     key = deriveLuksKey(serverShare, diskShare, token.machine);
     serverShare.fill(0);
     await extendReleasedPcr(o.tpm, token.released_pcr);
     extended = true;
+    phase('tpm', since(t));
     log(`PCR ${token.released_pcr} extended with H("${RELEASED_EVENT}"): no second release this boot`);
+    t = process.hrtime.bigint();
     if (o.mode === 'test') {
       if (!(await testKey(o.device, key))) throw new ClientError('BAD_KEY', `${o.device}: the derived key opens no keyslot (token ${id} stale?)`);
       log(`${o.device}: the key opens keyslot ${token.keyslots.join(',')} (open --test-passphrase)`);
+    } else if ('handOff' in o.mode) {
+      await o.mode.handOff(key);
     } else {
       await openDevice(o.device, o.mode.name, key);
       log(`${o.device}: opened as /dev/mapper/${o.mode.name}`);
     }
+    phase('handoff', since(t));
     return { machine: token.machine, server, tokenId: id, keyslots: token.keyslots };
   } finally {
     key?.fill(0);
