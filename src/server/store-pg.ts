@@ -21,8 +21,8 @@ import pg from 'pg';
 import type { AuditEntry, AuditRow, ConsumeResult, EnrollmentRecord, MachineRecord, MachineState, NonceRecord, Store } from './store.ts';
 import { ServerError } from './errors.ts';
 import { PG_MIGRATIONS, MIGRATION_LOCK } from './migrations-pg.ts';
+import { machineFromRow, enrollmentFromRow, num, type Row } from './store-rows.ts';
 
-type Row = Record<string, unknown>;
 type Queryable = Pick<pg.PoolClient, 'query'>;
 
 export interface PgStoreOptions {
@@ -60,50 +60,6 @@ function wrap(e: unknown, what: string): never {
   if (e instanceof ServerError) throw e;
   if (isUnavailable(e)) throw new ServerError('UNAVAILABLE', `the database is unavailable (${what}): ${(e as Error).message}; retry shortly`);
   throw e;
-}
-
-function num(v: unknown): number {
-  return typeof v === 'number' ? v : Number(v);
-}
-
-function machineFromRow(r: Row): MachineRecord {
-  const m: MachineRecord = {
-    id: r.id as string,
-    machineId: r.machine_id as string,
-    hostname: r.hostname as string,
-    ekPublic: r.ek_public as Buffer,
-    ekName: r.ek_name as Buffer,
-    akPublic: r.ak_public as Buffer,
-    akName: r.ak_name as Buffer,
-    policy: r.policy as string,
-    shareSealed: r.share_sealed as Buffer,
-    state: r.state as MachineState,
-    releasedPcr: num(r.released_pcr),
-    created: num(r.created),
-    updated: num(r.updated),
-  };
-  if (r.last_result != null) m.lastResult = r.last_result as string;
-  if (r.last_time != null) m.lastTime = num(r.last_time);
-  if (r.last_reasons != null) m.lastReasons = JSON.parse(r.last_reasons as string) as string[];
-  if (r.last_reset_count != null) m.lastResetCount = num(r.last_reset_count);
-  if (r.last_restart_count != null) m.lastRestartCount = num(r.last_restart_count);
-  return m;
-}
-
-function enrollmentFromRow(r: Row): EnrollmentRecord {
-  const e: EnrollmentRecord = {
-    id: r.id as string,
-    machineId: r.machine_id as string,
-    hostname: r.hostname as string,
-    ekPublic: r.ek_public as Buffer,
-    akPublic: r.ak_public as Buffer,
-    secretHash: r.secret_hash as Buffer,
-    nonce: r.nonce as Buffer,
-    expiresAt: num(r.expires_at),
-    created: num(r.created),
-  };
-  if (r.machine != null) e.machine = r.machine as string;
-  return e;
 }
 
 /** Parses the URL, taking bootkey's own `pool_max` parameter out of it. */

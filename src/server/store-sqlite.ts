@@ -8,6 +8,7 @@
 import Database from 'better-sqlite3';
 import type { AuditEntry, AuditRow, ConsumeResult, EnrollmentRecord, MachineRecord, MachineState, NonceRecord, Store } from './store.ts';
 import { ServerError } from './errors.ts';
+import { machineFromRow, enrollmentFromRow, type Row } from './store-rows.ts';
 
 const MIGRATIONS: string[] = [
   // 1: initial schema
@@ -73,47 +74,7 @@ const MIGRATIONS: string[] = [
    CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;`,
 ];
 
-type Row = Record<string, unknown>;
 
-function machineFromRow(r: Row): MachineRecord {
-  const m: MachineRecord = {
-    id: r.id as string,
-    machineId: r.machine_id as string,
-    hostname: r.hostname as string,
-    ekPublic: r.ek_public as Buffer,
-    ekName: r.ek_name as Buffer,
-    akPublic: r.ak_public as Buffer,
-    akName: r.ak_name as Buffer,
-    policy: r.policy as string,
-    shareSealed: r.share_sealed as Buffer,
-    state: r.state as MachineState,
-    releasedPcr: r.released_pcr as number,
-    created: r.created as number,
-    updated: r.updated as number,
-  };
-  if (r.last_result != null) m.lastResult = r.last_result as string;
-  if (r.last_time != null) m.lastTime = r.last_time as number;
-  if (r.last_reasons != null) m.lastReasons = JSON.parse(r.last_reasons as string) as string[];
-  if (r.last_reset_count != null) m.lastResetCount = r.last_reset_count as number;
-  if (r.last_restart_count != null) m.lastRestartCount = r.last_restart_count as number;
-  return m;
-}
-
-function enrollmentFromRow(r: Row): EnrollmentRecord {
-  const e: EnrollmentRecord = {
-    id: r.id as string,
-    machineId: r.machine_id as string,
-    hostname: r.hostname as string,
-    ekPublic: r.ek_public as Buffer,
-    akPublic: r.ak_public as Buffer,
-    secretHash: r.secret_hash as Buffer,
-    nonce: r.nonce as Buffer,
-    expiresAt: r.expires_at as number,
-    created: r.created as number,
-  };
-  if (r.machine != null) e.machine = r.machine as string;
-  return e;
-}
 
 export class SqliteStore implements Store {
   readonly db: Database.Database;
