@@ -2,8 +2,8 @@
 """Serial-console driver for the whole-boot tests: connects to QEMU's console socket (retrying
 until it exists), appends everything to LOG, and answers prompts: for each REGEX=REPLY argument,
 the first time REGEX matches the console text after the previous answer, it types REPLY + CR.
-Also writes LOG.times: "NAME SECONDS" when each milestone first shows, counted from the
-connection (QEMU waits for it before starting the guest: server=on,wait=on).
+Also writes LOG.times: "NAME SECONDS" when each milestone first shows, and LOG.typed: one line
+per reply typed, both counted from the connection (QEMU waits for it before starting the guest: server=on,wait=on).
     console.py SOCK LOG [REGEX=REPLY ...]"""
 import re, socket, sys, time
 
@@ -46,5 +46,8 @@ with open(log_path, 'ab', buffering=0) as log:
             start += m.end()
             time.sleep(0.3)
             s.sendall(pending[0][1].encode() + b'\r')
-            log.write(('\n[console.py typed a reply to /%s/]\n' % pending[0][0]).encode())
+            # noted in LOG.typed, not in LOG: a note written into the console text could split a
+            # console line that the tests match
+            with open(log_path + '.typed', 'a') as tf:
+                tf.write('typed a reply to /%s/ at %.2f s\n' % (pending[0][0], time.monotonic() - t0))
             pending.pop(0)
