@@ -38,6 +38,12 @@
  * the loader's quoting), the `grub_cmd` one is the script command; callers should prefer the former.
  * GRUB's kernel and initrd *files* are EV_IPL events in PCR 9 whose data is a path: not recognised.
  *
+ * ## Confidential-computing logs (CCEL)
+ *
+ * In a CCEL log (Intel TDX) `pcr` is a measurement register index and PCRs 8–15 all map to
+ * MR 3 (RTMR[2]); `recognizeCmdline(ev, { registers: 'ccel' })` then decides by content alone
+ * (verified on go-eventlog's cos-113-intel-tdx.bin, sha384). `cmdlinePcrs` is for TPM logs.
+ *
  * `text` for the GRUB forms is S as measured: the kernel image path as the first word
  * (`kernelPath`), then the arguments (`args`). Linux sees it as `BOOT_IMAGE=<kernelPath> <args>`
  * (grub-core/loader/i386/linux.c prepends BOOT_IMAGE=), which is not part of the measurement.
@@ -257,18 +263,20 @@ function systemd(pcr: number, data: Buffer, digests: Map<BankName, Buffer>): Cmd
   return { source: 'systemd', form: 'systemd-boot-pcr8-utf16', text: u.text, measured, verified, ...(notes.length ? { note: notes.join('; ') } : {}) };
 }
 
-/**
- * Recognises a kernel command line measurement.
- * @param ev the parsed event (src/measuredboot/types.ts TcgEvent: pcr, type, data, digests).
- * @returns undefined when the event is not a kernel command line measurement. Never throws on any input.
- */
-export function recognizeCmdline(ev: Pick<TcgEvent, 'pcr' | 'type' | 'data' | 'digests'>): CmdlineMeasurement | undefined {
-  if (typeof ev !== 'object' || ev === null) return undefined;
-  const { pcr, type, digests } = ev;
-  let data: unknown = ev.data;
-  if (typeof pcr !== 'number' || typeof type !== 'number' || !(digests instanceof Map)) return undefined;
-  if (data instanceof Uint8Array && !Buffer.isBuffer(data)) data = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-  if (!Buffer.isBuffer(data)) return undefined;
+export interface RecognizeOptions {
+  /**
+   * 'ccel': the event's `pcr` is a confidential-computing measurement register index (CCEL,
+   * UEFI 2.10 §38.4; Intel TDX: 0 = MRTD, 1 = RTMR0 ← PCR 1/7, 2 = RTMR1 ← PCR 2–6,
+   * 3 = RTMR2 ← PCR 8–15). PCRs 8, 9, 11 and 12 all land in MR 3, so there the content alone
+   * decides the format. Default 'tpm': `pcr` is a TPM PCR.
+   */
+  registers?: 'tpm' | 'ccel';
+}
+
+/** CCEL MR index of TDX's RTMR[2], which the firmware maps PCRs 8–15 to (MapPcrToMrIndex). */
+const CCEL_MR_PCR8_15 = 3;
+
+function recognizeAt(pcr: number, type: number, data: Buffer, digests: Map<BankName, Buffer>): CmdlineMeasurement | undefined {
   if (type === EV_EVENT_TAG) {
     // TCG_PCClientTaggedEvent (PFP 1.05 §10.4.2.1): taggedEventID, taggedEventDataSize, data.
     if (pcr !== 9 || data.length < 8 || data.readUInt32LE(0) !== LINUX_EFI_LOADOPTIONS_EVENT_TAG_ID) return undefined;
@@ -276,6 +284,37 @@ export function recognizeCmdline(ev: Pick<TcgEvent, 'pcr' | 'type' | 'data' | 'd
   }
   if (type !== EV_IPL) return undefined;
   return grub(pcr, data, digests) ?? systemd(pcr, data, digests);
+}
+
+/**
+ * Recognises a kernel command line measurement.
+ * @param ev the parsed event (src/measuredboot/types.ts TcgEvent: pcr, type, data, digests).
+ * @param opts `registers: 'ccel'` for confidential-computing event logs (see {@link RecognizeOptions}).
+ * @returns undefined when the event is not a kernel command line measurement. Never throws on any input.
+ */
+export function recognizeCmdline(ev: Pick<TcgEvent, 'pcr' | 'type' | 'data' | 'digests'>, opts: RecognizeOptions = {}): CmdlineMeasurement | undefined {
+  if (typeof ev !== 'object' || ev === null) return undefined;
+  const { pcr, type, digests } = ev;
+  let data: unknown = ev.data;
+  if (typeof pcr !== 'number' || typeof type !== 'number' || !(digests instanceof Map)) return undefined;
+  if (data instanceof Uint8Array && !Buffer.isBuffer(data)) data = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  if (!Buffer.isBuffer(data)) return undefined;
+  if (typeof opts !== 'object' || opts === null || opts.registers !== 'ccel') return recognizeAt(pcr, type, data, digests);
+  if (pcr !== CCEL_MR_PCR8_15) return undefined;
+  // In MR 3 the PCR is unknown: the LoadOptions tag as PCR 9, ASCII as GRUB's PCR 8, and UTF-16
+  // as systemd's: ".cmdline" is the PCR 11 section, an odd-sized description the ≤ 250 PCR 8 quirk.
+  let m: CmdlineMeasurement | undefined;
+  if (type === EV_EVENT_TAG) m = recognizeAt(9, type, data, digests);
+  else if (type === EV_IPL) {
+    m = grub(8, data, digests);
+    if (!m) {
+      const name = data.length >= 2 && data[1] === 0 ? utf16Text(data)?.text : undefined;
+      m = systemd(name === '.cmdline' ? 11 : data.length % 2 === 1 ? 8 : 12, data, digests);
+    }
+  }
+  if (!m) return undefined;
+  const note = `CCEL MR ${CCEL_MR_PCR8_15} (RTMR[2], PCRs 8–15)`;
+  return { ...m, note: m.note ? `${m.note}; ${note}` : note };
 }
 
 /**

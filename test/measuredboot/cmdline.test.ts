@@ -339,6 +339,28 @@ test('odd shapes: notes, NULs inside, invalid UTF-8', () => {
   assert.is(recognizeCmdline({ pcr: 8, type: EV_IPL, data: u8 as Buffer, digests: digestsOf(Buffer.from('/k ro')) })?.verified, true);
 });
 
+test('CCEL (TDX) logs: registers "ccel" finds GRUB\'s command line in MR 3 by content', () => {
+  const file = 'google__go-eventlog__testdata__eventlogs__ccel__cos-113-intel-tdx.bin';
+  const log = readLog(file);
+  const got = log.events.flatMap((e) => {
+    const m = recognizeCmdline(e, { registers: 'ccel' });
+    return m ? [[e.index, e.pcr, m.form, m.verified] as const] : [];
+  });
+  assert.equal(got, [[39, 3, 'grub2-upstream-grub_cmd', true], [41, 3, 'grub2-upstream-kernel_cmdline', true]]);
+  const k = recognizeCmdline(log.events[41], { registers: 'ccel' })!;
+  assert.equal([...log.events[41].digests.keys()], ['sha384']);
+  assert.is(k.kernelPath, '/syslinux/vmlinuz.A');
+  assert.match(k.note ?? '', /CCEL MR 3/);
+  assert.ok(log.events.every((e) => recognizeCmdline(e) === undefined), 'without the option MR 3 is not PCR 8');
+  // Other formats in MR 3, and MR 3 only.
+  for (const form of CMDLINE_FORMS) {
+    const b = cmdlineEventData(form, '/vmlinuz ro');
+    const m = recognizeCmdline({ pcr: 3, type: b.type, data: b.data, digests: digestsOf(b.measured, ['sha384']) }, { registers: 'ccel' });
+    assert.is(m?.form, form, `${form} in MR 3`);
+    assert.is(recognizeCmdline({ pcr: b.pcr, type: b.type, data: b.data, digests: digestsOf(b.measured) }, { registers: 'ccel' }), undefined, `${form}: MR ${b.pcr} is not RTMR[2]`);
+  }
+});
+
 test('cmdlinePcrs: current PCR first, historical after', () => {
   assert.equal(cmdlinePcrs.grub, [8]);
   assert.equal(cmdlinePcrs.systemd.slice(0, 2), [12, 8]);
@@ -360,7 +382,7 @@ test('fuzz: random PCRs, types, data and digests never throw; results are well-f
     }),
   );
   const arb = fc.record({
-    pcr: fc.oneof(fc.constantFrom(8, 9, 11, 12), fc.integer({ min: -1, max: 0xffffffff })),
+    pcr: fc.oneof(fc.constantFrom(3, 8, 9, 11, 12), fc.integer({ min: -1, max: 0xffffffff })),
     type: fc.oneof(fc.constantFrom(EV_IPL, EV_EVENT_TAG), fc.integer({ min: 0, max: 0xffffffff })),
     data,
     digests: fc.array(fc.tuple(bank, fc.uint8Array({ maxLength: 64 })), { maxLength: 4 }),
@@ -370,10 +392,10 @@ test('fuzz: random PCRs, types, data and digests never throw; results are well-f
   fc.assert(
     fc.property(arb, ({ pcr, type, data, digests, asU8 }) => {
       const d = asU8 ? data : Buffer.from(data);
-      const m: CmdlineMeasurement | undefined = recognizeCmdline({
-        pcr, type, data: d as Buffer,
-        digests: new Map(digests.map(([b, v]) => [b as BankName, Buffer.from(v)])),
-      });
+      const input = { pcr, type, data: d as Buffer, digests: new Map(digests.map(([b, v]) => [b as BankName, Buffer.from(v)])) };
+      const c = recognizeCmdline(input, { registers: 'ccel' });
+      if (c) assert.is(pcr, 3, 'CCEL: only MR 3');
+      const m: CmdlineMeasurement | undefined = recognizeCmdline(input);
       if (!m) return;
       recognised++;
       assert.ok((CMDLINE_FORMS as readonly string[]).includes(m.form));
@@ -388,7 +410,11 @@ test('fuzz: random PCRs, types, data and digests never throw; results are well-f
   const junk: unknown[] = [null, undefined, 1, 'x', {}, { pcr: 8, type: EV_IPL, data: 'kernel_cmdline: x', digests: new Map() },
     { pcr: 8, type: EV_IPL, data: Buffer.from('kernel_cmdline: x\0'), digests: {} }, { pcr: '8', type: EV_IPL, data: Buffer.alloc(4), digests: new Map() },
     { pcr: 8, type: EV_IPL, data: Buffer.from('kernel_cmdline: x\0'), digests: new Map([['sha256', 'not a buffer']]) }];
-  for (const j of junk) recognizeCmdline(j as TcgEvent);
+  for (const j of junk) {
+    recognizeCmdline(j as TcgEvent);
+    recognizeCmdline(j as TcgEvent, { registers: 'ccel' });
+    recognizeCmdline(j as TcgEvent, null as never);
+  }
   assert.is(recognizeCmdline(junk[5] as TcgEvent), undefined);
   assert.is(recognizeCmdline(junk[8] as TcgEvent)?.verified, false, 'a non-Buffer digest is not checked');
 });
