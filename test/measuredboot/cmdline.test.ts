@@ -334,6 +334,13 @@ test('odd shapes: notes, NULs inside, invalid UTF-8', () => {
   assert.is(m4.verified, true);
   assert.equal(m4.measured, t);
   assert.match(m4.note ?? '', /without its NUL/);
+  // A systemd ≤ 250 stub built with its PCR set to 12 (Ubuntu Core did): the odd-sized quirk in PCR 12.
+  const q = cmdlineEventData('systemd-boot-pcr8-utf16', 'console=ttyS0');
+  const m5 = recognizeCmdline({ pcr: 12, type: EV_IPL, data: q.data, digests: digestsOf(q.measured) })!;
+  assert.is(m5.form, 'systemd-stub-pcr12');
+  assert.is(m5.verified, true);
+  assert.is(m5.text, 'console=ttyS0');
+  assert.match(m5.note ?? '', /1 bytes after the text/);
   // A Uint8Array (not a Buffer) as data is read the same.
   const u8 = new Uint8Array(cmdlineEventData('grub2-upstream-kernel_cmdline', '/k ro').data);
   assert.is(recognizeCmdline({ pcr: 8, type: EV_IPL, data: u8 as Buffer, digests: digestsOf(Buffer.from('/k ro')) })?.verified, true);
