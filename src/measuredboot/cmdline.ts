@@ -10,7 +10,7 @@
  *
  * | form | PCR | event data | digest = hash of | writer |
  * |---|---|---|---|---|
- * | `grub2-upstream-kernel_cmdline` | 8 | `"kernel_cmdline: " S "\0"` | S (no prefix, no NUL) | GRUB ≥ 2.04 grub-core/commands/tpm.c `grub_tpm_verify_string` (GRUB_VERIFY_KERNEL_CMDLINE, from grub_create_loader_cmdline in the linux/multiboot loaders); seen from Ubuntu 18.04–24.04, Debian 11, Fedora 35–42 and Fedora CoreOS 36, RHEL 9/CentOS Stream 9, COS, Flatcar (grub 2.12); openSUSE's own predictor (pcr-oracle src/eventlog.c) knows only this form |
+ * | `grub2-upstream-kernel_cmdline` | 8 | `"kernel_cmdline: " S "\0"` | S (no prefix, no NUL) | GRUB ≥ 2.04 grub-core/commands/tpm.c `grub_tpm_verify_string` (GRUB_VERIFY_KERNEL_CMDLINE, from grub_create_loader_cmdline in the linux/multiboot loaders); seen from Ubuntu 18.04–24.04, Debian 11, Fedora 35–42 and Fedora CoreOS 36, RHEL 9/CentOS Stream 9, COS; openSUSE's own predictor (pcr-oracle src/eventlog.c) knows only this form |
  * | `grub2-upstream-grub_cmd` | 8 | `"grub_cmd: linux " S "\0"` (also `linuxefi`, `linux16`) | `"linux " S` (the command, no prefix, no NUL) | same function, GRUB_VERIFY_COMMAND, called by grub-core/script/execute.c for every command |
  * | `rhel8-grub_kernel_cmdline` | 8 | `"grub_kernel_cmdline " S "\0"` | S (no prefix, no NUL) | Fedora's 0224-Rework-TPM-measurements.patch (rhboot grub2), in RHEL 8 and RHCOS 4.x logs: grub_create_loader_cmdline measures strlen(cmdline) |
  * | `rhel8-grub_cmd` | 8 | `"grub_cmd linux " S "\0"` (also `linuxefi`) | `"linux " S "\0"` (no prefix, **with** the NUL) | same patch, execute.c measures the command with its NUL |
