@@ -334,7 +334,7 @@ test('odd shapes: notes, NULs inside, invalid UTF-8', () => {
   assert.is(m4.verified, true);
   assert.equal(m4.measured, t);
   assert.match(m4.note ?? '', /without its NUL/);
-  // A systemd ≤ 250 stub built with its PCR set to 12 (Ubuntu Core did): the odd-sized quirk in PCR 12.
+  // A systemd ≤ 250 stub built with its PCR set to 12 (systemd issue 22635 shows Ubuntu Core's tooling reading the stub's PCR 12; no such log here): the odd-sized quirk in PCR 12.
   const q = cmdlineEventData('systemd-boot-pcr8-utf16', 'console=ttyS0');
   const m5 = recognizeCmdline({ pcr: 12, type: EV_IPL, data: q.data, digests: digestsOf(q.measured) })!;
   assert.is(m5.form, 'systemd-stub-pcr12');
