@@ -53,3 +53,42 @@ export function pcrValuesFromJson(j: unknown): PcrValues {
   }
   return out;
 }
+
+/**
+ * Reads quoted PCR values from a file's text: bootkey's JSON form, or tpm2-tools'
+ * `tpm2_pcrread` YAML output (`sha256:` then lines `  0 : 0x3DCA...`). The PCRs listed are
+ * taken as exactly the PCRs the quote covered.
+ * @throws InputError naming the line.
+ */
+export function pcrValuesFromText(text: string): PcrValues {
+  if (text.length > 1 << 20) throw new InputError('PCR_JSON', `PCR values: ${text.length} bytes is more than any PCR file`);
+  const t = text.trim();
+  if (t.startsWith('{')) {
+    let j: unknown;
+    try {
+      j = JSON.parse(t);
+    } catch (e) {
+      throw new InputError('PCR_JSON', `PCR values: not valid JSON: ${(e as Error).message}`);
+    }
+    return pcrValuesFromJson(j);
+  }
+  const out: Record<string, Record<string, string>> = {};
+  let bank: string | undefined;
+  for (const [n, raw] of text.split('\n').entries()) {
+    const line = raw.replace(/#.*$/, '').trimEnd();
+    if (!line.trim()) continue;
+    const b = /^\s*(?:pcrs:\s*)?([a-z0-9_]+)\s*:\s*$/.exec(line);
+    if (b) {
+      if (b[1] === 'pcrs') continue;
+      bank = b[1];
+      if (!isBankName(bank)) throw new InputError('PCR_JSON', `PCR values: line ${n + 1}: unknown bank "${bank}"`);
+      out[bank] ??= {};
+      continue;
+    }
+    const v = /^\s+(\d+)\s*:\s*(?:0x)?([0-9a-fA-F]+)\s*$/.exec(line);
+    if (!v || bank === undefined) throw new InputError('PCR_JSON', `PCR values: line ${n + 1}: expected "BANK:" or "  N : 0xHEX" (tpm2_pcrread output), got ${JSON.stringify(raw.slice(0, 60))}`);
+    out[bank][v[1]] = v[2].toLowerCase();
+  }
+  if (!Object.keys(out).length) throw new InputError('PCR_JSON', 'PCR values: no bank found');
+  return pcrValuesFromJson(out);
+}

@@ -1,15 +1,44 @@
 /** `bootkey policy ...` subcommands: generate, add-boot, check, show-state. */
 import { type Command, type Parsed, opt, flag, readInput, writeOutput, printJson, EXIT_OK, EXIT_REFUSED } from './command.ts';
 import { UsageError } from '../errors.ts';
-import { isBankName, type BankName } from '../pcrs.ts';
+import { isBankName, pcrValuesFromText, type BankName, type PcrValues } from '../pcrs.ts';
 import { parseEventLog } from '../measuredboot/eventlog.ts';
 import type { EventLog } from '../measuredboot/types.ts';
-import { extractBootState, type BootState } from '../measuredboot/bootstate.ts';
-import { generatePolicy, addBoot, checkPolicy, DEFAULT_PCRS, type Policy } from '../measuredboot/policy.ts';
+import { analyseBoot, type BootState } from '../measuredboot/bootstate.ts';
+import { generatePolicy, addBoot, DEFAULT_PCRS, type Policy } from '../measuredboot/policy.ts';
 import { parsePolicy } from '../measuredboot/policy-load.ts';
+import { bindLogToQuote, unverifiedLog, BindError, type TrustedLog } from '../measuredboot/trusted.ts';
+import { evaluateBoot, requiredPcrs } from '../measuredboot/verdict.ts';
+import { InputError } from '../errors.ts';
 
 function readLog(path: string): EventLog {
   return parseEventLog(readInput(path, 'event log'));
+}
+
+function readQuoted(path: string | undefined): PcrValues | undefined {
+  return path === undefined ? undefined : pcrValuesFromText(readInput(path, 'PCR values').toString('utf8'));
+}
+
+/** Keeps only the given PCRs of each bank (what a quote over that selection would cover). */
+function restrict(v: PcrValues, keep: (pcr: number) => boolean): PcrValues {
+  return new Map([...v].map(([b, m]) => [b, new Map([...m].filter(([p]) => keep(p)))]));
+}
+
+/**
+ * The log bound to quoted values when --pcrs FILE is given, else taken on its word (unverified).
+ * A dump of every PCR (tpm2_pcrread) holds PCRs the firmware log never extends (10: IMA, 16,
+ * 23): those without events in the log are left out, as no quote of a boot policy covers them.
+ */
+function trustedFrom(log: EventLog, quoted: PcrValues | undefined): TrustedLog {
+  if (!quoted) return unverifiedLog(log);
+  const extended = new Set(log.events.filter((e) => e.type !== 3 && e.pcr <= 23).map((e) => e.pcr));
+  quoted = restrict(quoted, (p) => extended.has(p));
+  try {
+    return bindLogToQuote(log, quoted);
+  } catch (e) {
+    if (e instanceof BindError) throw new InputError('REPLAY', `the log does not match the PCR values: ${e.message}`);
+    throw e;
+  }
 }
 
 function readPolicy(path: string): Policy {
@@ -38,21 +67,31 @@ function bankArg(s: string | undefined): BankName | undefined {
 const generate: Command = {
   path: ['policy', 'generate'],
   summary: 'generate a boot policy from a known-good event log',
-  help: `usage: bootkey policy generate LOG [-o FILE] [--pcrs 0,2,4,7] [--bank sha256] [--allow-any-cmdline] [--allow-any-kernel]
+  help: `usage: bootkey policy generate LOG [-o FILE] [--pcrs 0,2,4,7] [--pcr-values FILE] [--bank sha256] [--allow-any-cmdline] [--allow-any-kernel]
 
 Reads a known-good boot's TCG event log (binary_bios_measurements) and prints a JSON policy
-(schema/policy.schema.json) on stdout, or writes it to FILE.
+(schema/policy.schema.json) on stdout, or writes it to FILE. The policy records which PCRs it
+reads (a quote must cover them all) and their values in this boot (knownGood).
+
+It refuses (exit 1, nothing written) a log that a policy cannot be read from: a PCR it would
+read with an event of unexpected type, data that does not hash to its digest, a duplicate
+separator (BAD_LOG); a log with no kernel command line, unless --allow-any-cmdline says so
+(NO_CMDLINE: such a policy would let the machine boot init=/bin/sh).
 
   -o, --output FILE     write the policy to FILE instead of stdout
   --pcrs LIST           PCRs to check (default ${DEFAULT_PCRS.join(',')}): 0 firmware, 4 boot chain,
                         7 Secure Boot state/keys/authorities; any other PCR is pinned to its value
   --bank NAME           bank whose digests are pinned (default sha256 when present)
-  --allow-any-cmdline   do not check the kernel command line
+  --pcr-values FILE     the PCR values the TPM reported with this log (tpm2_pcrread YAML or
+                        bootkey's JSON): the log must replay to them; only covered PCRs count
+  --allow-any-cmdline   do not check the kernel command line (recorded in the policy:
+                        options.allowAnyCmdline = true)
   --allow-any-kernel    accept any kernel/UKI image (and ignore the image path in command lines)
 `,
   options: {
     output: { type: 'string', short: 'o' },
     pcrs: { type: 'string' },
+    'pcr-values': { type: 'string' },
     bank: { type: 'string' },
     'allow-any-cmdline': { type: 'boolean' },
     'allow-any-kernel': { type: 'boolean' },
@@ -61,7 +100,7 @@ Reads a known-good boot's TCG event log (binary_bios_measurements) and prints a 
   run(args: Parsed): number {
     const pcrs = opt(args, 'pcrs');
     const bank = bankArg(opt(args, 'bank'));
-    const policy = generatePolicy(readLog(args.positionals[0]), {
+    const policy = generatePolicy(trustedFrom(readLog(args.positionals[0]), readQuoted(opt(args, 'pcr-values'))), {
       ...(pcrs !== undefined ? { pcrs: pcrsArg(pcrs) } : {}),
       ...(bank ? { bank } : {}),
       allowAnyCmdline: flag(args, 'allow-any-cmdline'),
@@ -75,20 +114,21 @@ Reads a known-good boot's TCG event log (binary_bios_measurements) and prints a 
 const addBootCmd: Command = {
   path: ['policy', 'add-boot'],
   summary: 'merge another known-good boot into a policy (in place)',
-  help: `usage: bootkey policy add-boot POLICY LOG [--allow-secureboot-off]
+  help: `usage: bootkey policy add-boot POLICY LOG [--pcr-values FILE] [--allow-secureboot-off]
 
 Adds the boot in LOG to the allowed values of POLICY (a staged shim, kernel or firmware update)
 and rewrites POLICY in place. It refuses, changing nothing, when the new boot would relax a rule
 silently: Secure Boot off where the policy requires it on, a dbx lacking revocations the policy
 requires, a UEFI debugger or DMA protection disabled.
 
+  --pcr-values FILE        the PCR values the TPM reported with LOG (see generate)
   --allow-secureboot-off   accept a boot with Secure Boot off; the policy then no longer requires it
 `,
-  options: { 'allow-secureboot-off': { type: 'boolean' } },
+  options: { 'allow-secureboot-off': { type: 'boolean' }, 'pcr-values': { type: 'string' } },
   positionals: [2, 2],
   run(args: Parsed): number {
     const [policyPath, logPath] = args.positionals;
-    const merged = addBoot(readPolicy(policyPath), readLog(logPath), { allowSecureBootOff: flag(args, 'allow-secureboot-off') });
+    const merged = addBoot(readPolicy(policyPath), trustedFrom(readLog(logPath), readQuoted(opt(args, 'pcr-values'))), { allowSecureBootOff: flag(args, 'allow-secureboot-off') });
     writeOutput(policyPath, policyText(merged));
     return EXIT_OK;
   },
@@ -96,25 +136,55 @@ requires, a UEFI debugger or DMA protection disabled.
 
 const check: Command = {
   path: ['policy', 'check'],
-  summary: 'check an event log against a policy (exit 0 pass, 1 refused)',
-  help: `usage: bootkey policy check POLICY LOG [--json]
+  summary: 'the server\'s verdict on a boot, offline (exit 0 pass, 1 refused)',
+  help: `usage: bootkey policy check POLICY LOG [--pcrs FILE] [--released-pcr N] [--json]
 
-Checks the boot in LOG against POLICY. Exit status 0 when it passes; 1 when it is refused (each
-failed rule on its own line on stdout, naming PCR, event, actual and allowed values) or when an
-input is bad (one "bootkey:" line on stderr). The log is taken as is: check it replays to the
-quoted PCR values first.
+Gives exactly the server's decision on the boot in LOG, with its reasons, through the same code
+(measuredboot/verdict.ts): the log parses strictly; the quote covers every PCR the policy reads;
+the log replays to the quoted values; only events of quoted PCRs are read; then the policy.
+Exit status 0 when it passes; 1 when it is refused (the code and each failed rule on stdout)
+or when an input is bad (one "bootkey:" line on stderr).
 
-  --json   print {"pass": bool, "failures": [{"rule", "pcr", "event", "expected", "actual", "message"}]}
+Without --pcrs the log is UNVERIFIED: it is judged on its own word (every PCR it extends taken
+as quoted), and the output says so. An operator who wants to know why the server refused a
+machine passes the PCR values the machine quoted.
+
+  --pcrs FILE        the quoted PCR values: tpm2_pcrread's YAML output or bootkey's JSON
+                     {"sha256": {"0": "<hex>", ...}}; of those, the PCRs the policy reads
+                     count as quoted (the server asks for exactly those); a PCR it reads that
+                     the file lacks is refused (SELECTION)
+  --released-pcr N   the released PCR (the server's, normally 15): must be in FILE and zero
+  --json             print {"pass", "code", "message", "verified", "failures": [{"rule", "pcr",
+                     "event", "expected", "actual", "message"}], "warnings", "knownGoodPcrs"}
 `,
-  options: { json: { type: 'boolean' } },
+  options: { json: { type: 'boolean' }, pcrs: { type: 'string' }, 'released-pcr': { type: 'string' } },
   positionals: [2, 2],
   run(args: Parsed): number {
     const [policyPath, logPath] = args.positionals;
-    const res = checkPolicy(readPolicy(policyPath), readLog(logPath));
-    if (flag(args, 'json')) printJson({ pass: res.pass, failures: res.failures });
-    else if (res.pass) process.stdout.write('pass: the boot satisfies every rule of the policy\n');
-    else process.stdout.write(res.failures.map((f) => f.message).join('\n') + '\n');
-    return res.pass ? EXIT_OK : EXIT_REFUSED;
+    const rel = opt(args, 'released-pcr');
+    if (rel !== undefined && (!/^\d+$/.test(rel) || Number(rel) > 23)) throw new UsageError(`--released-pcr: "${rel}" is not a PCR index 0-23`);
+    const policy = readPolicy(policyPath);
+    const opts = rel !== undefined ? { releasedPcr: Number(rel) } : {};
+    let quoted = readQuoted(opt(args, 'pcrs'));
+    // The server asks for exactly the PCRs the policy reads (and the released one): a file with
+    // more (a whole tpm2_pcrread dump) is cut to that selection.
+    if (quoted) {
+      const need = new Set(requiredPcrs(policy, opts.releasedPcr));
+      quoted = restrict(quoted, (p) => need.has(p));
+    }
+    const v = evaluateBoot(policy, readInput(logPath, 'event log'), quoted, opts);
+    if (flag(args, 'json')) printJson(v);
+    else {
+      const L: string[] = [];
+      if (!v.verified) L.push('UNVERIFIED: no --pcrs given: the log is judged on its own word, not on what a TPM quoted');
+      if (v.pass) L.push(`pass: the boot satisfies every rule of the policy${v.knownGoodPcrs.length ? ` (PCR ${v.knownGoodPcrs.join(', ')} equal known-good values)` : ''}`);
+      else {
+        L.push(`refused: ${v.code}: ${v.message}`);
+        for (const f of v.failures) L.push(`  ${f.rule}: ${f.message}`);
+      }
+      process.stdout.write(L.join('\n') + '\n');
+    }
+    return v.pass ? EXIT_OK : EXIT_REFUSED;
   },
 };
 
@@ -134,37 +204,43 @@ function stateText(st: BootState): string {
   if (m.MokList || m.MokListX || m.MokListTrusted || m.SbatLevel) {
     L.push(`MOK: ${(['MokList', 'MokListX', 'MokListTrusted'] as const).filter((k) => m[k]).map((k) => `${k} (event ${m[k]!.event})`).join(', ')}${m.SbatLevel ? `; SbatLevel ${JSON.stringify(m.SbatLevel.text)} (event ${m.SbatLevel.event})` : ''}`);
   }
-  for (const v of st.firmware.crtmVersions) L.push(`firmware version: ${JSON.stringify(v.text)} (event ${v.event})`);
+  if (!st.verified) L.push('UNVERIFIED: not bound to quoted PCR values (pass --pcrs FILE): this is what the log claims');
+  for (const v of st.firmware.crtmVersions) L.push(`firmware version: ${JSON.stringify(v.text)} (event ${v.event}${v.verified ? '' : ', unverified: the text does not hash to the event digest'})`);
   L.push(`firmware events (PCR 0): ${st.firmware.events.length}; drivers/option ROMs (PCR 2): ${st.drivers.length}`);
-  for (const a of st.apps) L.push(`app: event ${a.event}, ${a.role}, ${a.path ?? a.devicePath}, ${Object.entries(a.digests).map(([b, d]) => `${b}:${d}`).join(' ')}`);
+  for (const a of st.preBootApps) L.push(`app before the boot option: event ${a.event}, ${a.path ?? a.devicePath} (path unverified), ${Object.entries(a.digests).map(([b, d]) => `${b}:${d}`).join(' ')}`);
+  for (const a of st.apps) L.push(`app: event ${a.event}, ${a.role}, ${a.path ?? a.devicePath} (path unverified${a.label ? `; labelled ${a.label}` : ''}), ${Object.entries(a.digests).map(([b, d]) => `${b}:${d}`).join(' ')}`);
   for (const c of st.cmdlines) L.push(`cmdline: event ${c.event}, PCR ${c.pcr}, ${c.source}: ${c.text !== undefined ? JSON.stringify(c.text) : `(not logged; sha256 ${c.digests.sha256 ?? '?'})`}`);
   for (const i of st.initrds) L.push(`initrd: event ${i.event}, PCR ${i.pcr}, ${i.description}, ${Object.entries(i.digests).map(([b, d]) => `${b}:${d}`).join(' ')}`);
   if (st.stubSections.length) L.push(`systemd-stub sections (PCR 11): ${st.stubSections.map((s) => s.description).join(', ')}`);
   if (st.pcr12.length) L.push(`PCR 12 events: ${st.pcr12.map((s) => `${s.event} ${JSON.stringify(s.description)}`).join(', ')}`);
   if (st.debugMode.length) L.push(`UEFI Debug Mode: events ${st.debugMode.join(', ')}`);
   if (st.dmaProtectionDisabled.length) L.push(`DMA Protection Disabled: events ${st.dmaProtectionDisabled.join(', ')}`);
-  L.push(`ExitBootServices: ${st.exitBootServices ?? 'not logged'}`);
+  L.push(`ExitBootServices (PCR 5): ${st.exitBootServices ?? (st.pcrs.includes(5) ? 'not logged' : 'PCR 5 not covered')}`);
+  L.push(`PCRs read: ${st.pcrs.join(', ')}`);
   for (const w of st.warnings) L.push(`warning: ${w.message}`);
-  for (const e of st.errors) L.push(`ERROR: ${e.message}`);
+  for (const e of st.issues) L.push(`${st.errors.includes(e) ? 'ERROR' : 'issue'}: ${e.message}`);
   return L.join('\n') + '\n';
 }
 
 const showState: Command = {
   path: ['policy', 'show-state'],
   summary: 'print the boot state extracted from an event log',
-  help: `usage: bootkey policy show-state LOG [--json]
+  help: `usage: bootkey policy show-state LOG [--pcrs FILE] [--json]
 
-Prints what the log says was booted, using only events whose place in the log can be trusted:
-Secure Boot state and keys, authorities, MOK, EFI applications with digests, kernel command lines,
-initrd, systemd-stub sections, firmware version. Exit status 1 when the log's structure is not
-trustworthy (errors are listed).
+Prints what was booted, read PCR by PCR as the policy engine reads it: Secure Boot state and
+keys, authorities, MOK, EFI applications with digests, kernel command lines, initrd,
+systemd-stub sections, firmware version. Text that the digest does not cover (device paths,
+an unmatched firmware version) is marked unverified. Exit status 1 when the log's structure is
+not trustworthy (errors are listed); "issue" lines are what a policy reading that PCR refuses.
 
-  --json   print the BootState object
+  --pcrs FILE   bind the log to these quoted PCR values first (tpm2_pcrread YAML or bootkey
+                JSON): only the covered PCRs are read; without it the log is unverified
+  --json        print the BootState object
 `,
-  options: { json: { type: 'boolean' } },
+  options: { json: { type: 'boolean' }, pcrs: { type: 'string' } },
   positionals: [1, 1],
   run(args: Parsed): number {
-    const st = extractBootState(readLog(args.positionals[0]));
+    const st = analyseBoot(trustedFrom(readLog(args.positionals[0]), readQuoted(opt(args, 'pcrs'))));
     if (flag(args, 'json')) printJson(st);
     else process.stdout.write(stateText(st));
     return st.errors.length ? EXIT_REFUSED : EXIT_OK;

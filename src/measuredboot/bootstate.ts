@@ -1,41 +1,54 @@
 /**
- * Boot state: a typed summary of what a machine booted, extracted from an event log, using
- * only events whose place in the log can be trusted.
+ * Boot state: a typed summary of what a machine booted, read from a {@link TrustedLog} — the
+ * events of quoted PCRs after replay matched (trusted.ts). There is no way to call this on a
+ * raw EventLog: the type makes the trust boundary visible.
  *
- * Trust rules (the checklist, after go-attestation's ParseSecurebootState):
- * - Each of PCR 0–7 has exactly one EV_SEPARATOR (PFP 1.05 §3.3.4.1, "separator"); a second one
- *   is an error, because events after it could be passed off as pre-boot ones.
- * - PCR 0 (firmware, §3.3.4.1) and PCR 2 (option ROMs / drivers) events count only before
- *   their PCR's separator; later ones are ignored with a warning.
- * - PCR 7 Secure Boot variables (EV_EFI_VARIABLE_DRIVER_CONFIG, §3.3.4.8 and UEFI 2.10 §32.4)
- *   must come before PCR 7's separator, once each, with a digest matching their data; else error.
- * - Events of the boot path (PCR 4, 7 authorities, 8, 9, 11, 12, 14) count only up to the
- *   "Exit Boot Services Invocation" EV_EFI_ACTION (§3.3.4.5, PCR 5): after it the OS, not the
- *   firmware or boot loader, writes the log.
- * - Text shown to the operator (kernel command lines) is used only when the event's digest is the
- *   hash of that text, so a forged description cannot hide behind a genuine digest.
- * - EV_NO_ACTION events extend nothing and are skipped.
- *
- * What is NOT checked here: that the log replays to quoted PCR values (replay.ts and the quote
- * verifier do that, first). The result is only as good as the log it came from.
+ * Checklist (what decides, and what never does):
+ * - Each PCR is read as its OWN sequence. Nothing depends on how events of different PCRs
+ *   interleave in the log (that order is not bound): ExitBootServices (PCR 5) never cuts PCR 4.
+ * - Content decides, not the type label, wherever the digest covers the data (`dataBound`):
+ *   a separator is four bytes 00000000/FFFFFFFF that hash to the digest; an action is a text
+ *   that hashes to the digest ("Calling EFI Application from Boot Option", "UEFI Debug Mode");
+ *   a variable is a UEFI_VARIABLE_DATA that hashes to the digest. Anything else in PCR 4 is a
+ *   loaded image, whatever its label, compared by its digest (the Authenticode hash).
+ * - Data the digest does not cover (an EFI application's device path, a tagged event's
+ *   description, a firmware version string that does not hash to its digest) is display only,
+ *   shown as unverified, and never decides anything.
+ * - An event whose label is unexpected for its PCR, or whose label says "data = digest" but
+ *   the data does not hash to it, is an `issue` of that PCR: a policy that reads that PCR by
+ *   structure refuses it (policy.ts), unless the policy pins that PCR's exact value.
+ * - PCR 0–7: one separator each; a second one is an issue (events after it could be passed off
+ *   as pre-boot ones). PCR 7 Secure Boot variables come before PCR 7's separator, once each.
+ * - PCR 4 edges: images before the firmware's "Calling EFI Application from Boot Option" action
+ *   (firmware-internal applications) are kept apart from the boot chain (`preBootApps`), never
+ *   silently merged into it.
+ * - Command lines only from the PCRs that carry them (8, 9, 12), through cmdline.ts, which says
+ *   which bytes each format's digest covers; a command line whose text does not hash to its
+ *   digest is an issue, not a command line.
  * @module
  */
 import { createHash } from 'node:crypto';
-import type { EventLog, TcgEvent, EfiSignatureList } from './types.ts';
-import { BANK_HASH, type BankName } from '../pcrs.ts';
-
-// Event types, PFP 1.05 §10.4.1 Table 9.
+import type { EfiSignatureList, DecodedEvent } from './types.ts';
+import type { BankName } from '../pcrs.ts';
+import { TrustedLog, hashesTo, type TrustedEvent } from './trusted.ts';
+import { decodeEvent } from './events.ts';
+import { recognizeCmdline, type CmdlineSource } from './cmdline.ts';
 import {
-  EV_NO_ACTION, EV_SEPARATOR, EV_EVENT_TAG, EV_S_CRTM_VERSION, EV_IPL, EV_EFI_VARIABLE_DRIVER_CONFIG,
+  EV_SEPARATOR, EV_EVENT_TAG, EV_S_CRTM_VERSION, EV_IPL, EV_EFI_VARIABLE_DRIVER_CONFIG,
   EV_EFI_BOOT_SERVICES_APPLICATION, EV_EFI_BOOT_SERVICES_DRIVER, EV_EFI_RUNTIME_SERVICES_DRIVER,
-  EV_EFI_ACTION, EV_EFI_VARIABLE_AUTHORITY,
+  EV_EFI_ACTION, EV_EFI_VARIABLE_AUTHORITY, EV_ACTION, EV_OMIT_BOOT_DEVICE_EVENTS, EV_COMPACT_HASH,
 } from './eventtypes.ts';
+
+export type { CmdlineSource } from './cmdline.ts';
 
 /** Linux EFI stub tagged events (drivers/firmware/efi/libstub/efistub.h). */
 export const LINUX_EFI_INITRD_EVENT_TAG_ID = 0x8f3b22ec;
 export const LINUX_EFI_LOADOPTIONS_EVENT_TAG_ID = 0x8f3b22ed;
 
 export const EXIT_BOOT_SERVICES = 'Exit Boot Services Invocation';
+export const EBS_RETURNED = ['Exit Boot Services Returned with Success', 'Exit Boot Services Returned with Failure'];
+export const CALLING_EFI_APP = 'Calling EFI Application from Boot Option';
+export const RETURNING_EFI_APP = 'Returning from EFI Application from Boot Option';
 export const UEFI_DEBUG_MODE = 'UEFI Debug Mode';
 export const DMA_PROTECTION_DISABLED = 'DMA Protection Disabled';
 
@@ -44,24 +57,20 @@ export type Digests = Partial<Record<BankName, string>>;
 
 export interface StateIssue {
   code: string;
-  /** Event number (TcgEvent.index). */
+  /** Event number (position in the log, for messages). */
   event?: number;
   pcr?: number;
   message: string;
 }
 
 export interface SignatureEntry {
-  /** "x509", "sha256", ... */
   type: string;
-  /** For certificates the SHA-256 of the DER; for hash entries the hash itself (hex). */
   hash: string;
   subject?: string;
 }
 
-/** PK, KEK, db or dbx as measured in PCR 7. */
 export interface SecureBootVariable {
   event: number;
-  /** SHA-256 of the variable's data (the EFI_SIGNATURE_LISTs). */
   dataSha256: string;
   entries: SignatureEntry[];
 }
@@ -70,107 +79,122 @@ export type AppRole = 'shim' | 'bootloader' | 'uki' | 'kernel' | 'application';
 
 export interface BootApp {
   event: number;
+  /** A label for messages, guessed from the (unverified) path: never used to decide a check. */
   role: AppRole;
-  /** The file path node, e.g. "\EFI\BOOT\BOOTX64.EFI", when the device path has one. */
+  /** The file path node of the device path: NOT covered by the digest (display only). */
   path?: string;
   devicePath: string;
-  /** The event digests: the PE image's Authenticode hash per bank. */
+  /** The event digests: the PE image's Authenticode hash per quoted bank. */
   digests: Digests;
-  /** Loaded before PCR 4's separator (a firmware-internal application). */
+  /** Loaded before PCR 4's separator. */
   beforeSeparator: boolean;
+  /** The event's type label, when it is not EV_EFI_BOOT_SERVICES_APPLICATION. */
+  label?: string;
 }
-
-export type CmdlineSource = 'grub' | 'systemd' | 'linux-efi-stub';
 
 export interface KernelCmdline {
   event: number;
   pcr: number;
   source: CmdlineSource;
-  /**
-   * The command line, verified against the digest. The Linux EFI stub logs only a description
-   * ("LOADED_IMAGE::LoadOptions"), so its text is known only when another verified command-line
-   * event has the same digest (systemd-boot's PCR 12 event, for instance).
-   */
+  /** The format that matched (cmdline.ts). */
+  form?: string;
+  /** The command line, verified against the digest; undefined for the Linux EFI stub's load options (digest only). */
   text?: string;
   digests: Digests;
 }
 
-/** Any measured item, for display and pinning. */
 export interface Measurement {
   event: number;
   pcr: number;
   type: string;
   description: string;
   digests: Digests;
+  /** The description is bound by the digest (it is the measured data); false: display only. */
+  verified?: boolean;
 }
 
 export interface BootState {
+  /** Bound to a quote (false: the log was taken on the operator's word). */
+  verified: boolean;
   banks: BankName[];
+  /** PCRs the state was read from (covered by the quote in the first bank). */
+  pcrs: number[];
   secureBoot: { enabled: boolean; event?: number; value?: string };
   setupMode?: { enabled: boolean; event: number };
-  /** Other PCR 7 variables (AuditMode, DeployedMode, ...): name → hex data. */
   otherVariables: Record<string, { event: number; data: string }>;
   PK?: SecureBootVariable;
   KEK?: SecureBootVariable;
   db?: SecureBootVariable;
   dbx?: SecureBootVariable;
-  /** EV_EFI_VARIABLE_AUTHORITY: keys that verified something (PCR 7). */
   authorities: { event: number; variable: string; sha256: string; subject?: string; beforeSeparator: boolean }[];
-  /** shim's MOK measurements: MokList/MokListX/MokListTrusted (PCR 14), SbatLevel and MokListTrusted (PCR 7). */
   mok: { MokList?: Measurement; MokListX?: Measurement; MokListTrusted?: Measurement; MokListTrustedPcr7?: Measurement; SbatLevel?: { event: number; text: string } };
-  /** EFI applications in load order (PCR 4, up to ExitBootServices). */
+  /** EFI applications of the boot chain, in PCR 4's order (after the boot-option action when there is one). */
   apps: BootApp[];
+  /** Images in PCR 4 before the firmware's "Calling EFI Application from Boot Option" action. */
+  preBootApps: BootApp[];
+  /** Whether PCR 4 has the "Calling EFI Application from Boot Option" action. */
+  bootOptionAction: boolean;
   cmdlines: KernelCmdline[];
   initrds: Measurement[];
-  /** grub's file measurements in PCR 9 (kernel, initrd, config files). */
   grubFiles: Measurement[];
-  /** systemd-stub's PE section measurements (PCR 11). */
   stubSections: Measurement[];
   pcr12: Measurement[];
-  firmware: { crtmVersions: { event: number; text: string }[]; events: Measurement[] };
-  /** Drivers and option ROMs loaded before PCR 2's separator. */
+  /** PCR 0: every event (digest sequence); versions with `verified` when their text is the measured data. */
+  firmware: { crtmVersions: { event: number; text: string; verified: boolean }[]; events: Measurement[] };
   drivers: Measurement[];
   debugMode: number[];
   dmaProtectionDisabled: number[];
-  /** PCR → event number of its (first) separator. */
   separators: Record<number, number>;
+  /** Event number of PCR 5's ExitBootServices action, when PCR 5 is covered and has it. */
   exitBootServices?: number;
+  /** Problems per PCR that make a structural reading of that PCR untrustworthy. */
+  issues: StateIssue[];
   warnings: StateIssue[];
+  /** Structural errors (a subset of issues kept for compatibility: those that refuse even a known-good boot). */
   errors: StateIssue[];
 }
 
-function hex(b: Buffer): string {
-  return b.toString('hex');
-}
+const sha256hex = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+const stripNul = (s: string) => s.replace(/\0+$/, '');
 
-export function digestsOf(ev: TcgEvent): Digests {
+export function digestsOf(ev: TrustedEvent): Digests {
   const d: Digests = {};
-  for (const [bank, v] of ev.digests) d[bank] = hex(v);
+  for (const [bank, v] of ev.digests) d[bank] = v.toString('hex');
   return d;
 }
 
-/** True when every bank's digest that node:crypto can compute is the hash of `bytes`. */
-export function digestIsHashOf(ev: TcgEvent, bytes: Buffer): boolean {
-  let checked = 0;
-  for (const [bank, v] of ev.digests) {
-    let h: Buffer;
-    try {
-      h = createHash(BANK_HASH[bank]).update(bytes).digest();
-    } catch {
-      continue; // e.g. sm3 not built into this node
-    }
-    if (!h.equals(v)) return false;
-    checked++;
+/** The bound text of an event: its data as ASCII (NULs trimmed) when the data hashes to the digest. */
+function boundText(ev: TrustedEvent): string | undefined {
+  if (!ev.dataBound) {
+    // A NUL-terminated string whose digest covers the text without the NUL.
+    let end = ev.data.length;
+    while (end > 0 && ev.data[end - 1] === 0) end--;
+    if (end === ev.data.length || !hashesTo(ev.digests, ev.data.subarray(0, end))) return undefined;
+    return asciiText(ev.data.subarray(0, end));
   }
-  return checked > 0;
+  return asciiText(ev.data);
+}
+function asciiText(b: Buffer): string | undefined {
+  const s = stripNul(b.toString('latin1'));
+  return /^[\x20-\x7e]*$/.test(s) ? s : undefined;
 }
 
-function sha256(b: Buffer): string {
-  return createHash('sha256').update(b).digest('hex');
+function isBoundSeparator(ev: TrustedEvent): boolean {
+  if (!ev.dataBound || ev.data.length !== 4) return false;
+  const v = ev.data.readUInt32LE(0);
+  return v === 0 || v === 0xffffffff || ev.data.toString('latin1') === 'WBCL';
 }
 
-function stripNul(s: string): string {
-  return s.replace(/\0+$/, '');
+/** A UEFI_VARIABLE_DATA reading of bound data (whatever the label), or undefined. */
+function boundVariable(ev: TrustedEvent): Extract<DecodedEvent, { kind: 'efi-variable' }> | undefined {
+  if (!ev.dataBound) return undefined;
+  if (ev.decoded.kind === 'efi-variable') return ev.decoded;
+  try {
+    const d = decodeEvent(ev.type === EV_EFI_VARIABLE_AUTHORITY ? EV_EFI_VARIABLE_AUTHORITY : EV_EFI_VARIABLE_DRIVER_CONFIG, ev.data, ev.offset);
+    return d.kind === 'efi-variable' ? d : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 function signatureEntries(lists: EfiSignatureList[] | undefined): SignatureEntry[] {
@@ -178,7 +202,7 @@ function signatureEntries(lists: EfiSignatureList[] | undefined): SignatureEntry
   for (const l of lists ?? []) {
     const type = l.typeName ?? l.type;
     for (const s of l.signatures) {
-      const e: SignatureEntry = { type, hash: type === 'x509' ? sha256(s.data) : hex(s.data) };
+      const e: SignatureEntry = { type, hash: type === 'x509' ? sha256hex(s.data) : s.data.toString('hex') };
       if (s.subject) e.subject = s.subject;
       out.push(e);
     }
@@ -186,7 +210,27 @@ function signatureEntries(lists: EfiSignatureList[] | undefined): SignatureEntry
   return out;
 }
 
-function describe(ev: TcgEvent): string {
+function decodeUcs2(b: Buffer): string {
+  return stripNul(b.subarray(0, b.length & ~1).toString('utf16le'));
+}
+
+/** EV_S_CRTM_VERSION data: UCS-2, ASCII, a GUID, or hex. */
+export function crtmVersionText(data: Buffer): string {
+  if (data.every((b) => b === 0)) return '';
+  const printable = (s: string) => s.length > 0 && /^[\x20-\x7e\xa0-\xff]+$/.test(s);
+  const u = decodeUcs2(data);
+  if (data.length % 2 === 0 && printable(u)) return u.trim();
+  const a = stripNul(data.toString('latin1'));
+  if (printable(a.replace(/\0/g, ''))) return a.replace(/\0/g, '').trim();
+  if (data.length === 16) {
+    const h = data.toString('hex');
+    const le = (s: string) => s.match(/../g)!.reverse().join('');
+    return `GUID ${le(h.slice(0, 8))}-${le(h.slice(8, 12))}-${le(h.slice(12, 16))}-${h.slice(16, 20)}-${h.slice(20)}`;
+  }
+  return `hex ${data.toString('hex')}`;
+}
+
+function describe(ev: TrustedEvent): string {
   const d = ev.decoded;
   switch (d.kind) {
     case 'string':
@@ -207,55 +251,13 @@ function describe(ev: TcgEvent): string {
   }
 }
 
-function measurement(ev: TcgEvent): Measurement {
-  return { event: ev.index, pcr: ev.pcr, type: ev.typeName, description: describe(ev), digests: digestsOf(ev) };
+function measurement(ev: TrustedEvent, verified?: boolean): Measurement {
+  const m: Measurement = { event: ev.index, pcr: ev.pcr, type: ev.typeName, description: describe(ev), digests: digestsOf(ev) };
+  if (verified !== undefined) m.verified = verified;
+  return m;
 }
 
-/** The text of an event, when it has one (EV_IPL, EV_EFI_ACTION, ...). */
-function textOf(ev: TcgEvent): string | undefined {
-  const d = ev.decoded;
-  if (d.kind === 'string' || d.kind === 'ipl') return stripNul(d.text);
-  return undefined;
-}
-
-/**
- * grub (grub-core/commands/tpm.c): the event data is "<prefix><string>" and the digest is of
- * <string> alone, so the shown text is trusted only when the digest matches it.
- */
-function grubCmdline(ev: TcgEvent, text: string): { text: string; verified: boolean } | undefined {
-  for (const prefix of ['kernel_cmdline: ', 'grub_cmd: linux ', 'grub_cmd: linuxefi ']) {
-    if (!text.startsWith(prefix)) continue;
-    const measured = text.slice(prefix.startsWith('kernel') ? prefix.length : 'grub_cmd: '.length);
-    const verified = digestIsHashOf(ev, Buffer.from(measured)) || digestIsHashOf(ev, Buffer.from(text));
-    return { text: text.slice(prefix.length).trim(), verified };
-  }
-  return undefined;
-}
-
-function decodeUcs2(b: Buffer): string {
-  return stripNul(b.subarray(0, b.length & ~1).toString('utf16le'));
-}
-
-/**
- * EV_S_CRTM_VERSION data (PFP §10.4.1): usually a UCS-2 string, sometimes ASCII, sometimes a
- * GUID (16 bytes) or other binary; rendered as text, "GUID {...}" or hex.
- */
-export function crtmVersionText(data: Buffer): string {
-  if (data.every((b) => b === 0)) return ''; // OVMF: an empty UCS-2 string
-  const printable = (s: string) => s.length > 0 && /^[\x20-\x7e\xa0-\xff]+$/.test(s);
-  const u = decodeUcs2(data);
-  if (data.length % 2 === 0 && printable(u)) return u.trim();
-  const a = stripNul(data.toString('latin1'));
-  if (printable(a.replace(/\0/g, ''))) return a.replace(/\0/g, '').trim();
-  if (data.length === 16) {
-    const h = data.toString('hex');
-    const le = (s: string) => s.match(/../g)!.reverse().join('');
-    return `GUID ${le(h.slice(0, 8))}-${le(h.slice(8, 12))}-${le(h.slice(12, 16))}-${h.slice(16, 20)}-${h.slice(20)}`;
-  }
-  return `hex ${data.toString('hex')}`;
-}
-
-function classify(apps: BootApp[], hasShimEvents: boolean): void {
+function classify(apps: BootApp[], hasShimEvents: boolean, hasStubSections: boolean): void {
   for (let i = 0; i < apps.length; i++) {
     const a = apps[i];
     const p = (a.path ?? '').toLowerCase();
@@ -270,20 +272,43 @@ function classify(apps: BootApp[], hasShimEvents: boolean): void {
       else a.role = apps.length > i + 1 ? 'bootloader' : 'application';
     } else a.role = 'application';
   }
+  // systemd-stub measured sections to PCR 11: the image right before a path-less kernel is a UKI.
+  if (hasStubSections) {
+    for (let i = 1; i < apps.length; i++) if (apps[i].role === 'kernel' && !apps[i].path && apps[i - 1].role !== 'shim') apps[i - 1].role = 'uki';
+    if (apps.length && !apps.some((a) => a.role === 'uki' || a.role === 'kernel')) {
+      const last = apps[apps.length - 1];
+      if (last.role !== 'shim') last.role = 'uki';
+    }
+  }
 }
 
+/** Event types that belong in each PCR a rule reads (PFP 1.05 §3.3.4, §10.4.1); others are issues there. */
+const EXPECTED: Record<number, Set<number>> = {
+  4: new Set([EV_EFI_BOOT_SERVICES_APPLICATION, EV_EFI_ACTION, EV_SEPARATOR, EV_OMIT_BOOT_DEVICE_EVENTS, EV_COMPACT_HASH, EV_IPL, EV_ACTION]),
+  5: new Set([EV_EFI_ACTION, EV_SEPARATOR, 0x80000006 /* GPT */, 0x8000000d /* GPT2 */, 0x80000002 /* VARIABLE_BOOT */, 0x8000000c, EV_IPL, 0x0000000e /* IPL_PARTITION_DATA */, EV_ACTION, EV_EVENT_TAG]),
+  7: new Set([EV_EFI_VARIABLE_DRIVER_CONFIG, EV_EFI_VARIABLE_AUTHORITY, EV_SEPARATOR, EV_EFI_ACTION]),
+  8: new Set([EV_IPL, EV_EVENT_TAG, EV_SEPARATOR, EV_EFI_ACTION]),
+  9: new Set([EV_IPL, EV_EVENT_TAG, EV_SEPARATOR, EV_EFI_ACTION]),
+  12: new Set([EV_IPL, EV_EVENT_TAG, EV_SEPARATOR, EV_EFI_ACTION]),
+};
+
 /**
- * Extracts the boot state from a log (pure). Structural problems that make the state
- * untrustworthy are returned in `errors`, oddities in `warnings`; both name the event.
+ * Reads the boot state from a trusted log (pure). Per-PCR problems go to `issues` (policy.ts
+ * refuses them in PCRs it reads by structure), oddities to `warnings`.
  */
-export function extractBootState(log: EventLog): BootState {
+export function analyseBoot(tl: TrustedLog): BootState {
+  const bank0 = tl.banks[0];
   const st: BootState = {
-    banks: [...log.banks],
+    verified: tl.verified,
+    banks: [...tl.banks],
+    pcrs: bank0 ? tl.pcrs(bank0) : [],
     secureBoot: { enabled: false },
     otherVariables: {},
     authorities: [],
     mok: {},
     apps: [],
+    preBootApps: [],
+    bootOptionAction: false,
     cmdlines: [],
     initrds: [],
     grubFiles: [],
@@ -294,197 +319,207 @@ export function extractBootState(log: EventLog): BootState {
     debugMode: [],
     dmaProtectionDisabled: [],
     separators: {},
+    issues: [],
     warnings: [],
     errors: [],
   };
-  const warn = (ev: TcgEvent | undefined, code: string, message: string) =>
-    st.warnings.push({ code, ...(ev ? { event: ev.index, pcr: ev.pcr } : {}), message: ev ? `PCR ${ev.pcr} event ${ev.index}: ${message}` : message });
-  const error = (ev: TcgEvent | undefined, code: string, message: string) =>
-    st.errors.push({ code, ...(ev ? { event: ev.index, pcr: ev.pcr } : {}), message: ev ? `PCR ${ev.pcr} event ${ev.index}: ${message}` : message });
+  const at = (ev: TrustedEvent | undefined, message: string) => (ev ? `PCR ${ev.pcr} event ${ev.index}: ${message}` : message);
+  const warn = (ev: TrustedEvent | undefined, code: string, message: string) =>
+    st.warnings.push({ code, ...(ev ? { event: ev.index, pcr: ev.pcr } : {}), message: at(ev, message) });
+  const issue = (ev: TrustedEvent, code: string, message: string) => st.issues.push({ code, event: ev.index, pcr: ev.pcr, message: at(ev, message) });
+  const error = (ev: TrustedEvent, code: string, message: string) => {
+    issue(ev, code, message);
+    st.errors.push({ code, event: ev.index, pcr: ev.pcr, message: at(ev, message) });
+  };
 
-  const ebs = log.events.find((e) => e.type === EV_EFI_ACTION && textOf(e) === EXIT_BOOT_SERVICES);
-  st.exitBootServices = ebs?.index;
-  if (!ebs) warn(undefined, 'NO_EXIT_BOOT_SERVICES', `no "${EXIT_BOOT_SERVICES}" event: boot-path events are taken up to the end of the log`);
-  const late = (ev: TcgEvent) => ebs !== undefined && ev.index > ebs.index;
-  const seenVars = new Set<string>();
-  let grubKernelCmdline = false;
-  const oddSeparators: number[] = [];
-  let sbEvent: TcgEvent | undefined;
-
-  for (const ev of log.events) {
-    if (ev.type === EV_NO_ACTION || ev.decoded.kind === 'spec-id') continue;
-    const sepSeen = st.separators[ev.pcr] !== undefined;
-    const text = textOf(ev);
-
-    if (ev.type === EV_SEPARATOR) {
-      if (!sepSeen) st.separators[ev.pcr] = ev.index;
-      else if (ev.pcr <= 7) error(ev, 'DUPLICATE_SEPARATOR', `second separator (the first is event ${st.separators[ev.pcr]})`);
-      else warn(ev, 'DUPLICATE_SEPARATOR', `second separator (the first is event ${st.separators[ev.pcr]})`);
-      if (ev.decoded.kind === 'separator' && ev.decoded.value !== 'zero' && ev.pcr <= 7) oddSeparators.push(ev.index);
-      continue;
-    }
-    // Bad-news actions count wherever they are: they can only make things worse (PFP §3.3.4.8).
-    if (ev.type === EV_EFI_ACTION && text === UEFI_DEBUG_MODE) { st.debugMode.push(ev.index); continue; }
-    if (ev.type === EV_EFI_ACTION && text === DMA_PROTECTION_DISABLED) { st.dmaProtectionDisabled.push(ev.index); continue; }
-
-    switch (ev.pcr) {
-      case 0: {
-        if (sepSeen) { warn(ev, 'AFTER_SEPARATOR', `${ev.typeName} after PCR 0's separator is ignored`); break; }
-        st.firmware.events.push(measurement(ev));
-        if (ev.type === EV_S_CRTM_VERSION) {
-          st.firmware.crtmVersions.push({ event: ev.index, text: crtmVersionText(ev.data) });
-        }
-        break;
+  // Separators and the type check, PCR by PCR.
+  for (const pcr of tl.extendedPcrs()) {
+    for (const ev of tl.events(pcr)) {
+      if (isBoundSeparator(ev)) {
+        if (st.separators[pcr] === undefined) st.separators[pcr] = ev.index;
+        else if (pcr <= 7) error(ev, 'DUPLICATE_SEPARATOR', `second separator (the first is event ${st.separators[pcr]})`);
+        else warn(ev, 'DUPLICATE_SEPARATOR', `second separator (the first is event ${st.separators[pcr]})`);
+        if (ev.data.readUInt32LE(0) !== 0 && pcr <= 7) warn(ev, 'SEPARATOR_VALUE', 'separator that is not zero');
+        continue;
       }
-      case 2:
-        if (ev.type === EV_EFI_BOOT_SERVICES_DRIVER || ev.type === EV_EFI_RUNTIME_SERVICES_DRIVER) {
-          if (sepSeen) warn(ev, 'AFTER_SEPARATOR', `driver load after PCR 2's separator is ignored`);
-          else st.drivers.push(measurement(ev));
-        }
-        break;
-      case 4:
-        if (ev.type !== EV_EFI_BOOT_SERVICES_APPLICATION) break;
-        if (late(ev)) { warn(ev, 'AFTER_EXIT_BOOT_SERVICES', 'EFI application after ExitBootServices is ignored'); break; }
-        st.apps.push({
-          event: ev.index,
-          role: 'application',
-          ...(ev.decoded.kind === 'efi-image' && ev.decoded.filePath ? { path: ev.decoded.filePath } : {}),
-          devicePath: ev.decoded.kind === 'efi-image' ? ev.decoded.devicePath : '',
-          digests: digestsOf(ev),
-          beforeSeparator: !sepSeen,
-        });
-        break;
-      case 7:
-        pcr7(ev, sepSeen);
-        break;
-      case 8:
-      case 9:
-      case 12:
-        if (late(ev)) { warn(ev, 'AFTER_EXIT_BOOT_SERVICES', `${ev.typeName} after ExitBootServices is ignored`); break; }
-        bootPath(ev, text);
-        if (ev.pcr === 12) st.pcr12.push(measurement(ev));
-        break;
-      case 11:
-        if (late(ev)) warn(ev, 'AFTER_EXIT_BOOT_SERVICES', `${ev.typeName} after ExitBootServices is ignored`);
-        else st.stubSections.push(measurement(ev));
-        break;
-      case 14:
-        if (late(ev)) { warn(ev, 'AFTER_EXIT_BOOT_SERVICES', `${ev.typeName} after ExitBootServices is ignored`); break; }
-        if (text === 'MokList' || text === 'MokListX' || text === 'MokListTrusted') st.mok[text] = measurement(ev);
-        break;
+      if (ev.type === EV_SEPARATOR) issue(ev, 'UNBOUND_SEPARATOR', `EV_SEPARATOR whose data (${ev.data.toString('hex').slice(0, 16)}) does not hash to its digest`);
+      const exp = EXPECTED[pcr];
+      if (exp && !exp.has(ev.type)) issue(ev, 'UNEXPECTED_EVENT', `${ev.typeName} is not a type that belongs in PCR ${pcr} (the type label is not bound by the quote, so it cannot be trusted to say what this digest is)`);
+    }
+  }
+  const sepSeq = (pcr: number) => tl.events(pcr).find(isBoundSeparator)?.seq ?? Infinity;
+
+  // Bad-news actions, by content, in any covered PCR (PFP §3.3.4.8).
+  for (const pcr of tl.extendedPcrs()) {
+    for (const ev of tl.events(pcr)) {
+      const t = boundText(ev);
+      if (t === UEFI_DEBUG_MODE) st.debugMode.push(ev.index);
+      else if (t === DMA_PROTECTION_DISABLED) st.dmaProtectionDisabled.push(ev.index);
     }
   }
 
-  function pcr7(ev: TcgEvent, sepSeen: boolean): void {
-    const d = ev.decoded;
-    if (ev.type === EV_EFI_VARIABLE_DRIVER_CONFIG) {
-      if (d.kind !== 'efi-variable') { error(ev, 'BAD_VARIABLE', 'Secure Boot variable event could not be decoded'); return; }
-      if (sepSeen) { error(ev, 'VARIABLE_AFTER_SEPARATOR', `variable ${d.name} measured after PCR 7's separator`); return; }
-      if (seenVars.has(d.name)) { error(ev, 'DUPLICATE_VARIABLE', `variable ${d.name} measured twice`); return; }
-      seenVars.add(d.name);
-      if (ev.digestCheck === 'mismatch') { error(ev, 'DIGEST_MISMATCH', `variable ${d.name}: digest is not the hash of the event data`); return; }
-      switch (d.name) {
-        case 'SecureBoot':
-          sbEvent = ev;
-          st.secureBoot = { enabled: d.data.length === 1 && d.data[0] === 1, event: ev.index, value: hex(d.data) };
-          if (d.data.length === 0) warn(ev, 'SECUREBOOT_EMPTY', 'SecureBoot variable has no data (absent): Secure Boot is off');
-          else if (d.data.length !== 1 || d.data[0] > 1) error(ev, 'BAD_SECUREBOOT', `SecureBoot variable is ${hex(d.data)}, expected 00 or 01`);
-          break;
-        case 'PK':
-        case 'KEK':
-        case 'db':
-        case 'dbx':
-          st[d.name] = { event: ev.index, dataSha256: sha256(d.data), entries: signatureEntries(d.signatureLists) };
-          break;
-        case 'SetupMode':
-          st.setupMode = { enabled: d.data.length === 1 && d.data[0] === 1, event: ev.index };
-          break;
-        default:
-          st.otherVariables[d.name] = { event: ev.index, data: hex(d.data) };
-      }
-      return;
+  // PCR 0: firmware. The rule compares the whole digest sequence; version strings are display.
+  for (const ev of tl.events(0)) {
+    if (isBoundSeparator(ev)) continue;
+    st.firmware.events.push(measurement(ev));
+    if (ev.type === EV_S_CRTM_VERSION) {
+      st.firmware.crtmVersions.push({ event: ev.index, text: crtmVersionText(ev.data), verified: ev.dataBound });
+      if (!ev.dataBound) warn(ev, 'UNVERIFIED_TEXT', `firmware version ${JSON.stringify(crtmVersionText(ev.data))} does not hash to the event digest: unverified text`);
     }
-    if (ev.type === EV_EFI_VARIABLE_AUTHORITY) {
-      if (late(ev)) { warn(ev, 'AFTER_EXIT_BOOT_SERVICES', 'authority after ExitBootServices is ignored'); return; }
-      if (d.kind !== 'efi-variable') { error(ev, 'BAD_VARIABLE', 'authority event could not be decoded'); return; }
-      // shim before 15.3 appended one stray byte to the event (go-attestation issue 157).
-      if (ev.digestCheck === 'mismatch' && !digestIsHashOf(ev, ev.data.subarray(0, ev.data.length - 1))) {
-        error(ev, 'DIGEST_MISMATCH', `authority ${d.name}: digest is not the hash of the event data`);
-        return;
-      }
-      if (d.name === 'SbatLevel') { st.mok.SbatLevel = { event: ev.index, text: stripNul(d.data.toString('latin1')).trim() }; return; }
-      if (d.name === 'MokListTrusted') { st.mok.MokListTrustedPcr7 = measurement(ev); return; }
-      const a = d.authority;
-      st.authorities.push({
-        event: ev.index,
-        variable: d.name,
-        sha256: sha256(a ? a.data : d.data),
-        ...(a?.subject ? { subject: a.subject } : {}),
-        beforeSeparator: !sepSeen,
-      });
-      return;
-    }
-    if (ev.type === EV_EFI_ACTION) warn(ev, 'UNEXPECTED_EVENT', `unexpected EFI action "${textOf(ev)}" in PCR 7`);
-    else warn(ev, 'UNEXPECTED_EVENT', `unexpected ${ev.typeName} in PCR 7`);
   }
 
-  function bootPath(ev: TcgEvent, text: string | undefined): void {
-    const d = ev.decoded;
-    if (ev.type === EV_IPL && d.kind === 'ipl' && d.encoding === 'ascii' && text !== undefined && ev.pcr === 8) {
-      const g = grubCmdline(ev, text);
-      if (!g) return;
-      if (!g.verified) { error(ev, 'TEXT_MISMATCH', `grub command line "${g.text}" does not match the event digest`); return; }
-      st.cmdlines.push({ event: ev.index, pcr: ev.pcr, source: 'grub', text: g.text, digests: digestsOf(ev) });
-      if (text.startsWith('kernel_cmdline: ')) grubKernelCmdline = true;
-      return;
+  // PCR 2: drivers and option ROMs before the separator (display).
+  for (const ev of tl.events(2)) {
+    if (ev.type !== EV_EFI_BOOT_SERVICES_DRIVER && ev.type !== EV_EFI_RUNTIME_SERVICES_DRIVER) continue;
+    if (ev.seq > sepSeq(2)) warn(ev, 'AFTER_SEPARATOR', 'driver load after PCR 2\'s separator');
+    st.drivers.push(measurement(ev));
+  }
+
+  // PCR 4: the boot chain, by content.
+  {
+    const evs = tl.events(4);
+    const calling = evs.find((e) => boundText(e) === CALLING_EFI_APP);
+    st.bootOptionAction = calling !== undefined;
+    const sep = sepSeq(4);
+    for (const ev of evs) {
+      if (isBoundSeparator(ev)) continue;
+      const t = boundText(ev);
+      if (t !== undefined && (t === CALLING_EFI_APP || t === RETURNING_EFI_APP || t === 'BOOT ATTEMPTS OMITTED' || /^Booting /.test(t))) continue;
+      // Anything else is an image: its digest is what counts, whatever the label says.
+      const img = ev.decoded.kind === 'efi-image' ? ev.decoded : undefined;
+      const app: BootApp = {
+        event: ev.index, role: 'application', ...(img?.filePath ? { path: img.filePath } : {}), devicePath: img?.devicePath ?? '',
+        digests: digestsOf(ev), beforeSeparator: ev.seq < sep,
+        ...(ev.type !== EV_EFI_BOOT_SERVICES_APPLICATION ? { label: ev.typeName } : {}),
+      };
+      if (ev.type !== EV_EFI_BOOT_SERVICES_APPLICATION && ev.type !== EV_COMPACT_HASH && ev.type !== EV_IPL) {
+        issue(ev, 'UNEXPECTED_EVENT', `${ev.typeName} in PCR 4 is neither a bound separator or action nor an EFI application: counted as a loaded image by its digest`);
+      }
+      if (calling && ev.seq < calling.seq) {
+        st.preBootApps.push(app);
+        warn(ev, 'APP_BEFORE_BOOT_OPTION', `EFI application ${app.path ?? (app.devicePath || '(no path)')} loaded before "${CALLING_EFI_APP}": not part of the boot chain (a firmware-internal application), compared on its own`);
+      } else st.apps.push(app);
     }
-    if (ev.type === EV_IPL && d.kind === 'ipl' && d.encoding === 'utf16le' && text !== undefined) {
-      // systemd-boot / systemd-stub: the kernel command line as UCS-2 (PCR 12; PCR 8 or 9 before systemd 251).
-      if (!digestIsHashOf(ev, ev.data)) { error(ev, 'TEXT_MISMATCH', `command line "${text}" does not match the event digest`); return; }
-      st.cmdlines.push({ event: ev.index, pcr: ev.pcr, source: 'systemd', text: text.trim(), digests: digestsOf(ev) });
-      return;
+    if (evs.length && !calling) warn(undefined, 'NO_BOOT_OPTION_ACTION', `PCR 4 has no "${CALLING_EFI_APP}" action: every PCR 4 image is taken as the boot chain`);
+  }
+
+  // PCR 5: ExitBootServices, in PCR 5's own order.
+  if (tl.banks.some((b) => tl.covers(5, b))) {
+    let ebsSeq: number | undefined;
+    for (const ev of tl.events(5)) {
+      const t = boundText(ev);
+      if (ebsSeq === undefined) {
+        if (t === EXIT_BOOT_SERVICES) { ebsSeq = ev.seq; st.exitBootServices = ev.index; }
+      } else if (t === undefined || !EBS_RETURNED.includes(t)) {
+        warn(ev, 'AFTER_EXIT_BOOT_SERVICES', `${ev.typeName} in PCR 5 after ExitBootServices (measured by the OS, not the firmware)`);
+      }
     }
-    if (ev.type === EV_EVENT_TAG && d.kind === 'event-tag' && ev.pcr === 9) {
-      if (d.tagId === LINUX_EFI_LOADOPTIONS_EVENT_TAG_ID) {
-        // The digest is of the load options; the data is only a description (efi_measure_tagged_event).
-        st.cmdlines.push({ event: ev.index, pcr: ev.pcr, source: 'linux-efi-stub', digests: digestsOf(ev) });
-      } else if (d.tagId === LINUX_EFI_INITRD_EVENT_TAG_ID) {
+    if (ebsSeq === undefined) warn(undefined, 'NO_EXIT_BOOT_SERVICES', `PCR 5 has no "${EXIT_BOOT_SERVICES}" event (older kernels do not append the final events): the hand-off is not placed; no event of another PCR is cut by it anyway`);
+  }
+
+  // PCR 7: Secure Boot configuration and authorities.
+  {
+    const sep = sepSeq(7);
+    const seen = new Set<string>();
+    let sbEvent: TrustedEvent | undefined;
+    for (const ev of tl.events(7)) {
+      if (isBoundSeparator(ev)) continue;
+      const t = boundText(ev);
+      if (t === UEFI_DEBUG_MODE || t === DMA_PROTECTION_DISABLED) continue;
+      const v = boundVariable(ev);
+      if (!v) {
+        if (ev.type === EV_EFI_VARIABLE_DRIVER_CONFIG || ev.type === EV_EFI_VARIABLE_AUTHORITY) {
+          issue(ev, 'DIGEST_MISMATCH', `${ev.typeName}: the data does not hash to the digest, so the variable it names is unverified`);
+        } else if (ev.type === EV_EFI_ACTION) issue(ev, 'UNEXPECTED_EVENT', `EFI action ${JSON.stringify(stripNul(ev.data.toString('latin1')).slice(0, 60))} in PCR 7 is neither bound nor known`);
+        else if (!EXPECTED[7].has(ev.type)) { /* already an issue */ } else issue(ev, 'UNEXPECTED_EVENT', `${ev.typeName} in PCR 7 is not a bound variable measurement`);
+        continue;
+      }
+      if (ev.type !== EV_EFI_VARIABLE_DRIVER_CONFIG && ev.type !== EV_EFI_VARIABLE_AUTHORITY) {
+        // A variable measurement under another label: the label is unbound; reading it either way could mislead.
+        issue(ev, 'UNEXPECTED_EVENT', `variable ${v.name} measured under the label ${ev.typeName} (expected EV_EFI_VARIABLE_DRIVER_CONFIG or EV_EFI_VARIABLE_AUTHORITY)`);
+        continue;
+      }
+      if (ev.type === EV_EFI_VARIABLE_DRIVER_CONFIG) {
+        if (ev.seq > sep) { error(ev, 'VARIABLE_AFTER_SEPARATOR', `variable ${v.name} measured after PCR 7's separator`); continue; }
+        if (seen.has(v.name)) { error(ev, 'DUPLICATE_VARIABLE', `variable ${v.name} measured twice`); continue; }
+        seen.add(v.name);
+        switch (v.name) {
+          case 'SecureBoot':
+            sbEvent = ev;
+            st.secureBoot = { enabled: v.data.length === 1 && v.data[0] === 1, event: ev.index, value: v.data.toString('hex') };
+            if (v.data.length === 0) warn(ev, 'SECUREBOOT_EMPTY', 'SecureBoot variable has no data (absent): Secure Boot is off');
+            else if (v.data.length !== 1 || v.data[0] > 1) error(ev, 'BAD_SECUREBOOT', `SecureBoot variable is ${v.data.toString('hex')}, expected 00 or 01`);
+            break;
+          case 'PK':
+          case 'KEK':
+          case 'db':
+          case 'dbx':
+            st[v.name] = { event: ev.index, dataSha256: sha256hex(v.data), entries: signatureEntries(v.signatureLists) };
+            break;
+          case 'SetupMode':
+            st.setupMode = { enabled: v.data.length === 1 && v.data[0] === 1, event: ev.index };
+            break;
+          default:
+            if (!Object.hasOwn(st.otherVariables, v.name)) st.otherVariables[v.name] = { event: ev.index, data: v.data.toString('hex') };
+        }
+        continue;
+      }
+      // EV_EFI_VARIABLE_AUTHORITY
+      if (v.name === 'SbatLevel') { st.mok.SbatLevel = { event: ev.index, text: stripNul(v.data.toString('latin1')).trim() }; continue; }
+      if (v.name === 'MokListTrusted') { st.mok.MokListTrustedPcr7 = measurement(ev, true); continue; }
+      const a = v.authority;
+      st.authorities.push({ event: ev.index, variable: v.name, sha256: sha256hex(a ? a.data : v.data), ...(a?.subject ? { subject: a.subject } : {}), beforeSeparator: ev.seq < sep });
+    }
+    if (st.secureBoot.enabled) {
+      if (!st.authorities.length) warn(sbEvent, 'SB_NO_AUTHORITY', 'Secure Boot is on but no EV_EFI_VARIABLE_AUTHORITY event says which key verified the boot');
+      if (!st.PK) warn(sbEvent, 'SB_NO_PK', 'Secure Boot is on but PK was not measured');
+      if (!st.KEK) warn(sbEvent, 'SB_NO_KEK', 'Secure Boot is on but KEK was not measured');
+      if (!st.db && sbEvent) error(sbEvent, 'SB_NO_DB', 'Secure Boot is on but db was not measured');
+    }
+  }
+
+  // Command lines (PCR 8, 9, 12), initrds, grub files.
+  for (const pcr of [8, 9, 12]) {
+    for (const ev of tl.events(pcr)) {
+      if (isBoundSeparator(ev)) continue;
+      // Content decides, not the label: in PCR 8 and 12 every event is read as the text it would be
+      // (a command line relabelled EV_EVENT_TAG or anything else is still found); in PCR 9 the EFI
+      // stub's tagged event is digest-only and a text source is required next to it (policy.ts).
+      const m = recognizeCmdline({ pcr: ev.pcr, type: pcr === 9 && ev.type === EV_EVENT_TAG ? EV_EVENT_TAG : EV_IPL, data: ev.data, digests: ev.digests as Map<BankName, Buffer> });
+      if (m) {
+        if (m.source === 'linux-efi-stub') st.cmdlines.push({ event: ev.index, pcr, source: m.source, form: m.form, digests: digestsOf(ev) });
+        else if (!m.verified) issue(ev, 'TEXT_MISMATCH', `${m.source} command line ${JSON.stringify(m.text ?? '')} does not match the event digest`);
+        else st.cmdlines.push({ event: ev.index, pcr, source: m.source, form: m.form, ...(m.text !== undefined ? { text: m.text } : {}), digests: digestsOf(ev) });
+      } else if (pcr === 9 && ev.type === EV_EVENT_TAG && ev.decoded.kind === 'event-tag' && ev.decoded.tagId === LINUX_EFI_INITRD_EVENT_TAG_ID) {
         st.initrds.push({ ...measurement(ev), description: 'initrd (Linux EFI stub)' });
+      } else if (pcr === 9 && ev.type === EV_IPL) {
+        const m2 = measurement(ev, false);
+        st.grubFiles.push(m2);
+        if (/initrd|initramfs/i.test(m2.description)) st.initrds.push(m2);
       }
-      return;
-    }
-    if (ev.type === EV_IPL && ev.pcr === 9 && text !== undefined) {
-      const m = measurement(ev);
-      st.grubFiles.push(m);
-      if (/initrd|initramfs/i.test(text)) st.initrds.push(m);
+      if (pcr === 12) st.pcr12.push(measurement(ev, ev.dataBound));
     }
   }
-
-  if (oddSeparators.length) warn(undefined, 'SEPARATOR_VALUE', `separators that are not zero (events ${oddSeparators.join(', ')})`);
-  // grub logs "grub_cmd: linux ..." and then "kernel_cmdline: ..." for the same line: keep the latter.
-  if (grubKernelCmdline) st.cmdlines = st.cmdlines.filter((c) => c.source !== 'grub' || !/^grub_cmd/.test(textOf(log.events.find((e) => e.index === c.event)!) ?? ''));
   // The EFI stub's load options are known when another verified command line has the same digest.
   for (const c of st.cmdlines) {
     if (c.text !== undefined) continue;
     const twin = st.cmdlines.find((o) => o.text !== undefined && Object.entries(c.digests).every(([b, d]) => o.digests[b as BankName] === d));
     if (twin) c.text = twin.text;
   }
-  const hasShimEvents = st.mok.MokList !== undefined || st.mok.SbatLevel !== undefined || st.authorities.some((a) => a.variable === 'Shim' || a.variable === 'MokList');
-  classify(st.apps, hasShimEvents);
-  // systemd-stub measures its PE sections to PCR 11 before loading the kernel: the app before them is a UKI.
-  for (const [i, a] of st.apps.entries()) {
-    const next = st.apps[i + 1]?.event ?? Infinity;
-    if (a.role !== 'shim' && st.stubSections.some((m) => m.event > a.event && m.event < next && /^\.(linux|cmdline|osrel|uname)$/.test(m.description))) a.role = 'uki';
+
+  // PCR 11: systemd-stub sections (display; names are bound when the name event hashes to its text).
+  for (const ev of tl.events(11)) st.stubSections.push(measurement(ev, ev.dataBound));
+  // PCR 14: shim's MOK lists (display).
+  for (const ev of tl.events(14)) {
+    const t = ev.decoded.kind === 'ipl' || ev.decoded.kind === 'string' ? stripNul(ev.decoded.text) : undefined;
+    if (t === 'MokList' || t === 'MokListX' || t === 'MokListTrusted') st.mok[t] = measurement(ev);
   }
 
-  if (st.secureBoot.enabled) {
-    if (!st.authorities.length) warn(sbEvent, 'SB_NO_AUTHORITY', 'Secure Boot is on but no EV_EFI_VARIABLE_AUTHORITY event says which key verified the boot');
-    if (!st.PK) warn(sbEvent, 'SB_NO_PK', 'Secure Boot is on but PK was not measured');
-    if (!st.KEK) warn(sbEvent, 'SB_NO_KEK', 'Secure Boot is on but KEK was not measured');
-    if (!st.db) error(sbEvent, 'SB_NO_DB', 'Secure Boot is on but db was not measured');
-  }
+  const hasShimEvents = st.mok.MokList !== undefined || st.mok.SbatLevel !== undefined || st.authorities.some((a) => a.variable === 'Shim' || a.variable === 'MokList');
+  classify(st.apps, hasShimEvents, st.stubSections.some((m) => /^\.(linux|cmdline|osrel|uname)$/.test(m.description)));
   for (let p = 0; p <= 7; p++) {
-    if (st.separators[p] === undefined && log.events.some((e) => e.pcr === p && e.type !== EV_NO_ACTION)) warn(undefined, 'NO_SEPARATOR', `PCR ${p} has no separator`);
+    if (st.separators[p] === undefined && tl.events(p).length) warn(undefined, 'NO_SEPARATOR', `PCR ${p} has no separator`);
   }
+  if (!tl.verified) warn(undefined, 'UNVERIFIED', 'the log is not bound to a quote: everything here is what the log claims');
   return st;
 }

@@ -17,6 +17,8 @@ export type EventLogErrorCode =
   | 'BAD_PCR' // a PCR index that is neither 0-23 nor 0xFFFFFFFF
   | 'BAD_DIGEST_COUNT' // more digests than the Spec ID event declares
   | 'UNKNOWN_ALG' // a digest whose algorithm the Spec ID event did not declare
+  | 'MISSING_DIGEST' // an event (not EV_NO_ACTION) without a digest for a bank the Spec ID event declares
+  | 'BAD_SPEC_VERSION' // a Spec ID Event03 whose specVersion is not 2.0
   | 'DUPLICATE_SEPARATOR' // (warning code) a second EV_SEPARATOR in one PCR
   | 'DECODE'; // (warning code) event data that could not be decoded
 

@@ -11,6 +11,10 @@
  * - every length is bounded by the bytes left and by MAX_EVENT_SIZE before anything is read;
  * - PCR indices are 0-23 or 0xFFFFFFFF (Windows' AIK event), the digest count is at most the
  *   number of algorithms the Spec ID event declares, and each digest's algorithm is declared;
+ * - every event but EV_NO_ACTION carries a digest for EVERY bank the Spec ID event declares
+ *   (MISSING_DIGEST): an event without one extends nothing in that bank, so replay cannot bind it,
+ *   yet a reader of the log would see it (a `SecureBoot = 01` the TPM never saw);
+ * - a Spec ID Event03 must say specVersion 2.0 (BAD_SPEC_VERSION; PFP §10.4.5.1);
  * - trailing 0x00/0xFF padding (CCEL logs) ends the log;
  * - event data is decoded where the PFP defines it; a decode failure becomes `{kind:'raw'}`
  *   and a warning, never an error; digests are compared with the data where the PFP ties them;
@@ -76,7 +80,7 @@ function readLegacy(r: Reader): RawEvent {
 }
 
 /** TCG_PCR_EVENT2 — PFP §10.2.2 (TPML_DIGEST_VALUES). */
-function readAgile(r: Reader, spec: SpecIdInfo): RawEvent {
+function readAgile(r: Reader, spec: SpecIdInfo, lenient?: EventLogWarning[]): RawEvent {
   const offset = r.offset;
   const pcr = r.u32('PCRIndex');
   checkPcr(r, pcr, offset - r.base);
@@ -97,6 +101,12 @@ function readAgile(r: Reader, spec: SpecIdInfo): RawEvent {
     const digest = r.bytes(alg.digestSize, `${alg.name ?? 'digest'} digest`);
     if (alg.name) digests.set(alg.name, digest);
     else (otherDigests ??= []).push({ algId, digest });
+  }
+  if (type !== EV_NO_ACTION && count !== spec.algorithms.length) {
+    const missing = spec.algorithms.filter((a) => !seen.has(a.algId)).map((a) => a.name ?? `0x${a.algId.toString(16).padStart(4, '0')}`);
+    const msg = `${eventTypeName(type)} in PCR ${pcr} has ${count === 0 ? 'no digest at all' : `no ${missing.join(', ')} digest`}`;
+    if (lenient) lenient.push({ code: 'MISSING_DIGEST', index: r.eventIndex ?? -1, offset: countAt, message: `event ${r.eventIndex} at byte ${countAt}: ${msg} (tolerated for display only: a verdict refuses this log)` });
+    else r.fail('MISSING_DIGEST', `${eventTypeName(type)} in PCR ${pcr} has ${count === 0 ? 'no digest at all' : `no ${missing.join(', ')} digest`}; the Spec ID event declares ${spec.algorithms.map((a) => a.name ?? `0x${a.algId.toString(16)}`).join(', ')} and every measured event must carry each (an event without a digest extends nothing, so the quote cannot vouch for it)`, countAt);
   }
   const ev: RawEvent = { offset, pcr, type, digests, ...readData(r) };
   if (otherDigests) ev.otherDigests = otherDigests;
@@ -136,7 +146,15 @@ function finish(raw: RawEvent, index: number, decodedIn: DecodedEvent | undefine
  * Parses a TCG event log (the bytes of /sys/kernel/security/tpm0/binary_bios_measurements).
  * @throws EventLogError (with the byte offset) when the bytes are not a well-formed log
  */
-export function parseEventLog(input: Uint8Array): EventLog {
+export interface ParseOptions {
+  /**
+   * Display only (`eventlog show|replay`): an event missing a declared bank's digest becomes a
+   * MISSING_DIGEST warning instead of an error. Never used on the way to a verdict.
+   */
+  allowMissingDigests?: boolean;
+}
+
+export function parseEventLog(input: Uint8Array, opts: ParseOptions = {}): EventLog {
   const buf = Buffer.isBuffer(input) ? input : Buffer.from(input.buffer, input.byteOffset, input.byteLength);
   if (buf.length === 0) throw new EventLogError('EMPTY', 'the event log is empty', 0);
   if (isPadding(buf, 0)) throw new EventLogError('EMPTY', `the event log holds only padding (${buf.length} bytes of 0x${buf[0].toString(16).padStart(2, '0')})`, 0);
@@ -159,6 +177,9 @@ export function parseEventLog(input: Uint8Array): EventLog {
       if (!(e instanceof EventLogError)) throw e;
       throw new EventLogError('BAD_HEADER', `Spec ID event: ${e.message.replace(/^at byte \d+: /, '')}`, e.offset, 0);
     }
+    if (!/^2\.0\./.test(specId.specVersion)) {
+      throw new EventLogError('BAD_SPEC_VERSION', `Spec ID Event03 says specVersion ${specId.specVersion.split('.').slice(0, 2).join('.')}, the crypto-agile format is 2.0 (PFP §10.4.5.1)`, first.dataOffset + 20, 0);
+    }
     banks = specId.algorithms.flatMap((a) => (a.name ? [a.name] : []));
     events.push(finish(first, 0, { kind: 'spec-id', specId }, warnings, false));
   } else {
@@ -170,7 +191,7 @@ export function parseEventLog(input: Uint8Array): EventLog {
   while (r.remaining > 0 && !isPadding(buf, r.pos)) {
     const index = events.length;
     r.eventIndex = index;
-    const raw = specId ? readAgile(r, specId) : readLegacy(r);
+    const raw = specId ? readAgile(r, specId, opts.allowMissingDigests ? warnings : undefined) : readLegacy(r);
     const ev = finish(raw, index, undefined, warnings, !specId);
     if (ev.type === EV_SEPARATOR && ev.pcr <= 7) {
       if (separators.has(ev.pcr)) warnings.push({ code: 'DUPLICATE_SEPARATOR', index, offset: ev.offset, message: `event ${index} at byte ${ev.offset}: second EV_SEPARATOR in PCR ${ev.pcr}` });

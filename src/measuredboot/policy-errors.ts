@@ -12,6 +12,8 @@ export type PolicyErrorCode =
   | 'SECUREBOOT_DOWNGRADE' // add-boot: Secure Boot was on in the policy and is off in the new boot
   | 'DBX_ROLLBACK' // add-boot: the new boot's dbx lacks revocations the policy requires
   | 'DEBUG_BOOT' // add-boot: the new boot had a UEFI debugger or DMA protection disabled
+  | 'NO_CMDLINE' // generate: no kernel command line measured (and --allow-any-cmdline not given)
+  | 'NOT_QUOTED' // generate: the quote/log does not cover a PCR the policy would read
   | 'BAD_OPTION'; // generatePolicy options out of range (PCR index, bank)
 
 export class PolicyError extends BootkeyError {

@@ -52,8 +52,9 @@ export function parsePolicy(input: string | unknown): Policy {
       throw new PolicyError('BAD_POLICY', `policy: not valid JSON: ${(e as Error).message}`);
     }
   }
-  const p = obj(v, '$', ['$schema', 'version', 'comment', 'bank', 'pcrs', 'options', 'rules'], ['version', 'bank', 'pcrs', 'options', 'rules']);
-  if (p.version !== POLICY_VERSION) bad('version', `unsupported version ${JSON.stringify(p.version)} (this bootkey reads version ${POLICY_VERSION})`);
+  const p = obj(v, '$', ['$schema', 'version', 'comment', 'bank', 'pcrs', 'options', 'rules', 'knownGood'], ['version', 'bank', 'pcrs', 'options', 'rules']);
+  if (p.version !== POLICY_VERSION && p.version !== 1) bad('version', `unsupported version ${JSON.stringify(p.version)} (this bootkey reads versions 1 and ${POLICY_VERSION})`);
+  if (p.version === 1 && p.knownGood !== undefined) bad('knownGood', 'needs version 2');
   const bank = str(p.bank, 'bank');
   if (!isBankName(bank)) bad('bank', `unknown bank ${JSON.stringify(bank)}`);
   const hexd = new RegExp(`^[0-9a-f]{${BANK_SIZE[bank] * 2}}$`);
@@ -64,6 +65,10 @@ export function parsePolicy(input: string | unknown): Policy {
   const o = obj(p.options, 'options', ['allowAnyCmdline', 'allowAnyKernel'], ['allowAnyCmdline', 'allowAnyKernel']);
   bool(o.allowAnyCmdline, 'options.allowAnyCmdline');
   bool(o.allowAnyKernel, 'options.allowAnyKernel');
+  if (p.knownGood !== undefined) {
+    const kg = obj(p.knownGood, 'knownGood', Array.from({ length: 24 }, (_, i) => String(i)));
+    for (const [k, vals] of Object.entries(kg)) arr(vals, `knownGood.${k}`).forEach((x, i) => digest(x, `knownGood.${k}[${i}]`));
+  }
   const r = obj(p.rules, 'rules', ['firmware', 'bootChain', 'secureBoot', 'keys', 'authorities', 'debug', 'kernelCmdline', 'pcrValues']);
 
   if (r.firmware !== undefined) {
@@ -81,8 +86,10 @@ export function parsePolicy(input: string | unknown): Policy {
     });
   }
   if (r.bootChain !== undefined) {
-    const b = obj(r.bootChain, 'rules.bootChain', ['pcr', 'stages'], ['pcr', 'stages']);
+    const b = obj(r.bootChain, 'rules.bootChain', ['pcr', 'stages', 'preBoot', 'requireExitBootServices'], ['pcr', 'stages']);
     pcrConst(b.pcr, 'rules.bootChain.pcr', 4);
+    if (b.requireExitBootServices !== undefined) bool(b.requireExitBootServices, 'rules.bootChain.requireExitBootServices');
+    if (b.preBoot !== undefined) arr(b.preBoot, 'rules.bootChain.preBoot').forEach((seq, i) => arr(seq, `rules.bootChain.preBoot[${i}]`).forEach((d, j) => digest(d, `rules.bootChain.preBoot[${i}][${j}]`)));
     arr(b.stages, 'rules.bootChain.stages').forEach((s, i) => {
       const at = `rules.bootChain.stages[${i}]`;
       const st = obj(s, at, ['role', 'allowed', 'allowAny', 'optional'], ['role', 'allowed']);
@@ -134,8 +141,9 @@ export function parsePolicy(input: string | unknown): Policy {
     const c = obj(r.kernelCmdline, 'rules.kernelCmdline', ['allowed'], ['allowed']);
     arr(c.allowed, 'rules.kernelCmdline.allowed').forEach((e, i) => {
       const at = `rules.kernelCmdline.allowed[${i}]`;
-      const x = obj(e, at, ['source', 'text', 'digest'], ['source']);
+      const x = obj(e, at, ['source', 'pcr', 'text', 'digest'], ['source']);
       if (!SOURCES.includes(x.source as string)) bad(`${at}.source`, `expected one of ${SOURCES.join(', ')}`);
+      if (x.pcr !== undefined && (!Number.isInteger(x.pcr) || (x.pcr as number) < 0 || (x.pcr as number) > 23)) bad(`${at}.pcr`, 'expected a PCR index 0-23');
       if (x.text === undefined && x.digest === undefined) bad(at, 'needs "text" or "digest"');
       if (x.text !== undefined) str(x.text, `${at}.text`);
       if (x.digest !== undefined) digest(x.digest, `${at}.digest`);

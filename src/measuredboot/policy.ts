@@ -19,18 +19,26 @@
  *
  * Default PCRs are 0, 2, 4, 7 (see DEFAULT_PCRS) plus the kernel command line.
  *
- * checkPolicy is pure and reports every failed rule; it assumes the caller already checked
- * that the log replays to the quoted PCR values.
+ * - `knownGood` (version 2): the exact values of every PCR the policy reads, in each known-good
+ *   boot. A quoted PCR equal to one of them passes the rules that read it without reading its
+ *   events (its digest sequence IS a known-good one, whatever labels the log puts on it).
+ *
+ * Every function here takes a {@link TrustedLog} (trusted.ts): the events of quoted PCRs after
+ * replay matched. There is no path from a raw EventLog to a decision. Which PCRs a policy
+ * reads is derived from the policy itself ({@link policyPcrs}); a quote that lacks one of them
+ * is refused, never read around.
+ *
+ * checkPolicy is pure and reports every failed rule.
  * @module
  */
-import type { EventLog } from './types.ts';
-import { extractBootState, type AppRole, type BootState, type CmdlineSource, type SignatureEntry } from './bootstate.ts';
+import { analyseBoot, type AppRole, type BootState, type CmdlineSource, type SignatureEntry, type StateIssue } from './bootstate.ts';
 import { PolicyError } from './policy-errors.ts';
-import { BANK_SIZE, type BankName, type PcrValues } from '../pcrs.ts';
-import { replay } from './replay.ts';
-import { EV_NO_ACTION } from './eventtypes.ts';
+import type { BankName } from '../pcrs.ts';
+import type { TrustedLog } from './trusted.ts';
+import { cmdlinePcrs } from './cmdline.ts';
 
-export const POLICY_VERSION = 1;
+/** The version `generatePolicy` writes; version 1 files are still read (without knownGood). */
+export const POLICY_VERSION = 2;
 
 /**
  * Default PCRs: 0 (firmware code), 2 (option ROMs and drivers), 4 (boot loader and kernel
@@ -46,7 +54,7 @@ export interface PolicyOptions {
   pcrs?: number[];
   /** The bank whose digests are pinned; default sha256 when the log has it, else its first bank. */
   bank?: BankName;
-  /** Do not check the kernel command line. */
+  /** Do not check the kernel command line (recorded in the policy as options.allowAnyCmdline). */
   allowAnyCmdline?: boolean;
   /** Accept any kernel/UKI image (Secure Boot or the authorities still vouch for it). */
   allowAnyKernel?: boolean;
@@ -72,11 +80,14 @@ export interface Stage {
 /** A command line by its text, or (Linux EFI stub load options, not logged as text) by its digest. */
 export interface AllowedCmdline {
   source: CmdlineSource;
+  /** The PCR the known-good boot measured it in (version 2). */
+  pcr?: number;
   text?: string;
   digest?: string;
 }
 export interface FirmwareEvent {
   event: number;
+  /** The type label in the known-good boot: for messages only (labels are not bound). */
   type: string;
   digest: string;
   description: string;
@@ -87,14 +98,23 @@ export interface Firmware {
 }
 
 export interface Policy {
-  version: 1;
+  version: 1 | 2;
   /** Bank of every digest in the policy. */
   bank: BankName;
   pcrs: number[];
   options: { allowAnyCmdline: boolean; allowAnyKernel: boolean };
+  /** PCR index (as a string) → its values in the known-good boots (version 2). */
+  knownGood?: Record<string, string[]>;
   rules: {
     firmware?: { pcr: 0; allowed: Firmware[] };
-    bootChain?: { pcr: 4; stages: Stage[] };
+    bootChain?: {
+      pcr: 4;
+      stages: Stage[];
+      /** Allowed digest sequences of images loaded before the boot option (firmware-internal). */
+      preBoot?: string[][];
+      /** The known-good boots logged ExitBootServices in PCR 5: PCR 5 must be quoted and have it. */
+      requireExitBootServices?: boolean;
+    };
     secureBoot?: { pcr: 7; enabled: boolean; setupMode?: boolean };
     keys?: { pcr: 7; PK: AllowedKey[]; KEK: AllowedKey[]; db: AllowedKey[]; dbxMustContain: string[] };
     authorities?: { pcr: 7; allowed: { sha256: string; variable: string; subject?: string }[] };
@@ -106,7 +126,7 @@ export interface Policy {
 }
 
 export interface Failure {
-  /** Rule name: firmware, boot-chain, secure-boot, setup-mode, PK, KEK, db, dbx, authority, debug, kernel-cmdline, pcr-value, bank, log-structure. */
+  /** Rule name: firmware, boot-chain, secure-boot, setup-mode, PK, KEK, db, dbx, authority, debug, kernel-cmdline, pcr-value, bank, selection, log-structure. */
   rule: string;
   pcr: number | null;
   event: number | null;
@@ -121,9 +141,13 @@ export interface PolicyResult {
   failures: Failure[];
   /** Boot-state warnings, for the operator's information; they do not fail the check. */
   warnings: string[];
+  /** PCRs that passed as a whole because their quoted value is a known-good one. */
+  knownGoodPcrs: number[];
 }
 
 const KEY_VARS = ['PK', 'KEK', 'db'] as const;
+/** Where each command-line source is measured, for version 1 policies (no `pcr` per entry). */
+const V1_CMDLINE_PCR: Record<CmdlineSource, number> = { grub: 8, 'linux-efi-stub': 9, systemd: 12 };
 
 function short(h: string): string {
   return h.length > 12 ? h.slice(0, 12) + '…' : h;
@@ -137,14 +161,14 @@ function uniq<T>(xs: T[], key: (x: T) => string = (x) => JSON.stringify(x)): T[]
   return xs.filter((x) => (seen.has(key(x)) ? false : (seen.add(key(x)), true)));
 }
 
-function chooseBank(log: EventLog, bank?: BankName): BankName {
+function chooseBank(tl: TrustedLog, bank?: BankName): BankName {
   if (bank) {
-    if (!log.banks.includes(bank)) throw new PolicyError('NO_BANK', `bank ${bank} is not in the log (it has ${log.banks.join(', ') || 'none'})`);
+    if (!tl.banks.includes(bank)) throw new PolicyError('NO_BANK', `bank ${bank} is not covered (the log/quote has ${tl.banks.join(', ') || 'none'})`);
     return bank;
   }
-  if (log.banks.includes('sha256')) return 'sha256';
-  if (!log.banks.length) throw new PolicyError('NO_BANK', 'the log has no PCR bank');
-  return log.banks[0];
+  if (tl.banks.includes('sha256')) return 'sha256';
+  if (!tl.banks.length) throw new PolicyError('NO_BANK', 'the log has no PCR bank');
+  return tl.banks[0];
 }
 
 /**
@@ -158,23 +182,49 @@ function normCmdline(text: string, source: CmdlineSource, allowAnyKernel: boolea
   return t.replace(/(^|\s)BOOT_IMAGE=\S+/g, '').trim();
 }
 
-const replayed = new WeakMap<EventLog, PcrValues>();
-
-/**
- * The value of one PCR as the log claims it (replay.ts: startup locality, H-CRTM, PCRs 17–22
- * all-ones, EV_NO_ACTION never extends); a PCR the log does not touch has its initial value.
- */
-export function pcrValueFromLog(log: EventLog, pcr: number, bank: BankName): string {
-  let all = replayed.get(log);
-  if (!all) replayed.set(log, (all = replay(log)));
-  const v = all.get(bank)?.get(pcr) ?? Buffer.alloc(BANK_SIZE[bank], pcr >= 17 && pcr <= 22 ? 0xff : 0);
-  return v.toString('hex');
+/** The PCRs each command-line entry is read from. */
+function cmdlineEntryPcrs(a: AllowedCmdline): number[] {
+  return a.pcr !== undefined ? [a.pcr] : [V1_CMDLINE_PCR[a.source] ?? cmdlinePcrs[a.source]?.[0] ?? 8];
 }
 
-function stateOrThrow(log: EventLog): BootState {
-  const st = extractBootState(log);
-  if (st.errors.length) {
-    throw new PolicyError('BAD_LOG', `the log cannot serve as a known-good boot: ${st.errors.map((e) => e.message).join('; ')}`);
+/**
+ * Every PCR the policy reads, derived from the policy itself: its PCR list, the PCR of each
+ * structured rule, pinned values, the command-line PCRs, and PCR 5 when the boot chain requires
+ * ExitBootServices. A quote must cover all of them in the policy's bank.
+ */
+export function policyPcrs(policy: Policy): number[] {
+  const s = new Set<number>(policy.pcrs);
+  const r = policy.rules;
+  if (r.firmware) s.add(0);
+  if (r.bootChain) s.add(4);
+  if (r.bootChain?.requireExitBootServices) s.add(5);
+  if (r.secureBoot || r.keys || r.authorities || r.debug) s.add(7);
+  for (const a of r.kernelCmdline?.allowed ?? []) for (const p of cmdlineEntryPcrs(a)) s.add(p);
+  for (const k of Object.keys(r.pcrValues ?? {})) s.add(Number(k));
+  return [...s].sort((a, b) => a - b);
+}
+
+/** The PCRs each rule reads (for the known-good shortcut and for scoping issues). */
+function rulePcrs(policy: Policy): Record<string, number[]> {
+  const r = policy.rules;
+  const out: Record<string, number[]> = {};
+  if (r.firmware) out.firmware = [0];
+  if (r.bootChain) out.bootChain = r.bootChain.requireExitBootServices ? [4, 5] : [4];
+  if (r.secureBoot || r.keys || r.authorities || r.debug) out.pcr7 = [7];
+  if (r.kernelCmdline) out.kernelCmdline = [...new Set(r.kernelCmdline.allowed.flatMap(cmdlineEntryPcrs))];
+  return out;
+}
+
+function issuesIn(st: BootState, pcrs: Iterable<number>): StateIssue[] {
+  const set = new Set(pcrs);
+  return st.issues.filter((i) => i.pcr !== undefined && set.has(i.pcr));
+}
+
+function stateOrThrow(tl: TrustedLog, readPcrs: number[]): BootState {
+  const st = analyseBoot(tl);
+  const uniqBad = uniq(issuesIn(st, readPcrs), (i) => i.message);
+  if (uniqBad.length) {
+    throw new PolicyError('BAD_LOG', `the log cannot serve as a known-good boot: ${uniqBad.map((e) => e.message).join('; ')}`);
   }
   return st;
 }
@@ -196,17 +246,26 @@ function dbxEntry(e: SignatureEntry): string {
   return `${e.type}:${e.hash}`;
 }
 
+function valueHex(tl: TrustedLog, bank: BankName, pcr: number): string | undefined {
+  return tl.value(bank, pcr)?.toString('hex');
+}
+
 /**
- * Generates a policy from a known-good boot.
- * @throws PolicyError BAD_LOG when the log's structure cannot be trusted, NO_BANK, BAD_OPTION.
+ * Generates a policy from a known-good boot (bound to its enrolment quote, or an operator's
+ * unverified log file).
+ * @throws PolicyError BAD_LOG when a PCR the policy reads cannot be read by structure,
+ *   NO_CMDLINE when no kernel command line was measured (unless allowAnyCmdline), NOT_QUOTED
+ *   when the quote does not cover a PCR the policy would read, NO_BANK, BAD_OPTION.
  */
-export function generatePolicy(log: EventLog, opts: PolicyOptions = {}): Policy {
+export function generatePolicy(tl: TrustedLog, opts: PolicyOptions = {}): Policy {
   const pcrs = [...new Set(opts.pcrs ?? DEFAULT_PCRS)].sort((a, b) => a - b);
   for (const p of pcrs) if (!Number.isInteger(p) || p < 0 || p > 23) throw new PolicyError('BAD_OPTION', `PCR index ${p} is not 0-23`);
-  const bank = chooseBank(log, opts.bank);
-  const st = stateOrThrow(log);
+  const bank = chooseBank(tl, opts.bank);
   const allowAnyKernel = opts.allowAnyKernel ?? false;
   const allowAnyCmdline = opts.allowAnyCmdline ?? false;
+  const pre = analyseBoot(tl);
+  const readPcrs = [...pcrs, ...(allowAnyCmdline ? [] : [8, 9, 12]), ...(pcrs.includes(4) && pre.exitBootServices !== undefined ? [5] : [])];
+  const st = stateOrThrow(tl, readPcrs);
   const rules: Policy['rules'] = {};
 
   if (pcrs.includes(0)) rules.firmware = { pcr: 0, allowed: [firmwareOf(st, bank)] };
@@ -217,6 +276,8 @@ export function generatePolicy(log: EventLog, opts: PolicyOptions = {}): Policy 
         const anyKernel = allowAnyKernel && (a.role === 'kernel' || a.role === 'uki');
         return { role: a.role, allowed: anyKernel ? [] : [{ digest: a.digests[bank] ?? '', ...(a.path ? { path: a.path } : {}) }], ...(anyKernel ? { allowAny: true } : {}) };
       }),
+      ...(st.preBootApps.length ? { preBoot: [st.preBootApps.map((a) => a.digests[bank] ?? '')] } : {}),
+      ...(st.exitBootServices !== undefined ? { requireExitBootServices: true } : {}),
     };
   }
   if (pcrs.includes(7)) {
@@ -233,17 +294,30 @@ export function generatePolicy(log: EventLog, opts: PolicyOptions = {}): Policy 
   }
   if (!allowAnyCmdline) {
     const allowed = uniq(st.cmdlines.flatMap((c): AllowedCmdline[] => {
-      if (c.text !== undefined) return [{ source: c.source, text: normCmdline(c.text, c.source, allowAnyKernel) }];
-      return allowAnyKernel ? [] : [{ source: c.source, digest: c.digests[bank] ?? '' }];
+      if (c.text !== undefined && c.source !== 'linux-efi-stub') return [{ source: c.source, pcr: c.pcr, text: normCmdline(c.text, c.source, allowAnyKernel) }];
+      return allowAnyKernel ? [] : [{ source: c.source, pcr: c.pcr, digest: c.digests[bank] ?? '' }];
     }));
-    if (allowed.length) rules.kernelCmdline = { allowed };
+    if (!allowed.length) {
+      const covered = [8, 9, 12].filter((p) => tl.covers(p, bank));
+      throw new PolicyError('NO_CMDLINE', `no kernel command line ${allowAnyKernel && st.cmdlines.length ? 'logged as text (with --allow-any-kernel the EFI stub\'s digest-only load options cannot be checked)' : 'was measured'} in ${covered.length ? `PCR ${covered.join(', ')}` : 'any covered PCR (8, 9 and 12 are not covered)'}: a policy without a command-line rule lets the machine boot with init=/bin/sh. Pass --allow-any-cmdline to accept that; the policy then says so (options.allowAnyCmdline: true)`);
+    }
+    rules.kernelCmdline = { allowed };
   }
   const pinned = pcrs.filter((p) => p !== 0 && p !== 4 && p !== 7);
   if (pinned.length) {
     rules.pcrValues = {};
-    for (const p of pinned) rules.pcrValues[String(p)] = [pcrValueFromLog(log, p, bank)];
+    for (const p of pinned) {
+      const v = valueHex(tl, bank, p);
+      if (v === undefined) throw new PolicyError('NOT_QUOTED', `PCR ${bank}:${p} is not covered, so its value cannot be pinned`);
+      rules.pcrValues[String(p)] = [v];
+    }
   }
-  return { version: POLICY_VERSION, bank, pcrs, options: { allowAnyCmdline, allowAnyKernel }, rules };
+  const policy: Policy = { version: POLICY_VERSION, bank, pcrs, options: { allowAnyCmdline, allowAnyKernel }, rules };
+  const need = policyPcrs(policy);
+  const missing = need.filter((p) => !tl.covers(p, bank));
+  if (missing.length) throw new PolicyError('NOT_QUOTED', `the policy would read PCR ${missing.join(', ')} (${bank}), which the ${tl.verified ? 'quote' : 'log'} does not cover`);
+  policy.knownGood = Object.fromEntries(need.map((p) => [String(p), [valueHex(tl, bank, p)!]]));
+  return policy;
 }
 
 export interface AddBootOptions {
@@ -255,12 +329,12 @@ export interface AddBootOptions {
  * Merges a second known-good boot into a policy: the allowed values become the union of both.
  * Rules that would silently relax are refused instead:
  * Secure Boot on → off (SECUREBOOT_DOWNGRADE, unless allowSecureBootOff), a dbx lacking required
- * revocations (DBX_ROLLBACK), a UEFI debugger or disabled DMA protection (DEBUG_BOOT).
- * Generate a new policy when such a change is really intended.
+ * revocations (DBX_ROLLBACK), a UEFI debugger or disabled DMA protection (DEBUG_BOOT), a boot
+ * without a command line into a policy that checks it (NO_CMDLINE).
  * @throws PolicyError
  */
-export function addBoot(policy: Policy, log: EventLog, opts: AddBootOptions = {}): Policy {
-  const st = stateOrThrow(log);
+export function addBoot(policy: Policy, tl: TrustedLog, opts: AddBootOptions = {}): Policy {
+  const st = stateOrThrow(tl, policyPcrs(policy));
   const r = policy.rules;
   const out: Policy = structuredClone(policy);
   if (r.secureBoot?.enabled && !st.secureBoot.enabled) {
@@ -280,27 +354,41 @@ export function addBoot(policy: Policy, log: EventLog, opts: AddBootOptions = {}
   if (r.debug && !r.debug.allowUefiDebugMode && st.debugMode.length) throw new PolicyError('DEBUG_BOOT', `the new boot ran with a UEFI debugger (event ${st.debugMode[0]}); refusing to relax the policy`);
   if (r.debug && !r.debug.allowDmaProtectionDisabled && st.dmaProtectionDisabled.length) throw new PolicyError('DEBUG_BOOT', `the new boot had DMA protection disabled (event ${st.dmaProtectionDisabled[0]}); refusing to relax the policy`);
 
-  const n = generatePolicy(log, { pcrs: policy.pcrs, bank: policy.bank, ...policy.options }).rules;
+  const np = generatePolicy(tl, { pcrs: policy.pcrs, bank: policy.bank, ...policy.options });
+  const n = np.rules;
   const o = out.rules;
   if (o.firmware && n.firmware) o.firmware.allowed = uniq([...o.firmware.allowed, ...n.firmware.allowed], fwKey);
-  if (o.bootChain && n.bootChain) o.bootChain.stages = mergeStages(o.bootChain.stages, n.bootChain.stages);
+  if (o.bootChain && n.bootChain) {
+    o.bootChain.stages = mergeStages(o.bootChain.stages, n.bootChain.stages);
+    const pre = uniq([...(o.bootChain.preBoot ?? [[]]), ...(n.bootChain.preBoot ?? [[]])], (x) => x.join(','));
+    if (pre.some((x) => x.length)) o.bootChain.preBoot = pre; else delete o.bootChain.preBoot;
+    if (!(o.bootChain.requireExitBootServices && n.bootChain.requireExitBootServices)) delete o.bootChain.requireExitBootServices;
+  }
   if (o.keys && n.keys) {
     for (const v of KEY_VARS) o.keys[v] = uniq([...o.keys[v], ...n.keys[v]], (k) => k.sha256);
   }
   if (o.authorities && n.authorities) o.authorities.allowed = uniq([...o.authorities.allowed, ...n.authorities.allowed], (a) => a.sha256);
-  // A rule absent on either side means that boot did not constrain it: the union is unconstrained.
-  if (o.kernelCmdline) {
-    if (n.kernelCmdline) o.kernelCmdline.allowed = uniq([...o.kernelCmdline.allowed, ...n.kernelCmdline.allowed]);
-    else delete o.kernelCmdline;
-  }
+  if (o.kernelCmdline && n.kernelCmdline) o.kernelCmdline.allowed = uniq([...o.kernelCmdline.allowed, ...n.kernelCmdline.allowed]);
   if (o.pcrValues && n.pcrValues) {
-    for (const [p, vals] of Object.entries(n.pcrValues)) o.pcrValues[p] = uniq([...(o.pcrValues[p] ?? []), ...vals]);
+    for (const [p, vals] of Object.entries(n.pcrValues)) o.pcrValues[p] = uniq([...(Object.hasOwn(o.pcrValues, p) ? o.pcrValues[p] : []), ...vals]);
   }
+  out.version = POLICY_VERSION;
+  // Known-good values: the union, for the PCRs the merged policy reads. A version 1 policy has
+  // no values for its earlier boots: then only the new boot's values are known.
+  const kg: Record<string, string[]> = {};
+  for (const p of policyPcrs(out)) {
+    const k = String(p);
+    const was = policy.knownGood && Object.hasOwn(policy.knownGood, k) ? policy.knownGood[k] : [];
+    const now = np.knownGood && Object.hasOwn(np.knownGood, k) ? np.knownGood[k] : [];
+    if (!policy.knownGood || !was.length) { if (!policy.knownGood) continue; }
+    kg[k] = uniq([...was, ...now]);
+  }
+  if (policy.knownGood) out.knownGood = kg; else delete out.knownGood;
   return out;
 }
 
 function fwKey(f: Firmware): string {
-  return JSON.stringify([f.crtmVersions, f.events.map((e) => [e.type, e.digest])]);
+  return JSON.stringify(f.events.map((e) => e.digest));
 }
 
 function mergeStages(a: Stage[], b: Stage[]): Stage[] {
@@ -320,28 +408,78 @@ function mergeStages(a: Stage[], b: Stage[]): Stage[] {
 }
 
 /**
- * Checks a log against a policy (pure). Every failed rule is reported, with the PCR, the event
- * number, and the expected and actual values. Boot-state errors (an untrustworthy log
- * structure) are failures too.
+ * Checks a trusted log against a policy (pure). Every failed rule is reported, with the PCR, the
+ * event number, and the expected and actual values. Per PCR the policy reads by structure, the
+ * analysis' issues (unexpected event types, unbound data, duplicate separators) are failures;
+ * a PCR whose quoted value is one of the policy's known-good values passes as a whole.
  */
-export function checkPolicy(policy: Policy, log: EventLog): PolicyResult {
+export function checkPolicy(policy: Policy, tl: TrustedLog): PolicyResult {
   const failures: Failure[] = [];
   const fail = (rule: string, pcr: number | null, event: number | null, expected: string, actual: string, what: string) => {
     const where = pcr === null ? '' : event === null ? `PCR ${pcr}: ` : `PCR ${pcr} event ${event}: `;
     failures.push({ rule, pcr, event, expected, actual, message: where + what });
   };
-  const st = extractBootState(log);
-  for (const e of st.errors) fail('log-structure', e.pcr ?? null, e.event ?? null, 'a well-formed log', e.code, e.message.replace(/^PCR \d+ event \d+: /, ''));
   const bank = policy.bank;
-  if (!log.banks.includes(bank)) {
-    fail('bank', null, null, bank, log.banks.join(',') || 'none', `the log has no ${bank} bank (it has ${log.banks.join(', ') || 'none'}); the policy's digests are ${bank}`);
-    return { pass: false, failures, warnings: st.warnings.map((w) => w.message) };
+  const st = analyseBoot(tl);
+  const warnings = () => st.warnings.map((w) => w.message);
+  if (!tl.banks.includes(bank)) {
+    fail('bank', null, null, bank, tl.banks.join(',') || 'none', `the quote has no ${bank} bank (it has ${tl.banks.join(', ') || 'none'}); the policy's digests are ${bank}`);
+    return { pass: false, failures, warnings: warnings(), knownGoodPcrs: [] };
   }
+  const need = policyPcrs(policy);
+  const missing = need.filter((p) => !tl.covers(p, bank));
+  if (missing.length) {
+    fail('selection', null, null, need.join(','), tl.pcrs(bank).join(','), `the ${tl.verified ? 'quote' : 'log'} does not cover PCR ${missing.join(', ')} of bank ${bank}, which the policy reads`);
+    return { pass: false, failures, warnings: warnings(), knownGoodPcrs: [] };
+  }
+  // The known-good shortcut: a PCR whose value is a known-good one is that boot's digest sequence.
+  const kgPcrs = need.filter((p) => {
+    const k = String(p);
+    const v = valueHex(tl, bank, p);
+    return policy.knownGood !== undefined && Object.hasOwn(policy.knownGood, k) && v !== undefined && policy.knownGood[k].includes(v);
+  });
+  const kg = new Set(kgPcrs);
+  const structural = (pcrs: number[]) => !pcrs.every((p) => kg.has(p));
+  const rp = rulePcrs(policy);
   const r = policy.rules;
 
-  if (r.firmware) checkFirmware(r.firmware.allowed, st, bank, fail);
-  if (r.bootChain) checkChain(r.bootChain.stages, st, bank, fail);
+  // Issues of every PCR read by structure: what could be relabelled or unbound.
+  const readByStructure = new Set<number>();
+  for (const pcrs of Object.values(rp)) if (structural(pcrs)) for (const p of pcrs) if (!kg.has(p)) readByStructure.add(p);
+  for (const i of issuesIn(st, readByStructure)) {
+    fail('log-structure', i.pcr ?? null, i.event ?? null, 'an event the quote binds and the analysis can read', i.code, i.message.replace(/^PCR \d+ event \d+: /, ''));
+  }
 
+  if (r.firmware && structural(rp.firmware)) checkFirmware(r.firmware.allowed, st, bank, fail);
+  if (r.bootChain && structural(rp.bootChain)) {
+    checkChain(r.bootChain.stages, st, bank, fail);
+    const pre = st.preBootApps.map((a) => a.digests[bank] ?? '');
+    const allowedPre = r.bootChain.preBoot ?? [[]];
+    if (!allowedPre.some((s) => s.length === pre.length && s.every((d, i) => d === pre[i]))) {
+      const a = st.preBootApps.find((x, i) => !allowedPre.some((s) => s[i] === (x.digests[bank] ?? '')));
+      fail('boot-chain', 4, a?.event ?? null, allowedPre.map((s) => s.join(',') || 'none').join(' | '), pre.join(',') || 'none',
+        `EFI application(s) loaded before "Calling EFI Application from Boot Option" (${st.preBootApps.map((x) => `${appName(x)} ${short(x.digests[bank] ?? '')}`).join(', ') || 'none'}) are not the ones the policy allows (${allowedPre.map((s) => s.map(short).join(', ') || 'none').join(' | ')})`);
+    }
+    if (r.bootChain.requireExitBootServices && st.exitBootServices === undefined) {
+      fail('boot-chain', 5, null, 'Exit Boot Services Invocation', 'none', 'PCR 5 has no "Exit Boot Services Invocation" event, which the known-good boots had: the boot did not reach the hand-off the policy expects');
+    }
+  }
+  if (rp.pcr7 && structural(rp.pcr7)) checkPcr7(policy, st, fail);
+  if (r.kernelCmdline && !policy.options.allowAnyCmdline && structural(rp.kernelCmdline)) checkCmdlines(r.kernelCmdline.allowed, st, bank, policy.options.allowAnyKernel, fail);
+  for (const [p, vals] of Object.entries(r.pcrValues ?? {})) {
+    const pcr = Number(p);
+    const actual = valueHex(tl, bank, pcr) ?? 'not quoted';
+    if (vals.includes(actual)) continue;
+    const evs = tl.events(pcr).map((e) => e.index);
+    fail('pcr-value', pcr, null, vals.join(' | '), actual, `${bank} value is ${short(actual)}, policy allows ${orList(vals.map(short))} (PCR ${pcr} events: ${evs.join(', ') || 'none'})`);
+  }
+  return { pass: failures.length === 0, failures, warnings: warnings(), knownGoodPcrs: kgPcrs };
+}
+
+type Fail = (rule: string, pcr: number | null, event: number | null, expected: string, actual: string, what: string) => void;
+
+function checkPcr7(policy: Policy, st: BootState, fail: Fail): void {
+  const r = policy.rules;
   if (r.secureBoot) {
     const sb = st.secureBoot;
     if (r.secureBoot.enabled && !sb.enabled) {
@@ -384,41 +522,26 @@ export function checkPolicy(policy: Policy, log: EventLog): PolicyResult {
     if (!r.debug.allowUefiDebugMode) for (const e of st.debugMode) fail('debug', 7, e, 'no UEFI debugger', 'UEFI Debug Mode', 'a UEFI debugger was enabled ("UEFI Debug Mode"), policy forbids it');
     if (!r.debug.allowDmaProtectionDisabled) for (const e of st.dmaProtectionDisabled) fail('debug', 7, e, 'DMA protection on', 'DMA Protection Disabled', 'DMA protection was disabled, policy forbids it');
   }
-  if (r.kernelCmdline) checkCmdlines(r.kernelCmdline.allowed, st, bank, policy.options.allowAnyKernel, fail);
-  for (const [p, vals] of Object.entries(r.pcrValues ?? {})) {
-    const pcr = Number(p);
-    const actual = pcrValueFromLog(log, pcr, bank);
-    if (vals.includes(actual)) continue;
-    const evs = log.events.filter((e) => e.pcr === pcr && e.type !== EV_NO_ACTION && e.decoded.kind !== 'spec-id').map((e) => e.index);
-    fail('pcr-value', pcr, null, vals.join(' | '), actual, `${bank} value is ${short(actual)}, policy allows ${orList(vals.map(short))} (PCR ${pcr} events: ${evs.join(', ') || 'none'})`);
-  }
-  return { pass: failures.length === 0, failures, warnings: st.warnings.map((w) => w.message) };
 }
-
-type Fail = (rule: string, pcr: number | null, event: number | null, expected: string, actual: string, what: string) => void;
 
 function checkFirmware(allowed: Firmware[], st: BootState, bank: BankName, fail: Fail): void {
   const mine = firmwareOf(st, bank);
   const key = fwKey(mine);
   if (allowed.some((f) => fwKey(f) === key)) return;
-  const versions = uniq(allowed.map((f) => f.crtmVersions.join(' / ')));
-  const v = mine.crtmVersions.join(' / ');
-  if (!versions.includes(v)) {
-    fail('firmware', 0, st.firmware.crtmVersions[0]?.event ?? null, versions.join(' | '), v, `firmware version (EV_S_CRTM_VERSION) is ${v ? JSON.stringify(v) : '(empty)'}, policy allows ${orList(versions.map((x) => (x ? JSON.stringify(x) : '(empty)')))}`);
-  }
-  // The first event that no allowed firmware has at the same position.
+  // The first event that no allowed firmware has at the same position (digests only: labels are not bound).
   const n = Math.max(mine.events.length, ...allowed.map((f) => f.events.length));
   for (let i = 0; i < n; i++) {
     const ev = mine.events[i];
-    const cands = allowed.filter((f) => f.events.slice(0, i).every((e, j) => e.type === mine.events[j]?.type && e.digest === mine.events[j]?.digest));
+    const cands = allowed.filter((f) => f.events.slice(0, i).every((e, j) => e.digest === mine.events[j]?.digest));
     const pool = cands.length ? cands : allowed;
     const exp = uniq(pool.map((f) => f.events[i]).filter((e) => e !== undefined));
-    if (ev && exp.some((e) => e.type === ev.type && e.digest === ev.digest)) continue;
+    if (ev && exp.some((e) => e.digest === ev.digest)) continue;
+    const v = st.firmware.crtmVersions.map((c) => `${JSON.stringify(c.text)}${c.verified ? '' : ' (unverified text)'}`).join(' / ');
     if (!ev) {
-      fail('firmware', 0, null, exp.map((e) => `${e.type} ${e.digest}`).join(' | '), 'none', `firmware event missing: policy expects ${orList(exp.map((e) => `${e.type} ${e.description} with digest ${short(e.digest)}`))} after the last PCR 0 event`);
+      fail('firmware', 0, null, exp.map((e) => e.digest).join(' | '), 'none', `firmware event missing: policy expects ${orList(exp.map((e) => `${e.type} ${e.description} with digest ${short(e.digest)}`))} after the last PCR 0 event`);
     } else {
       fail('firmware', 0, ev.event, exp.map((e) => e.digest).join(' | ') || 'no further event', ev.digest,
-        exp.length ? `firmware ${ev.type} ${ev.description} has digest ${short(ev.digest)}, policy allows ${orList(exp.map((e) => `${short(e.digest)}${e.type !== ev.type ? ` (${e.type})` : ''}`))}`
+        exp.length ? `firmware ${ev.type} ${ev.description} has digest ${short(ev.digest)}, policy allows ${orList(exp.map((e) => `${short(e.digest)} (${e.type} ${e.description})`))}${v ? `; firmware version ${v}` : ''}`
           : `firmware ${ev.type} ${ev.description} (digest ${short(ev.digest)}) is not in the allowed firmware`);
     }
     return;
@@ -435,7 +558,7 @@ function checkChain(stages: Stage[], st: BootState, bank: BankName, fail: Fail):
     const a = apps[i], s = stages[i];
     if (!s) {
       fail('boot-chain', 4, a.event, `${stages.length} EFI application(s)`, `${appName(a)} ${a.digests[bank] ?? ''}`,
-        `unexpected EFI application ${appName(a)} (${a.role}, digest ${short(a.digests[bank] ?? 'none')}): policy allows only ${stages.length} application(s) in the boot chain`);
+        `unexpected EFI application ${appName(a)}${a.label ? ` (labelled ${a.label})` : ''} (digest ${short(a.digests[bank] ?? 'none')}): policy allows only ${stages.length} application(s) in the boot chain`);
       continue;
     }
     if (!a) {
@@ -446,7 +569,7 @@ function checkChain(stages: Stage[], st: BootState, bank: BankName, fail: Fail):
     const d = a.digests[bank] ?? 'none';
     if (s.allowed.some((x) => x.digest === d)) continue;
     fail('boot-chain', 4, a.event, s.allowed.map((x) => x.digest).join(' | '), d,
-      `EFI application ${appName(a)} (${s.role}) has digest ${short(d)}, policy allows ${orList(s.allowed.map((x) => short(x.digest) + (x.path && x.path !== a.path ? ` (${x.path})` : '')))}`);
+      `EFI application ${appName(a)}${a.label ? ` (labelled ${a.label})` : ''} (${s.role}) has digest ${short(d)}, policy allows ${orList(s.allowed.map((x) => short(x.digest) + (x.path && x.path !== a.path ? ` (${x.path})` : '')))}`);
   }
 }
 
@@ -455,15 +578,20 @@ function showCmdline(a: AllowedCmdline): string {
 }
 
 function checkCmdlines(allowed: AllowedCmdline[], st: BootState, bank: BankName, allowAnyKernel: boolean, fail: Fail): void {
-  const checkable = st.cmdlines.filter((c) => c.text !== undefined || !allowAnyKernel);
-  if (!checkable.length) {
-    fail('kernel-cmdline', null, null, allowed.map((a) => a.text ?? a.digest).join(' | '), 'none', `no kernel command line was measured, policy allows ${orList(allowed.map(showCmdline))}`);
+  const checkable = st.cmdlines.filter((c) => (c.text !== undefined && c.source !== 'linux-efi-stub') || !allowAnyKernel);
+  // A source the policy lists by text must be measured as text: a digest-only stand-in is not enough.
+  const textSources = new Set(allowed.filter((a) => a.text !== undefined).map((a) => a.source));
+  const haveText = st.cmdlines.some((c) => c.text !== undefined && c.source !== 'linux-efi-stub');
+  if (!checkable.length || (textSources.size && !haveText)) {
+    fail('kernel-cmdline', null, null, allowed.map((a) => a.text ?? a.digest).join(' | '), 'none', `no kernel command line was measured${checkable.length ? ' as text' : ''}, policy allows ${orList(allowed.map(showCmdline))}`);
   }
   for (const c of checkable) {
     const same = allowed.filter((a) => a.source === c.source);
     const d = c.digests[bank] ?? '';
-    const t = c.text === undefined ? undefined : normCmdline(c.text, c.source, allowAnyKernel);
-    const ok = same.some((a) => (t !== undefined && a.text !== undefined ? normCmdline(a.text, a.source, allowAnyKernel) === t : a.digest !== undefined && a.digest === d));
+    const t = c.text === undefined || c.source === 'linux-efi-stub' ? undefined : normCmdline(c.text, c.source, allowAnyKernel);
+    const ok = same.some((a) => (t !== undefined && a.text !== undefined ? normCmdline(a.text, a.source, allowAnyKernel) === t : a.digest !== undefined && a.digest === d))
+      // The EFI stub's load options are also fine when they are one of the allowed texts (same digest as a verified text).
+      || (c.source === 'linux-efi-stub' && c.text !== undefined && allowed.some((a) => a.text !== undefined && normCmdline(a.text, a.source, allowAnyKernel) === normCmdline(c.text!, a.source, allowAnyKernel)));
     if (ok) continue;
     const actual = t !== undefined ? JSON.stringify(t) : `load options with digest ${short(d)}`;
     fail('kernel-cmdline', c.pcr, c.event, (same.length ? same : allowed).map((a) => a.text ?? a.digest).join(' | '), t ?? d,

@@ -11,14 +11,14 @@
  *     NONCE_USED, a late answer NONCE_EXPIRED, a nonce never issued (or issued to another
  *     machine) NONCE.
  *  6. PCR_DIGEST: the quote's digest equals the digest of the PCR values sent.
- *  7. SELECTION: the quote covers the required selection (policy PCRs, the PCRs that carry the
- *     kernel command line when the policy has that rule, and the released PCR) in the policy's bank.
+ *  7. SELECTION: the quote covers the required selection (every PCR the policy reads, derived
+ *     from the policy by policyPcrs, and the released PCR) in the policy's bank.
  *  8. COUNTERS: resetCount/restartCount did not go backwards since the last success.
- *  9. EVENTLOG / REPLAY: the log parses; for every quoted PCR except the released one the
- *     log's replay equals the quoted value (a PCR the log does not touch must hold its initial
- *     value), and no event of a quoted PCR has data that contradicts its digest.
- * 10. ALREADY_RELEASED: the released PCR is still at its initial value (all zeros).
- * 11. POLICY: checkPolicy passes; `failures` lists every failed rule.
+ *  9–11. EVENTLOG / REPLAY / ALREADY_RELEASED / POLICY: evaluateBoot (measuredboot/verdict.ts),
+ *     the same function as `bootkey policy check --pcrs`: the log parses strictly, is bound to
+ *     the quoted values (bindLogToQuote: only events of quoted PCRs, after replay matched), the
+ *     released PCR is zero, and checkPolicy passes on that TrustedLog; `failures` lists every
+ *     failed rule.
  * Then the server share is wrapped to the enrolled EK with createImportBlob, sealed to the
  * quoted selection and values (which include the released PCR at zero, so that the blob never
  * unseals again once the client has extended that PCR).
@@ -30,10 +30,12 @@ import { verifyQuote, quotePcrDigest, createImportBlob, objectName } from '../tp
 import { unmarshalPublic2B, hashInfo, type TPMSPCRSelection, type TPMTPublic } from '../tpm/structures.ts';
 import { TPM_ALG } from '../tpm/constants.ts';
 import { TpmError } from '../tpm/errors.ts';
-import { parseEventLog, replay, EventLogError } from '../measuredboot/index.ts';
-import { checkPolicy, type Policy } from '../measuredboot/policy.ts';
+import { parseEventLog, EventLogError } from '../measuredboot/index.ts';
+import type { Policy } from '../measuredboot/policy.ts';
 import { parsePolicy } from '../measuredboot/policy-load.ts';
 import type { EventLog } from '../measuredboot/types.ts';
+import { bindLogToQuote, BindError, initialPcrValue, type TrustedLog } from '../measuredboot/trusted.ts';
+import { evaluateBoot, requiredPcrs } from '../measuredboot/verdict.ts';
 import { BANK_SIZE, type BankName, type PcrValues } from '../pcrs.ts';
 import type { MessageOf, PcrSelection, ImportBlobWire } from '../protocol/messages.ts';
 import type { ConsumeResult, MachineRecord } from './store.ts';
@@ -44,8 +46,6 @@ export const DEFAULT_RELEASED_PCR = 15;
 export const DEFAULT_NONCE_TTL_MS = 60_000;
 
 const BANK_ALG: Record<BankName, number> = { sha1: TPM_ALG.SHA1, sha256: TPM_ALG.SHA256, sha384: TPM_ALG.SHA384, sha512: TPM_ALG.SHA512, sm3_256: TPM_ALG.SM3_256 };
-/** Where each kernel command line source is measured (bootstate.ts). */
-const CMDLINE_PCR: Record<string, number> = { grub: 8, 'linux-efi-stub': 9, systemd: 12 };
 
 export function toTpmSelection(sel: PcrSelection[]): TPMSPCRSelection[] {
   return sel.map((s) => ({ hash: BANK_ALG[s.bank], pcrs: [...s.pcrs].sort((a, b) => a - b) }));
@@ -54,20 +54,13 @@ export function fromTpmSelection(sel: TPMSPCRSelection[]): PcrSelection[] {
   return sel.map((s) => ({ bank: hashInfo(s.hash).bank as BankName, pcrs: [...s.pcrs] }));
 }
 
-/** The selection a machine must quote: policy PCRs ∪ command-line PCRs ∪ released PCR, in the policy's bank. */
+/** The selection a machine must quote: every PCR the policy reads (policyPcrs) ∪ the released PCR, in the policy's bank. */
 export function requiredSelection(policy: Policy, releasedPcr: number): PcrSelection[] {
-  const pcrs = new Set<number>([...policy.pcrs, releasedPcr]);
-  for (const c of policy.rules.kernelCmdline?.allowed ?? []) {
-    const p = CMDLINE_PCR[c.source];
-    if (p !== undefined) pcrs.add(p);
-  }
-  return [{ bank: policy.bank, pcrs: [...pcrs].sort((a, b) => a - b) }];
+  return [{ bank: policy.bank, pcrs: requiredPcrs(policy, releasedPcr) }];
 }
 
 /** PCR initial value (PC Client PFP §3.3.3): all ones for 17-22, zeros otherwise. */
-export function initialPcr(bank: BankName, pcr: number): Buffer {
-  return Buffer.alloc(BANK_SIZE[bank], pcr >= 17 && pcr <= 22 ? 0xff : 0);
-}
+export const initialPcr = initialPcrValue;
 
 function refuse(code: string, message: string, failures?: string[]): never {
   throw new ServerError(code, message, failures);
@@ -85,7 +78,8 @@ export function quoteErrorCode(e: TpmError): string {
 }
 
 export interface VerifiedBoot {
-  log: EventLog;
+  /** The log bound to the quote: only events of quoted PCRs, after replay matched. */
+  trusted: TrustedLog;
   /** The quoted selection and the verified values of exactly those PCRs. */
   selection: TPMSPCRSelection[];
   values: PcrValues;
@@ -103,8 +97,15 @@ export async function verifyQuoteAndLog(o: {
   /** Called after the nonce matched extraData and before the PCR digest (the store's mark-used). */
   afterNonce?: () => void | Promise<void>;
   /** Called after the PCR digest matched and before the log is parsed (selection, counters). */
-  afterDigest?: (v: Omit<VerifiedBoot, 'log'>) => void;
+  afterDigest?: (v: Omit<VerifiedBoot, 'trusted'>) => void;
 }): Promise<VerifiedBoot> {
+  const v = await verifyQuoteOnly(o);
+  const log = parseLog(o.eventLog);
+  return { trusted: checkReplay(log, v.values, o.skipPcr), ...v };
+}
+
+/** Steps 3–6 only: the quote, for attestation (the rest is evaluateBoot). */
+export async function verifyQuoteOnly(o: Omit<Parameters<typeof verifyQuoteAndLog>[0], 'eventLog' | 'skipPcr'>): Promise<Omit<VerifiedBoot, 'trusted'>> {
   let q;
   try {
     q = verifyQuote({ akPublic: o.akPublic, message: o.quote, signature: o.signature, nonce: o.nonce, requireHash: 'sha256' });
@@ -124,9 +125,7 @@ export async function verifyQuoteAndLog(o: {
   }
   const v = { selection: q.pcrSelect, values: covered, resetCount: q.attest.clockInfo.resetCount, restartCount: q.attest.clockInfo.restartCount };
   o.afterDigest?.(v);
-  const log = parseLog(o.eventLog);
-  checkReplay(log, covered, o.skipPcr);
-  return { log, ...v };
+  return v;
 }
 
 export function parseLog(b: Buffer): EventLog {
@@ -138,27 +137,13 @@ export function parseLog(b: Buffer): EventLog {
   }
 }
 
-/** Step 9: the log's replay equals every quoted PCR (but `skipPcr`); names the first difference. */
-export function checkReplay(log: EventLog, quoted: PcrValues, skipPcr?: number): void {
-  const replayed = replay(log);
-  for (const [bank, pcrs] of quoted) {
-    const r = replayed.get(bank);
-    if (!r) refuse('REPLAY', `the event log has no ${bank} bank (it has ${log.banks.join(', ') || 'none'}), the quote covers ${bank}`);
-    for (const idx of [...pcrs.keys()].sort((a, b) => a - b)) {
-      if (idx === skipPcr) continue;
-      const want = pcrs.get(idx)!;
-      const got = r.get(idx);
-      if (!got) {
-        if (!ctEqual(want, initialPcr(bank, idx))) refuse('REPLAY', `PCR ${bank}:${idx}: the log does not extend it, but the quoted value ${want.toString('hex')} is not its initial value`);
-        continue;
-      }
-      if (!ctEqual(got, want)) refuse('REPLAY', `PCR ${bank}:${idx}: the log replays to ${got.toString('hex')}, the quote says ${want.toString('hex')}`);
-    }
-    for (const ev of log.events) {
-      if (pcrs.has(ev.pcr) && ev.pcr !== skipPcr && ev.digestCheck === 'mismatch') {
-        refuse('REPLAY', `PCR ${bank}:${ev.pcr} event ${ev.index}: the event data does not match its digest`);
-      }
-    }
+/** Step 9 for enrolment: binds the log to the quoted values (all but `skipPcr`); names the first difference. */
+export function checkReplay(log: EventLog, quoted: PcrValues, skipPcr?: number): TrustedLog {
+  try {
+    return bindLogToQuote(log, quoted, skipPcr !== undefined ? { skipPcr } : {});
+  } catch (e) {
+    if (e instanceof BindError) refuse('REPLAY', e.message);
+    throw e;
   }
 }
 
@@ -191,9 +176,8 @@ export async function verifyAttestation(inp: AttestInput): Promise<AttestResult>
   const akPublic = unmarshalPublic2B(m.akPublic, 'enrolled AK');
   const policy = parsePolicy(m.policy);
 
-  const v = await verifyQuoteAndLog({
-    akPublic, quote: msg.quote, signature: msg.signature, nonce: msg.nonce, pcrs: msg.pcrs, eventLog: msg.eventLog,
-    skipPcr: m.releasedPcr,
+  const v = await verifyQuoteOnly({
+    akPublic, quote: msg.quote, signature: msg.signature, nonce: msg.nonce, pcrs: msg.pcrs,
     afterNonce: async () => {
       const r = await inp.consumeNonce(sha256(msg.nonce));
       if (r === 'used') refuse('NONCE_USED', 'nonce: already used (a replayed quote)');
@@ -214,21 +198,12 @@ export async function verifyAttestation(inp: AttestInput): Promise<AttestResult>
       }
     },
   });
-  return finish(v, policy, m, inp.share);
+  return finish(v, msg, policy, m, inp.share);
 }
 
-function finish(v: VerifiedBoot, policy: Policy, m: MachineRecord, share: (m: MachineRecord) => Buffer): AttestResult {
-  const rel = v.values.get(policy.bank)?.get(m.releasedPcr);
-  if (!rel || !ctEqual(rel, Buffer.alloc(BANK_SIZE[policy.bank]))) {
-    refuse('ALREADY_RELEASED', `PCR ${policy.bank}:${m.releasedPcr} is not zero: a key was already released in this boot (or something else extended it)`);
-  }
-  for (const [bank, pcrs] of v.values) {
-    if (bank !== policy.bank && pcrs.has(m.releasedPcr) && !ctEqual(pcrs.get(m.releasedPcr)!, Buffer.alloc(BANK_SIZE[bank]))) {
-      refuse('ALREADY_RELEASED', `PCR ${bank}:${m.releasedPcr} is not zero: a key was already released in this boot`);
-    }
-  }
-  const res = checkPolicy(policy, v.log);
-  if (!res.pass) refuse('POLICY', `the boot does not match the policy: ${res.failures.length} rule(s) failed`, res.failures.map((f) => `${f.rule}: ${f.message}`));
+function finish(v: Omit<VerifiedBoot, 'trusted'>, msg: MessageOf<'attest-finish'>, policy: Policy, m: MachineRecord, share: (m: MachineRecord) => Buffer): AttestResult {
+  const verdict = evaluateBoot(policy, msg.eventLog, v.values, { releasedPcr: m.releasedPcr });
+  if (!verdict.pass) refuse(verdict.code!, verdict.message!, verdict.failures.length ? verdict.failures.map((f) => `${f.rule}: ${f.message}`) : undefined);
 
   const ek = unmarshalPublic2B(m.ekPublic, 'enrolled EK');
   if (!ctEqual(objectName(ek), m.ekName)) throw new ServerError('INTERNAL', `machine ${m.id}: stored EK name does not match the stored EK`);

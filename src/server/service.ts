@@ -14,7 +14,11 @@ import { BootkeyError } from '../errors.ts';
 import { ProtocolError } from '../protocol/errors.ts';
 import type { Message, MessageOf } from '../protocol/messages.ts';
 import { parseEventLog } from '../measuredboot/index.ts';
-import { generatePolicy, addBoot, checkPolicy, DEFAULT_PCRS, type Policy } from '../measuredboot/policy.ts';
+import { generatePolicy, addBoot, checkPolicy, type Policy } from '../measuredboot/policy.ts';
+import { unverifiedLog } from '../measuredboot/trusted.ts';
+
+/** PCRs quoted at enrolment: every boot PCR, so that the generated policy reads only quoted PCRs. */
+export const ENROLL_PCRS: readonly number[] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14];
 import { parsePolicy } from '../measuredboot/policy-load.ts';
 import { PolicyError } from '../measuredboot/policy-errors.ts';
 import { EventLogError } from '../measuredboot/errors.ts';
@@ -200,7 +204,9 @@ export class Service {
       secretHash: sha256(secret), nonce, expiresAt: now + ENROLLMENT_TTL_MS, created: now,
     });
     this.log(kv({ event: 'enroll-begin', result: 'ok', enrollment: id, hostname: m.hostname, peer: ctx.peer }));
-    const pcrs = [...new Set([...DEFAULT_PCRS, this.releasedPcr])].sort((a, b) => a - b);
+    // Every boot PCR (0–14): the policy generated from this boot reads the command-line PCRs
+    // (8, 9, 12) and PCR 5 besides DEFAULT_PCRS, and may only read what this quote covers.
+    const pcrs = [...new Set([...ENROLL_PCRS, this.releasedPcr])].sort((a, b) => a - b);
     return { t: 'enroll-challenge', enrollment: id, credentialBlob: cred.credentialBlob, encryptedSecret: cred.secret, nonce, pcrSelection: [{ bank: 'sha256', pcrs }] };
   }
 
@@ -234,14 +240,14 @@ export class Service {
         policy = parsePolicy(await this.namedPolicy(m.policy));
         origin = `named policy ${m.policy}`;
       } else {
-        policy = generatePolicy(v.log, { bank: 'sha256' });
+        policy = generatePolicy(v.trusted, { bank: 'sha256' });
         origin = 'generated from this boot';
       }
     } catch (err) {
       if (err instanceof PolicyError || err instanceof EventLogError) refuse('POLICY', `policy: ${err.message}`);
       throw err;
     }
-    const res = checkPolicy(policy, v.log);
+    const res = checkPolicy(policy, v.trusted);
     if (!res.pass) refuse('POLICY', `this boot does not match the ${origin}: ${res.failures.length} rule(s) failed`, res.failures.map((f) => `${f.rule}: ${f.message}`));
 
     const id = randomId('m-');
@@ -379,7 +385,8 @@ export class Service {
           if (e instanceof EventLogError) refuse('EVENTLOG', `event log: ${e.message}`);
           throw e;
         }
-        const p = addBoot(parsePolicy(m.policy), log, { allowSecureBootOff: msg.flag === true });
+        // An admin's log file, taken on the admin's word (no quote): unverifiedLog says so.
+        const p = addBoot(parsePolicy(m.policy), unverifiedLog(log), { allowSecureBootOff: msg.flag === true });
         await st.setPolicy(m.id, JSON.stringify(p), now);
         return { machine: m.id, policy: 'merged' };
       }

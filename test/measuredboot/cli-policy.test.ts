@@ -6,7 +6,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { readLog, serialiseEventLog, setSecureBoot, setGrubCmdline, setDigests, EVENTLOGS } from './helpers.ts';
-import { extractBootState } from '../../src/measuredboot/bootstate.ts';
+import { analyseBoot } from '../../src/measuredboot/bootstate.ts';
+import { unverifiedLog } from '../../src/measuredboot/trusted.ts';
+const extractBootState = (l: Parameters<typeof unverifiedLog>[0]) => analyseBoot(unverifiedLog(l));
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const A_NAME = 'keylime__keylime__test__data__create-mb-policy__binary_bios_measurements-secureboot';
@@ -34,7 +36,8 @@ test('generate prints a policy on stdout; -o writes it to a file', () => {
   const r = bootkey('policy', 'generate', A_PATH);
   assert.is(r.code, 0, r.err);
   const p = JSON.parse(r.out);
-  assert.is(p.version, 1);
+  assert.is(p.version, 2);
+  assert.ok(p.knownGood['4'], 'knownGood values of the PCRs it reads');
   assert.equal(p.pcrs, [0, 2, 4, 7]);
   const file = join(dir, 'gen.json');
   assert.is(bootkey('policy', 'generate', A_PATH, '-o', file, '--pcrs', '0,4,7', '--allow-any-cmdline').code, 0);
@@ -50,9 +53,10 @@ test('check: exit 0 on the known-good boot, 1 with one reason per line on a bad 
   const bad = bootkey('policy', 'check', pol, BAD_BOOT);
   assert.is(bad.code, 1);
   const lines = bad.out.trim().split('\n');
-  assert.is(lines.length, 2, bad.out);
-  assert.match(lines[0], new RegExp(`^PCR 4 event ${grubEvent}: EFI application \\\\EFI\\\\redhat\\\\grubx64\\.efi \\(bootloader\\) has digest`));
-  assert.match(lines[1], /^PCR 8 event \d+: kernel command line \(grub\) is "root=\/dev\/sda1 init=\/bin\/sh", policy allows "/);
+  assert.is(lines[0], 'UNVERIFIED: no --pcrs given: the log is judged on its own word, not on what a TPM quoted');
+  assert.match(lines[1], /^refused: POLICY: the boot does not match the policy: 3 rule\(s\) failed/);
+  assert.match(lines[2], new RegExp(`^  boot-chain: PCR 4 event ${grubEvent}: EFI application \\\\EFI\\\\redhat\\\\grubx64\\.efi \\(bootloader\\) has digest`));
+  assert.match(lines[3], /^  kernel-cmdline: PCR 8 event \d+: kernel command line \(grub\) is "root=\/dev\/sda1 init=\/bin\/sh", policy allows "/);
   assert.is(bad.err, '');
 });
 
@@ -64,7 +68,10 @@ test('check --json: {pass, failures[{rule, pcr, event, expected, actual, message
   assert.is(j.pass, false);
   assert.equal(Object.keys(j.failures[0]).sort(), ['actual', 'event', 'expected', 'message', 'pcr', 'rule']);
   assert.equal([j.failures[0].rule, j.failures[0].pcr, j.failures[0].event], ['secure-boot', 7, stA.secureBoot.event]);
-  assert.equal(JSON.parse(bootkey('policy', 'check', pol, A_PATH, '--json').out), { pass: true, failures: [] });
+  assert.is(j.code, 'POLICY');
+  assert.is(j.verified, false);
+  const ok = JSON.parse(bootkey('policy', 'check', pol, A_PATH, '--json').out);
+  assert.equal([ok.pass, ok.failures, ok.verified], [true, [], false]);
 });
 
 test('add-boot rewrites the policy in place; both boots pass', () => {
@@ -94,7 +101,6 @@ test('bad inputs: one bootkey: line on stderr, exit 1', () => {
   for (const [args, re] of [
     [['policy', 'check', malformed, A_PATH], /rules\.secureBoot\.enabled/],
     [['policy', 'check', pol, join(dir, 'missing.bin')], /cannot read event log/],
-    [['policy', 'check', pol, tmp('junk.bin', 'bogus invalid event log file here')], /^bootkey: /],
     [['policy', 'check', tmp('notjson.json', '{'), A_PATH], /not valid JSON/],
   ] as [string[], RegExp][]) {
     const r = bootkey(...args);
@@ -104,6 +110,15 @@ test('bad inputs: one bootkey: line on stderr, exit 1', () => {
     assert.match(r.err, /^bootkey: /);
     assert.match(r.err, re);
   }
+});
+
+test('check: a log that does not parse is the server\'s EVENTLOG refusal, on stdout, exit 1', () => {
+  const pol = tmp('pe.json', bootkey('policy', 'generate', A_PATH).out);
+  const r = bootkey('policy', 'check', pol, tmp('junk.bin', 'bogus invalid event log file here'), '--json');
+  assert.is(r.code, 1);
+  const j = JSON.parse(r.out);
+  assert.equal([j.pass, j.code], [false, 'EVENTLOG']);
+  assert.match(j.message, /at byte 0/);
 });
 
 test('usage errors exit 2; --help exits 0 for each command', () => {
@@ -122,7 +137,8 @@ test('show-state prints the boot state; --json is the BootState object', () => {
   const r = bootkey('policy', 'show-state', A_PATH);
   assert.is(r.code, 0, r.err);
   assert.match(r.out, /^Secure Boot: on \(event \d+, SecureBoot = 01\)$/m);
-  assert.match(r.out, /^app: event \d+, bootloader, \\EFI\\redhat\\grubx64\.efi, sha256:[0-9a-f]{64}$/m);
+  assert.match(r.out, /^app: event \d+, bootloader, \\EFI\\redhat\\grubx64\.efi \(path unverified\), sha256:[0-9a-f]{64}$/m);
+  assert.match(r.out, /^UNVERIFIED: /m);
   const j = JSON.parse(bootkey('policy', 'show-state', SB_OFF, '--json').out);
   assert.is(j.secureBoot.enabled, false);
   assert.is(j.apps.length, 3);

@@ -13,6 +13,7 @@ import { marshalPublic2B, unmarshalPublic2B } from '../../src/tpm/structures.ts'
 import { TPMA_OBJECT } from '../../src/tpm/constants.ts';
 import { parseEventLog } from '../../src/measuredboot/index.ts';
 import { generatePolicy } from '../../src/measuredboot/policy.ts';
+import { unverifiedLog } from '../../src/measuredboot/trusted.ts';
 import { serialiseEventLog } from '../measuredboot/helpers.ts';
 import { toTpmSelection } from '../../src/server/attest.ts';
 import type { Message, MessageOf } from '../../src/protocol/messages.ts';
@@ -209,7 +210,7 @@ test('REPLAY: changed event data, changed digest, removed event, reordered event
 });
 
 test('POLICY: a policy requiring Secure Boot (from the uki-sb-on boot) names every failed rule', async () => {
-  const on = generatePolicy(parseEventLog(qemuLog('uki-sb-on')), { bank: 'sha256' });
+  const on = generatePolicy(unverifiedLog(parseEventLog(qemuLog('uki-sb-on'))), { bank: 'sha256' });
   const r = await env.service.handle(rt({ t: 'admin', adminToken: ADMIN, op: 'set-policy', machine: mach.id, policy: JSON.stringify(on) }), CTX);
   assert.is(r.t, 'admin-result');
   const e = err((await mach.attest(env.service)).reply);
@@ -220,7 +221,7 @@ test('POLICY: a policy requiring Secure Boot (from the uki-sb-on boot) names eve
   assert.is(shown.lastResult, 'refused:POLICY');
   assert.ok(shown.lastReasons.some((x: string) => x.startsWith('secure-boot:')));
   // back to this boot's policy: released again
-  const off = generatePolicy(parseEventLog(LOG), { bank: 'sha256' });
+  const off = generatePolicy(unverifiedLog(parseEventLog(LOG)), { bank: 'sha256' });
   await env.service.handle(rt({ t: 'admin', adminToken: ADMIN, op: 'set-policy', machine: mach.id, policy: JSON.stringify(off) }), CTX);
   const ok = await mach.attest(env.service);
   assert.is(ok.reply.t, 'released', JSON.stringify(ok.reply).slice(0, 300));

@@ -17,6 +17,7 @@ import { quotePCRs } from '../../src/tpm/commands/attest.ts';
 import { marshalSignature } from '../../src/tpm/structures.ts';
 import { parseEventLog } from '../../src/measuredboot/index.ts';
 import { generatePolicy } from '../../src/measuredboot/policy.ts';
+import { unverifiedLog } from '../../src/measuredboot/trusted.ts';
 import { toTpmSelection } from '../../src/server/attest.ts';
 import type { Message, MessageOf } from '../../src/protocol/messages.ts';
 import { TestMachine, qemuLog } from './_helpers.ts';
@@ -96,7 +97,7 @@ test('enrol on A/B, attest-begin on A, reconnect, attest-finish on B: released a
 
 test('named policy (put-policy) at enrolment; re-enrolment supersedes the old record; add-boot, rotate, delete', async () => {
   const before = (await admin('list')) as { id: string }[];
-  const pol = generatePolicy(parseEventLog(LOG), { bank: 'sha256', allowAnyCmdline: true });
+  const pol = generatePolicy(unverifiedLog(parseEventLog(LOG)), { bank: 'sha256', allowAnyCmdline: true });
   await admin('put-policy', { machine: 'fleet-a', policy: JSON.stringify(pol) });
   const acc = await enroll('fleet-a');
   assert.match(acc.policySummary, /named policy fleet-a/);
