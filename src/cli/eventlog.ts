@@ -107,7 +107,10 @@ function eventText(e: TcgEvent): string {
   const head = `#${e.index} PCR ${pcr} ${e.typeName} (${e.data.length} bytes at byte ${e.offset})${e.digestCheck === 'mismatch' ? ' [DIGEST MISMATCH]' : ''}`;
   const lines = [head];
   const what = describe(e.decoded);
-  if (what) lines.push(`    ${what}`);
+  // Text is a fact only when the digest covers it; say so when it does not.
+  const note = e.digestCheck === 'mismatch' ? ' [unverified: does not hash to the digest]'
+    : e.digestCheck === 'not-applicable' && e.type !== 3 && what ? ' [not covered by the digest: display only]' : '';
+  if (what) lines.push(`    ${what}${note}`);
   if (e.decodeError) lines.push(`    (not decoded: ${e.decodeError})`);
   for (const bank of BANK_NAMES) {
     const d = e.digests.get(bank);
@@ -125,7 +128,10 @@ const showCmd: Command = {
 Lists the events of the TCG event log FILE (default ${DEFAULT_LOG};
 '-' reads stdin), decoded: UEFI variables and signature lists, image loads with device
 paths, separators, grub / kernel command lines, tagged events, GPT, firmware blobs, ...
-Each event says whether its digest matches its data where the spec ties the two.
+Each event says whether its digest matches its data where the spec ties the two; text the digest
+does not cover (device paths, tagged-event descriptions) or does not match is marked as such.
+Events missing a declared bank's digest are shown with a MISSING_DIGEST warning (a verdict
+refuses such a log).
 
   --json   print {"format", "banks", "length", "specId", "events": [...], "warnings": [...]}
            (byte strings as lowercase hex, 64-bit numbers as decimal strings)

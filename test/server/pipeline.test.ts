@@ -84,7 +84,8 @@ test('enrolment then release: the blob imports and unseals on the same TPM to th
   const a = await mach.attest(env.service);
   assert.is(a.reply.t, 'released', JSON.stringify(a.reply));
   const rel = a.reply as MessageOf<'released'>;
-  assert.equal(rel.sealedTo, [{ bank: 'sha256', pcrs: [0, 2, 4, 7, 9, 15] }]);
+  // every PCR the generated policy reads (0, 2, 4, 7; 5 for ExitBootServices; 9 for the command line) and 15
+  assert.equal(rel.sealedTo, [{ bank: 'sha256', pcrs: [0, 2, 4, 5, 7, 9, 15] }]);
   assert.ok((await unseal(rel)).equals(share));
   const m = await env.store.getMachine(mach.id);
   assert.is(m?.lastResult, 'released');
@@ -177,13 +178,14 @@ test('EVENTLOG: garbage log', async () => {
   assert.is(code(a.reply), 'EVENTLOG');
 });
 
-test('REPLAY: changed event data, changed digest, removed event, reordered events', async () => {
+test('REPLAY: changed digest, removed event, reordered events; changed data the quote does not bind changes nothing', async () => {
   const l = parseEventLog(LOG);
   const sbVar = l.events.findIndex((e) => e.pcr === 7 && e.decoded.kind === 'efi-variable');
+  // The SecureBoot variable's data flipped, its digest kept: the TPM measured the real data, the
+  // quoted PCR 7 is the known-good one, so the verdict is the honest boot's (the data is not read).
   const data = tampered((ev) => { const d = Buffer.from(ev[sbVar].data); d[d.length - 1] ^= 1; ev[sbVar] = { ...ev[sbVar], data: d }; return ev; });
-  let e = err((await mach.attest(env.service, { log: data })).reply);
-  assert.is(e.code, 'REPLAY');
-  assert.match(e.message, new RegExp(`PCR sha256:7 event ${sbVar}: the event data does not match its digest`));
+  assert.is((await mach.attest(env.service, { log: data })).reply.t, 'released');
+  let e: MessageOf<'error'>;
 
   const img = l.events.findIndex((e2) => e2.pcr === 4 && e2.decoded.kind === 'efi-image');
   const dig = tampered((ev) => { const d = new Map(ev[img].digests); d.set('sha256', randomBytes(32)); ev[img] = { ...ev[img], digests: d }; return ev; });

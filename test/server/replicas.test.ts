@@ -103,9 +103,9 @@ test('named policy (put-policy) at enrolment; re-enrolment supersedes the old re
   assert.match(acc.policySummary, /named policy fleet-a/);
   const list = (await admin('list')) as { id: string }[];
   assert.equal(list.map((m) => m.id), [acc.machine], `old record ${before[0].id} superseded`);
-  // the named policy has no command-line rule: PCR 9 is not quoted
+  // the named policy has no command-line rule: PCR 9 is not quoted; PCR 5 is (ExitBootServices)
   const shown = (await admin('show', { machine: acc.machine })) as { quotedSelection: { pcrs: number[] }[] };
-  assert.equal(shown.quotedSelection[0].pcrs, [0, 2, 4, 7, 15]);
+  assert.equal(shown.quotedSelection[0].pcrs, [0, 2, 4, 5, 7, 15]);
 
   const merged = (await admin('add-boot', { machine: acc.machine, eventLog: qemuLog('uki-sb-off-cmdline2') })) as { policy: string };
   assert.is(merged.policy, 'merged');
