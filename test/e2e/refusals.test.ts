@@ -102,14 +102,10 @@ test('a quote from ANOTHER TPM claiming the enrolled AK name → SIGNATURE', asy
   await stillWorks();
 });
 
-test('event log altered: event data, one digest, an event removed, events reordered → EVENTLOG/REPLAY', async () => {
-  // data of the SecureBoot variable event (PCR 7) flipped: the data contradicts its digest
-  await refused(unlockImage(m, image, tamper((f) => {
-    const b = Buffer.from(f.eventLog);
-    const i = eventIndex(b, (e) => e.pcr === 7 && e.decoded.kind === 'efi-variable' && e.decoded.name === 'SecureBoot');
-    b[span(b, i)[1] - 1] ^= 1;
-    return { ...f, eventLog: b };
-  })), 'REPLAY');
+// Event data that contradicts its digest is no longer a refusal by itself: the data is not read
+// (the quote binds the digest only), so the verdict is the honest boot's. test/server/pipeline.test.ts
+// and test/attacks/ cover it.
+test('event log altered: one digest, an event removed, events reordered → REPLAY', async () => {
   // one digest of the PCR 4 application event changed
   await refused(unlockImage(m, image, tamper((f) => {
     const b = Buffer.from(f.eventLog);
