@@ -358,6 +358,17 @@ function no(raw: RawLog, i: number): number {
   return i + (raw.header.length ? 1 : 0);
 }
 
+const INTERESTING = new Set<number>([EVT.EV_EFI_BOOT_SERVICES_APPLICATION, EVT.EV_EFI_VARIABLE_DRIVER_CONFIG, EVT.EV_EFI_VARIABLE_AUTHORITY, EVT.EV_IPL, EVT.EV_EVENT_TAG, EVT.EV_EFI_ACTION, EVT.EV_SEPARATOR, EVT.EV_S_CRTM_VERSION]);
+
+/** An event index, half the time among the events the analysis reads (applications, variables, command lines, actions). */
+function pickEvent(raw: RawLog, rng: Rng): number {
+  if (rng.bool()) {
+    const hits = raw.events.flatMap((e, i) => (INTERESTING.has(e.type) ? [i] : []));
+    if (hits.length) return rng.pick(hits);
+  }
+  return rng.int(raw.events.length);
+}
+
 /** Where to insert an event: a position 0..events.length. */
 function anyPos(raw: RawLog, rng: Rng): number {
   return rng.int(raw.events.length + 1);
@@ -369,7 +380,7 @@ const MUTATORS: Record<MutationKind, (raw: RawLog, ctx: MutationContext) => Step
   /** Any event, any type (incl. undefined ones). */
   relabel(raw, ctx) {
     if (!raw.events.length) return undefined;
-    const i = ctx.rng.int(raw.events.length);
+    const i = pickEvent(raw, ctx.rng);
     const t = ctx.rng.int(8) === 0 ? ctx.rng.int(0x100000000) : ctx.rng.pick(TYPE_POOL);
     const e = raw.events[i];
     if (t === e.type) return undefined;
@@ -482,7 +493,7 @@ const MUTATORS: Record<MutationKind, (raw: RawLog, ctx: MutationContext) => Step
   /** One event moved to another place in the log, never past an event of its own PCR. */
   interleave(raw, ctx) {
     if (raw.events.length < 2) return undefined;
-    const i = ctx.rng.int(raw.events.length);
+    const i = pickEvent(raw, ctx.rng);
     const e = raw.events[i];
     let lo = i, hi = i;
     while (lo > 0 && raw.events[lo - 1].pcr !== e.pcr) lo--;
@@ -527,7 +538,8 @@ const MUTATORS: Record<MutationKind, (raw: RawLog, ctx: MutationContext) => Step
 export function applyMutation(bytes: Uint8Array, kind: MutationKind, ctx: MutationContext): Mutation | undefined {
   const raw = cloneLog(splitLog(bytes));
   const step = MUTATORS[kind](raw, ctx);
-  if (!step) {
+  // a legacy log needs one event (an empty input is not a log)
+  if (!step || (!step.raw.agile && step.raw.events.length === 0)) {
     if (ctx.stats) ctx.stats.notApplicable++;
     return undefined;
   }
