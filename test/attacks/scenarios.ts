@@ -259,6 +259,32 @@ export function attackRelabelAuthority(): Attack {
   };
 }
 
+/**
+ * go-attestation's disclosure (docs/event-log-disclosure.md), PCR 4 example: an unknown UKI ran;
+ * after boot, root extended PCR 4 with the known-good UKI's digests and logged that event. The
+ * doctored log relabels the unknown UKI EV_EFI_PLATFORM_FIRMWARE_BLOB (its data is not covered
+ * by the digest either) and moves the appended event ahead of ExitBootServices (class 4).
+ */
+export function attackRelabelFirmwareBlob(): Attack {
+  const policy = policyFrom('uki-sb-on');
+  const h = splitLog(qemuLog('uki-sb-on'));
+  const uki = find(h, isApp, 'UKI');
+  const genuine: RawEvent = { ...h.events[uki], digests: h.events[uki].digests.map((x) => ({ ...x })) };
+  h.events[uki].digests = digestsOf(h, Buffer.from('an unknown UKI'));
+  h.events.push(genuine);
+  const d = copy(h);
+  d.events[uki].type = EVT.EV_EFI_PLATFORM_FIRMWARE_BLOB;
+  d.events[uki].data = Buffer.from('00008000000000000000100000000000', 'hex'); // UEFI_PLATFORM_FIRMWARE_BLOB: base, length
+  const appended = d.events.pop()!;
+  d.events.splice(find(d, isEbs, 'ExitBootServices'), 0, appended);
+  return {
+    id: 'C2c', title: 'class 2+4 (go-attestation disclosure): unknown UKI relabelled EV_EFI_PLATFORM_FIRMWARE_BLOB, the known-good digest extended after boot and moved ahead of ExitBootServices',
+    policy, honest: joinLog(h), doctored: joinLog(d), quoted: quoteFor(policy, joinLog(h)),
+    expect: { code: 'POLICY', reasons: [APP_REASONS.concat([{ rule: /./, message: /PCR 4\b.*(EV_EFI_PLATFORM_FIRMWARE_BLOB|firmware blob)/i }])], text: 'POLICY, failure boot-chain (the unknown UKI\'s digest, or an unexpected application) or the unexpected type in PCR 4' },
+    bug: 'a relabelled PCR 4 measurement is skipped; an event extended after boot counts once moved ahead of ExitBootServices',
+  };
+}
+
 // ── class 4: order across PCRs is not bound ────────────────────────────────────────────────
 
 /** Secure Boot on, an unknown application after the UKI; the genuine PCR 5 ExitBootServices moved ahead of it. */
@@ -279,7 +305,7 @@ export function attackReorder(): Attack {
 }
 
 export function allAttacks(): Attack[] {
-  return [attackA(), attackA1(), attackB(), attackB2(), attackB3(), attackRelabelApp(), attackRelabelAuthority(), attackReorder()];
+  return [attackA(), attackA1(), attackB(), attackB2(), attackB3(), attackRelabelApp(), attackRelabelAuthority(), attackRelabelFirmwareBlob(), attackReorder()];
 }
 
 /** The doctored log replays to the quoted values (checked with the independent replay of mutate.ts). */
