@@ -12,7 +12,7 @@
  * - a log with an event of digest count 0 or without a declared bank is refused with EVENTLOG;
  * - evaluateBoot never throws.
  *
- * BOOTKEY_FUZZ_SEED (default: random, printed), BOOTKEY_FUZZ_N (mutated logs; default 20000),
+ * BOOTKEY_FUZZ_SEED (default: random, printed), BOOTKEY_FUZZ_N (mutated logs; default 16000),
  * BOOTKEY_EXPECT_FIXED=0 (assert that the fuzzer finds today's bug instead).
  */
 import { test } from 'uvu';
@@ -28,7 +28,7 @@ import { allAttacks, quoteFor, showVerdict, RELEASED_PCR } from './scenarios.ts'
 
 const EXPECT_FIXED = process.env.BOOTKEY_EXPECT_FIXED !== '0';
 const SEED = process.env.BOOTKEY_FUZZ_SEED ? Number(process.env.BOOTKEY_FUZZ_SEED) >>> 0 : (Math.random() * 2 ** 32) >>> 0;
-const N = process.env.BOOTKEY_FUZZ_N ? Number(process.env.BOOTKEY_FUZZ_N) : 20000;
+const N = process.env.BOOTKEY_FUZZ_N ? Number(process.env.BOOTKEY_FUZZ_N) : 16000;
 
 interface Target {
   name: string;

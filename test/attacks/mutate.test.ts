@@ -48,7 +48,6 @@ test('every mutation kind applies to sdboot-sb-off and keeps the quoted PCRs', (
     assert.is(m.expect, kind === 'digest-count-0' || kind === 'missing-bank' ? 'eventlog' : 'same', m.description);
   }
   assert.equal([...seen].sort(), [...MUTATION_KINDS].sort());
-  assert.ok(ctx.stats!.rejected > 0, 'some mutations (relabelling to EV_NO_ACTION in a quoted PCR, ...) were rejected');
 });
 
 test('a mutation that would change a quoted PCR is rejected', () => {
