@@ -131,10 +131,14 @@ export function isTrustedLog(x: unknown): x is TrustedLog {
  * (GUID, name, data) is then still wholly covered.
  */
 function authorityPrefixes(data: Buffer): Buffer[] {
-  if (data.length < 32) return [];
+  if (data.length < 33) return [];
+  // shim < 15.3 also hashes one byte less than it logs; the GUID and name are still covered,
+  // and a changed last byte can only change the authority's hash (a refusal), never forge one.
+  const out = [data.subarray(0, data.length - 1)];
   const exact = 32n + data.readBigUInt64LE(16) * 2n + data.readBigUInt64LE(24);
-  if (exact >= BigInt(data.length) || BigInt(data.length) - exact > 16n) return [];
-  return [data.subarray(0, Number(exact))];
+  if (exact >= BigInt(data.length) || BigInt(data.length) - exact > 16n) return out;
+  for (let n = Number(exact); n < data.length - 1; n++) out.push(data.subarray(0, n));
+  return out;
 }
 
 /** Does `bytes` hash to the digest in every bank of `digests` (at least one computable)? */
@@ -153,7 +157,7 @@ function isDataBound(ev: TcgEvent, digests: ReadonlyMap<BankName, Buffer>): bool
   if (hashesTo(digests, ev.data)) return true;
   // The stray bytes of shim's authority events are beyond the structure; the type label does
   // not matter: what is bound is that these bytes, read as UEFI_VARIABLE_DATA, are measured.
-  if (ev.type === EV_EFI_VARIABLE_AUTHORITY || ev.pcr === 7) return authorityPrefixes(ev.data).some((p) => hashesTo(digests, p));
+  if (ev.type === EV_EFI_VARIABLE_AUTHORITY) return authorityPrefixes(ev.data).some((p) => hashesTo(digests, p));
   return false;
 }
 

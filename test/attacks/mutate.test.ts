@@ -23,7 +23,7 @@ test('splitLog/joinLog round-trip every corpus log byte for byte', () => {
 test('rawReplay equals replay() for every bank and PCR of every corpus log', () => {
   for (const { name, bytes } of ALL) {
     const raw = splitLog(bytes);
-    const mine = replay(parseEventLog(bytes));
+    const mine = replay(parseEventLog(bytes, { allowMissingDigests: true }));
     for (const [bank, pcrs] of mine) {
       for (const [pcr, v] of pcrs) {
         if (pcr > 23) continue;

@@ -11,6 +11,7 @@
  * @module
  */
 import { parseEventLog } from '../../src/measuredboot/index.ts';
+import { unverifiedLog } from '../../src/measuredboot/trusted.ts';
 import { generatePolicy, type Policy } from '../../src/measuredboot/policy.ts';
 import { requiredSelection } from '../../src/server/attest.ts';
 import type { Verdict } from '../../src/measuredboot/verdict.ts';
@@ -53,7 +54,7 @@ export interface Attack {
 
 /** The policy the server would generate at enrolment from a known-good boot. */
 export function policyFrom(logName: string): Policy {
-  return generatePolicy(parseEventLog(qemuLog(logName)), { bank: 'sha256' });
+  return generatePolicy(unverifiedLog(parseEventLog(qemuLog(logName))), { bank: 'sha256' });
 }
 
 export function quoteFor(policy: Policy, honest: Buffer): PcrValues {

@@ -54,14 +54,14 @@ async function bootInto(m: Machine, measured: Buffer, sent: Buffer): Promise<voi
 async function answer(m: Machine, image: string): Promise<Verdict> {
   try {
     await unlockImage(m, image);
-    return { pass: true, failures: [], warnings: [], verified: true };
+    return { pass: true, failures: [], warnings: [], verified: true, knownGoodPcrs: [] };
   } catch (e) {
     if (!(e instanceof ClientError) || e.code !== 'REFUSED') throw e;
     const failures = (e.failures ?? []).map((f) => {
       const i = f.indexOf(': ');
       return { rule: f.slice(0, i), message: f.slice(i + 2), pcr: null, event: null, expected: '', actual: '' };
     });
-    return { pass: false, code: e.serverCode, message: e.message, failures, warnings: [], verified: true };
+    return { pass: false, code: e.serverCode as Verdict['code'], message: e.message, failures, warnings: [], verified: true, knownGoodPcrs: [] };
   }
 }
 
