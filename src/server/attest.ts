@@ -23,6 +23,9 @@
  * quoted selection and values (which include the released PCR at zero, so that the blob never
  * unseals again once the client has extended that PCR).
  *
+ * A release whose enrolled AK lacks noDA carries the notice AK_NO_DA (notices.ts): the machine
+ * still unlocks, and is told to re-enrol.
+ *
  * Not checked: the TPM clock and firmwareVersion (no policy uses them yet).
  * @module
  */
@@ -39,6 +42,7 @@ import type { MessageOf, PcrSelection, ImportBlobWire } from '../protocol/messag
 import type { ConsumeResult, MachineRecord } from './store.ts';
 import { ServerError } from './errors.ts';
 import { ctEqual, sha256 } from './secrets.ts';
+import { akNotices } from './notices.ts';
 
 export const DEFAULT_RELEASED_PCR = 15;
 export const DEFAULT_NONCE_TTL_MS = 60_000;
@@ -214,7 +218,10 @@ export async function verifyAttestation(inp: AttestInput): Promise<AttestResult>
       }
     },
   });
-  return finish(v, policy, m, inp.share);
+  const r = finish(v, policy, m, inp.share);
+  const notices = akNotices(akPublic);
+  if (notices.length) r.released.notices = notices;
+  return r;
 }
 
 function finish(v: VerifiedBoot, policy: Policy, m: MachineRecord, share: (m: MachineRecord) => Buffer): AttestResult {

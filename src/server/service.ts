@@ -306,7 +306,9 @@ export class Service {
       });
       await this.o.store.recordResult(m!.id, { result: 'released', time: now, reasons: [], resetCount: r.resetCount, restartCount: r.restartCount });
       this.log(kv({ event: 'release', result: 'ok', machine: m!.id, hostname: m!.hostname, peer: ctx.peer, sealedTo: r.released.sealedTo.map((s) => `${s.bank}:${s.pcrs.join(',')}`).join(' ') }));
-      await this.audit({ who: 'machine', machine: m!.id, action: 'release', result: 'ok', peer: ctx.peer });
+      for (const n of r.released.notices ?? []) this.log(kv({ event: 'notice', code: n.code, machine: m!.id, hostname: m!.hostname, peer: ctx.peer, message: n.message }));
+      const notices = r.released.notices?.map((n) => `notice ${n.code}: ${n.message}`);
+      await this.audit({ who: 'machine', machine: m!.id, action: 'release', result: 'ok', reasons: notices, peer: ctx.peer });
       return r.released;
     } catch (e) {
       if (m && e instanceof ServerError) {

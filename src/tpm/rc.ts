@@ -92,6 +92,7 @@ export const TPM_RC = {
   VALUE: 0x084,
   SIZE: 0x095,
   OBJECT_MEMORY: 0x902,
+  LOCKOUT: 0x921,
   RETRY: 0x922,
   TESTING: 0x90a,
   YIELDED: 0x908,
