@@ -183,7 +183,7 @@ export class Service {
       if (e instanceof TpmError) refuse('AK_ATTRIBUTES', e.message);
       throw e;
     }
-    if (this.o.ekCa) checkEkCertificate(m.ekCert, ek, this.o.ekCa);
+    if (this.o.ekCa) checkEkCertificate(m.ekCert, ek, this.o.ekCa, this.now());
     const secret = randomBytes(32);
     let cred;
     try {
