@@ -110,13 +110,15 @@ export async function enroll(o: EnrollOptions): Promise<EnrollResult> {
       session = s;
       log(`server: enrolment ${ch.enrollment} started, challenge over ${ch.pcrSelection.map((x) => `${x.bank}:${x.pcrs.join(',')}`).join(' ')}`);
       const proof = await activateCredential(o.tpm, { ak: ak!, ek: ek!, credentialBlob: ch.credentialBlob, secret: ch.encryptedSecret, pinnedEK: ek!.public, encrypt: true });
-      const q = await quotePCRs(o.tpm, ak!, { selection: toTpmSelection(ch.pcrSelection), nonce: ch.nonce });
-      const acc = await s.request(
-        { t: 'enroll-finish', adminToken: o.adminToken, enrollment: ch.enrollment, proof, quote: q.quoted, signature: marshalSignature(q.signature), pcrs: q.pcrs, eventLog: o.eventLog },
-        ['enroll-accepted'],
-      );
-      proof.fill(0);
-      return acc;
+      try {
+        const q = await quotePCRs(o.tpm, ak!, { selection: toTpmSelection(ch.pcrSelection), nonce: ch.nonce });
+        return await s.request(
+          { t: 'enroll-finish', adminToken: o.adminToken, enrollment: ch.enrollment, proof, quote: q.quoted, signature: marshalSignature(q.signature), pcrs: q.pcrs, eventLog: o.eventLog },
+          ['enroll-accepted'],
+        );
+      } finally {
+        proof.fill(0);
+      }
     });
     serverShare = accepted.serverShare;
     log(`server: accepted as machine ${accepted.machine}, released PCR ${accepted.releasedPcr}; policy: ${accepted.policySummary}`);

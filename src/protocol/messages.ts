@@ -234,7 +234,8 @@ export function parseMessage<T extends MessageType = MessageType>(payload: Uint8
   const o = obj(decodeCbor(payload), 'message', '(root)');
   if (o.v !== PROTOCOL_VERSION) throw new ProtocolError('BAD_VERSION', `unsupported protocol version ${JSON.stringify(o.v)} (this side speaks ${PROTOCOL_VERSION})`);
   const t = o.t;
-  if (typeof t !== 'string' || !(t in PARSERS)) throw new ProtocolError('BAD_MESSAGE', `unknown message type ${JSON.stringify(t)}`);
+  // own properties only: "toString", "constructor" or "__proto__" must not find Object.prototype's
+  if (typeof t !== 'string' || !Object.hasOwn(PARSERS, t)) throw new ProtocolError('BAD_MESSAGE', `unknown message type ${JSON.stringify(t)}`);
   if (expect && !expect.includes(t as T)) {
     if (t === 'error') return PARSERS.error(o, 'error');
     throw new ProtocolError('BAD_MESSAGE', `unexpected message "${t}" (expected ${expect.join(' or ')})`);

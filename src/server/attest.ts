@@ -239,7 +239,13 @@ function finish(v: VerifiedBoot, policy: Policy, m: MachineRecord, share: (m: Ma
 
   const ek = unmarshalPublic2B(m.ekPublic, 'enrolled EK');
   if (!ctEqual(objectName(ek), m.ekName)) throw new ServerError('INTERNAL', `machine ${m.id}: stored EK name does not match the stored EK`);
-  const blob = createImportBlob(ek, share(m), { pcrs: { selection: v.selection, values: v.values } });
+  const secret = share(m);
+  let blob;
+  try {
+    blob = createImportBlob(ek, secret, { pcrs: { selection: v.selection, values: v.values } });
+  } finally {
+    secret.fill(0);
+  }
   const wire: ImportBlobWire = { public: blob.public, duplicate: blob.duplicate, inSymSeed: blob.inSymSeed };
   return { released: { t: 'released', blob: wire, sealedTo: fromTpmSelection(v.selection) }, resetCount: v.resetCount, restartCount: v.restartCount, policy };
 }

@@ -185,19 +185,22 @@ export class Service {
     }
     if (this.o.ekCa) checkEkCertificate(m.ekCert, ek, this.o.ekCa, this.now());
     const secret = randomBytes(32);
+    const secretHash = sha256(secret);
     let cred;
     try {
       cred = makeCredential(ek, objectName(ak), secret);
     } catch (e) {
       if (e instanceof TpmError) refuse('BAD_KEY', `EK public: ${e.message}`);
       throw e;
+    } finally {
+      secret.fill(0);
     }
     const nonce = randomBytes(32);
     const id = randomId('e-');
     const now = this.now();
     await this.o.store.putEnrollment({
       id, machineId: m.machineId, hostname: m.hostname, ekPublic: m.ekPublic, akPublic: m.akPublic,
-      secretHash: sha256(secret), nonce, expiresAt: now + ENROLLMENT_TTL_MS, created: now,
+      secretHash, nonce, expiresAt: now + ENROLLMENT_TTL_MS, created: now,
     });
     this.log(kv({ event: 'enroll-begin', result: 'ok', enrollment: id, hostname: m.hostname, peer: ctx.peer }));
     const pcrs = [...new Set([...DEFAULT_PCRS, this.releasedPcr])].sort((a, b) => a - b);
