@@ -30,7 +30,7 @@ export function parsePcrSelection(spec: string, opt = 'pcrs'): TPMSPCRSelection[
     const m = /^([a-z0-9_]+):(all|\d+(?:-\d+)?(?:,\d+(?:-\d+)?)*)$/.exec(part.trim());
     if (!m) throw new UsageError(`--${opt}: "${part}" is not BANK:N,N,... (e.g. sha256:0,4,7 or sha1:0+sha256:all)`);
     const bank = m[1];
-    if (!isBankName(bank) || !(bank in BANK_ALG)) throw new UsageError(`--${opt}: unknown bank "${bank}"`);
+    if (!isBankName(bank) || !Object.hasOwn(BANK_ALG, bank)) throw new UsageError(`--${opt}: unknown bank "${bank}"`);
     const pcrs = new Set<number>();
     if (m[2] === 'all') for (let i = 0; i < 24; i++) pcrs.add(i);
     else

@@ -57,6 +57,7 @@ Exit status: 0 unlocked, 1 refused or failed, 2 usage, 3 no server reachable bef
       const r = await unlock({
         device, tpm, eventLog, mode: test ? 'test' : { name: name! }, tokenId: tid === undefined ? undefined : Number(tid), deadlineMs: deadline * 1000,
         log: verbose ? (l) => process.stderr.write(`unlock: ${l}\n`) : undefined,
+        notice: (l) => process.stderr.write(`bootkey: ${l}\n`),
       });
       process.stdout.write(`unlocked ${device}${test ? ' (key checked with cryptsetup open --test-passphrase)' : ` as /dev/mapper/${name}`}: machine ${r.machine}, server ${r.server}\n`);
       return 0;

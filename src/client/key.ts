@@ -27,9 +27,28 @@ export function deriveLuksKey(serverShare: Uint8Array, diskShare: Uint8Array, ma
   if (diskShare.length !== SHARE_SIZE) throw new KeyError('BAD_SHARE', `the disk share has ${diskShare.length} bytes, expected ${SHARE_SIZE}`);
   if (!machineId) throw new KeyError('BAD_MACHINE', 'the machine id is empty');
   const ikm = Buffer.concat([serverShare, diskShare]);
-  const okm = Buffer.from(hkdfSync('sha256', ikm, Buffer.from(machineId, 'utf8'), Buffer.from(KEY_INFO, 'utf8'), 32));
-  const text = Buffer.from(okm.toString('base64'), 'ascii');
-  ikm.fill(0);
-  okm.fill(0);
-  return text;
+  let okm: Buffer | undefined;
+  try {
+    okm = Buffer.from(hkdfSync('sha256', ikm, Buffer.from(machineId, 'utf8'), Buffer.from(KEY_INFO, 'utf8'), 32));
+    return base64Bytes(okm);
+  } finally {
+    ikm.fill(0);
+    okm?.fill(0);
+  }
+}
+
+const B64 = Buffer.from('ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/', 'ascii');
+
+/** RFC 4648 §4 base64 (with padding) straight into a Buffer: the key never becomes a JS string, which could not be zeroed. */
+export function base64Bytes(b: Uint8Array): Buffer {
+  const out = Buffer.alloc(Math.ceil(b.length / 3) * 4);
+  let o = 0;
+  for (let i = 0; i < b.length; i += 3) {
+    const n = (b[i] << 16) | ((i + 1 < b.length ? b[i + 1] : 0) << 8) | (i + 2 < b.length ? b[i + 2] : 0);
+    out[o++] = B64[(n >>> 18) & 63];
+    out[o++] = B64[(n >>> 12) & 63];
+    out[o++] = i + 1 < b.length ? B64[(n >>> 6) & 63] : 0x3d;
+    out[o++] = i + 2 < b.length ? B64[n & 63] : 0x3d;
+  }
+  return out;
 }

@@ -4,8 +4,11 @@
  * ```json
  * {"type": "bootkey", "keyslots": ["1"], "servers": ["https://host:8443"], "ca": "<PEM>",
  *  "machine": "<id>", "ek": "<base64 TPM2B_PUBLIC>", "share": "<base64 32-byte disk share>",
- *  "ek_alg": "rsa", "ak_alg": "ecc", "released_pcr": 15}
+ *  "ek_alg": "rsa", "ak_alg": "ecc", "ak_template": "v2", "released_pcr": 15}
  * ```
+ *
+ * `ak_template` names the AK template the machine was enrolled with (src/tpm/templates.ts):
+ * "v2" has noDA; tokens written before it existed have no `ak_template` and mean "v1".
  *
  * The header is not secret: an attacker with the disk has the disk share but not the
  * server's share. The EK public is PINNED here: every session that carries a secret from the
@@ -16,6 +19,7 @@ import { BootkeyError } from '../errors.ts';
 import { unmarshalPublic2B, type TPMTPublic } from '../tpm/structures.ts';
 import type { Luks2Metadata, Luks2Token } from '../luks/cryptsetup.ts';
 import { SHARE_SIZE } from './key.ts';
+import type { AKTemplateVersion } from '../tpm/templates.ts';
 
 export const TOKEN_TYPE = 'bootkey';
 
@@ -29,6 +33,8 @@ export interface BootkeyToken extends Luks2Token {
   share: string;
   ek_alg: 'rsa' | 'ecc';
   ak_alg: 'rsa' | 'ecc';
+  /** Absent in tokens written before AK template v2: read it with {@link tokenAKTemplate}. */
+  ak_template?: AKTemplateVersion;
   released_pcr: number;
 }
 
@@ -58,6 +64,7 @@ export function validateToken(t: unknown): BootkeyToken {
   need(typeof o.share === 'string' && Buffer.from(o.share, 'base64').length === SHARE_SIZE, `share must be ${SHARE_SIZE} bytes in base64`);
   need(o.ek_alg === 'rsa' || o.ek_alg === 'ecc', 'ek_alg must be rsa or ecc');
   need(o.ak_alg === 'rsa' || o.ak_alg === 'ecc', 'ak_alg must be rsa or ecc');
+  need(o.ak_template === undefined || o.ak_template === 'v1' || o.ak_template === 'v2', 'ak_template must be "v1" or "v2"');
   need(typeof o.released_pcr === 'number' && Number.isInteger(o.released_pcr) && o.released_pcr >= 0 && o.released_pcr <= 23, 'released_pcr must be 0..23');
   return o as BootkeyToken;
 }
@@ -65,6 +72,11 @@ export function validateToken(t: unknown): BootkeyToken {
 /** The pinned EK public of a token. */
 export function tokenEK(t: BootkeyToken): TPMTPublic {
   return unmarshalPublic2B(Buffer.from(t.ek, 'base64'));
+}
+
+/** The AK template the token's machine was enrolled with ("v1" when the token predates the field). */
+export function tokenAKTemplate(t: BootkeyToken): AKTemplateVersion {
+  return t.ak_template ?? 'v1';
 }
 
 /** The disk share of a token. */

@@ -2,7 +2,7 @@
  * Enrolment, on the running system, authorised by an admin token:
  *
  *  1. EK public (+ certificate from NV when there is one) and the AK (a primary from a fixed
- *     template: the same AK on every boot) from the TPM.
+ *     template: the same AK on every boot; template v2, noDA) from the TPM.
  *  2. enroll-begin{EK, cert, AK, machine id, hostname} → enroll-challenge{credential, nonce, selection}.
  *  3. ActivateCredential in an EK policy session salted to the EK public just read and with
  *     parameter encryption (proves the AK is in the TPM that holds that EK), quote the
@@ -11,7 +11,10 @@
  *  5. A random 32-byte disk share; LUKS key = HKDF(serverShare ‖ diskShare, machine id).
  *  6. `cryptsetup luksAddKey` (new key on stdin), `cryptsetup token import` of the bootkey
  *     token, `open --test-passphrase` with the derived key.
- *  7. enroll-commit: only now is the machine active on the server.
+ *  7. enroll-commit: only now is the machine active on the server, and the server has deleted
+ *     the old record of this EK (a re-enrolment). Then the device's older bootkey tokens of the
+ *     same EK and CA (the same TPM and server) are removed with their keyslots: their server
+ *     share is gone, and unlock uses the lowest-numbered token.
  *
  * Any failure undoes what was done, in reverse: the token is removed, the keyslot killed, and
  * the pending enrolment aborted on the server (enroll-abort, over a fresh connection when the
@@ -24,12 +27,12 @@ import type { Tpm } from '../tpm/tpm.ts';
 import { activateCredential, createAK, flushKey, getEK, readEKCertificate, type KeyHandle } from '../tpm/keys.ts';
 import { quotePCRs } from '../tpm/commands/attest.ts';
 import { marshalPublic2B, marshalSignature } from '../tpm/structures.ts';
-import type { KeyAlg } from '../tpm/templates.ts';
+import { AK_TEMPLATE_CURRENT, type AKTemplateVersion, type KeyAlg } from '../tpm/templates.ts';
 import { addKey, importToken, killSlot, removeToken, testKey, readMetadata, LuksError } from '../luks/cryptsetup.ts';
 import { deriveLuksKey, SHARE_SIZE } from '../client/key.ts';
 import { ClientError, withServer, type ClientOptions, type ServerSession } from '../client/connect.ts';
 import { toTpmSelection } from '../client/selection.ts';
-import type { BootkeyToken } from '../client/token.ts';
+import { findTokens, type BootkeyToken } from '../client/token.ts';
 
 export interface EnrollOptions {
   servers: string[];
@@ -43,6 +46,11 @@ export interface EnrollOptions {
   eventLog: Buffer;
   ekAlg?: KeyAlg;
   akAlg?: KeyAlg;
+  /**
+   * The AK template (default: the current one, v2 with noDA). "v1" only reproduces an enrolment
+   * made before v2 (tests): its token then has no `ak_template`, as those had.
+   */
+  akTemplate?: AKTemplateVersion;
   machineId: string;
   hostname: string;
   /** Transport knobs (deadline, retries) passed to withServer. */
@@ -71,6 +79,7 @@ export async function enroll(o: EnrollOptions): Promise<EnrollResult> {
   const log = o.log ?? (() => undefined);
   const ekAlg = o.ekAlg ?? 'rsa';
   const akAlg = o.akAlg ?? 'ecc';
+  const akVersion = o.akTemplate ?? AK_TEMPLATE_CURRENT;
   // Fail early, before the server hears of us, on a device that is not LUKS2.
   await readMetadata(o.device);
 
@@ -89,7 +98,7 @@ export async function enroll(o: EnrollOptions): Promise<EnrollResult> {
   try {
     ek = await getEK(o.tpm, ekAlg);
     const ekCert = await readEKCertificate(o.tpm, ekAlg);
-    ak = await createAK(o.tpm, akAlg);
+    ak = await createAK(o.tpm, akAlg, akVersion);
     log(`TPM: EK ${ekAlg} ${ek.name.toString('hex')}${ekCert ? ' (with certificate)' : ''}, AK ${akAlg} ${ak.name.toString('hex')}`);
 
     const accepted = await withServer(keepOpen, async (s) => {
@@ -101,13 +110,15 @@ export async function enroll(o: EnrollOptions): Promise<EnrollResult> {
       session = s;
       log(`server: enrolment ${ch.enrollment} started, challenge over ${ch.pcrSelection.map((x) => `${x.bank}:${x.pcrs.join(',')}`).join(' ')}`);
       const proof = await activateCredential(o.tpm, { ak: ak!, ek: ek!, credentialBlob: ch.credentialBlob, secret: ch.encryptedSecret, pinnedEK: ek!.public, encrypt: true });
-      const q = await quotePCRs(o.tpm, ak!, { selection: toTpmSelection(ch.pcrSelection), nonce: ch.nonce });
-      const acc = await s.request(
-        { t: 'enroll-finish', adminToken: o.adminToken, enrollment: ch.enrollment, proof, quote: q.quoted, signature: marshalSignature(q.signature), pcrs: q.pcrs, eventLog: o.eventLog },
-        ['enroll-accepted'],
-      );
-      proof.fill(0);
-      return acc;
+      try {
+        const q = await quotePCRs(o.tpm, ak!, { selection: toTpmSelection(ch.pcrSelection), nonce: ch.nonce });
+        return await s.request(
+          { t: 'enroll-finish', adminToken: o.adminToken, enrollment: ch.enrollment, proof, quote: q.quoted, signature: marshalSignature(q.signature), pcrs: q.pcrs, eventLog: o.eventLog },
+          ['enroll-accepted'],
+        );
+      } finally {
+        proof.fill(0);
+      }
     });
     serverShare = accepted.serverShare;
     log(`server: accepted as machine ${accepted.machine}, released PCR ${accepted.releasedPcr}; policy: ${accepted.policySummary}`);
@@ -127,6 +138,7 @@ export async function enroll(o: EnrollOptions): Promise<EnrollResult> {
       share: diskShare.toString('base64'),
       ek_alg: ekAlg,
       ak_alg: akAlg,
+      ...(akVersion === 'v1' ? {} : { ak_template: akVersion }),
       released_pcr: accepted.releasedPcr,
     };
     tokenId = await importToken(o.device, token);
@@ -139,6 +151,7 @@ export async function enroll(o: EnrollOptions): Promise<EnrollResult> {
     await commit(clientOpts, session, { t: 'enroll-commit', adminToken: o.adminToken, enrollment: enrollment! });
     committed = true;
     log(`server: enrolment ${enrollment} committed`);
+    await removeSuperseded(o.device, token, tokenId, log);
     return {
       machine: accepted.machine, keyslot: slot, tokenId, releasedPcr: accepted.releasedPcr, policySummary: accepted.policySummary,
       ekName: ek.name.toString('hex'), akName: ak.name.toString('hex'),
@@ -153,6 +166,36 @@ export async function enroll(o: EnrollOptions): Promise<EnrollResult> {
     session?.conn.stream.destroy();
     await flushKey(o.tpm, ak).catch(() => undefined);
     await flushKey(o.tpm, ek).catch(() => undefined);
+  }
+}
+
+/**
+ * After a committed re-enrolment: removes the device's other bootkey tokens with the same pinned
+ * EK and CA as `current` (their machine record was just deleted by the server), and kills their
+ * keyslots unless `current` uses them. Failures are logged, not thrown: the enrolment stands.
+ */
+async function removeSuperseded(device: string, current: BootkeyToken, currentId: number, log: (l: string) => void): Promise<void> {
+  let old: { id: number; token: BootkeyToken }[];
+  try {
+    old = findTokens(await readMetadata(device)).filter((t) => t.id !== currentId && t.token.ek === current.ek && t.token.ca === current.ca);
+  } catch (e) {
+    log(`re-enrolment: the older bootkey tokens could not be read (${(e as Error).message}); remove them with cryptsetup token remove`);
+    return;
+  }
+  for (const t of old) {
+    try {
+      await removeToken(device, t.id);
+      log(`re-enrolment: token ${t.id} (machine ${t.token.machine}) removed`);
+      for (const k of t.token.keyslots) {
+        if (current.keyslots.includes(k)) continue;
+        await killSlot(device, Number(k)).then(
+          () => log(`re-enrolment: keyslot ${k} of token ${t.id} killed`),
+          (e: Error) => log(`re-enrolment: keyslot ${k} of token ${t.id} not killed: ${e.message}`),
+        );
+      }
+    } catch (e) {
+      log(`re-enrolment: token ${t.id} not removed: ${(e as Error).message}`);
+    }
   }
 }
 

@@ -207,6 +207,7 @@ export async function answer(ask: Ask, cfg: AgentConfig, deadlineAt: number, log
       log: (l) => {
         if (l.startsWith('attempt')) log(`${dev}: ${l}`);
       },
+      notice: (l) => log(`${dev}: ${l}`),
       phase: (name, t) => {
         if (name === 'connect') log(`${dev}: attempt ${++attempt}: connected, attesting (token ${tok.id}, machine ${tok.token.machine})`);
         if (name === 'handoff') p.reply += t;

@@ -2,7 +2,8 @@
  * The boot-time unlock: everything comes from the device's bootkey token (servers, pinned CA,
  * machine id, pinned EK, disk share, released PCR).
  *
- *  1. AK from the TPM (a primary from bootkey's template: the enrolled AK, same Name).
+ *  1. AK from the TPM (a primary from bootkey's template, in the version the token names: the
+ *     enrolled AK, same Name; "v1" for tokens written before AK template v2, templates.ts).
  *  2. attest-begin{machine, AK name} → attest-challenge{nonce, selection, releasedPcr}.
  *  3. Quote the selection with the nonce, read those PCRs → attest-finish{quote, PCRs, event log}.
  *  4. released{blob, sealedTo}: the server share in a sealed object wrapped to the enrolled EK,
@@ -16,6 +17,9 @@
  *     request can release the key again in this boot.
  *  7. LUKS key = HKDF(server share ‖ disk share, machine id) → cryptsetup via stdin, or handed to
  *     a caller (the initrd's ask-password agent answers systemd-cryptsetup with it).
+ *
+ * A `released` reply may carry notices (e.g. AK_NO_DA: re-enrol); each is reported as one line
+ * through `notice` (default: `log`), control characters removed.
  *
  * The shares and the key live only in Buffers that are zeroed after use and in the pipe to
  * cryptsetup; nothing is logged or written.
@@ -33,7 +37,7 @@ import type { MessageOf } from '../protocol/index.ts';
 import { readMetadata, testKey, openDevice } from '../luks/cryptsetup.ts';
 import { deriveLuksKey, SHARE_SIZE } from '../client/key.ts';
 import { ClientError, withServer, type ClientOptions, type ServerSession } from '../client/connect.ts';
-import { findTokens, tokenEK, tokenShare, type BootkeyToken } from '../client/token.ts';
+import { findTokens, tokenAKTemplate, tokenEK, tokenShare, type BootkeyToken } from '../client/token.ts';
 import { toTpmSelection } from '../client/selection.ts';
 
 /** What is extended into the released PCR: H_bank(RELEASED_EVENT) in every bank. */
@@ -68,6 +72,14 @@ export interface UnlockOptions {
   onReleased?: (m: Released) => void;
   /** Time spent per phase, added up over retries (the initrd agent logs them). */
   phase?: (name: UnlockPhase, ms: number) => void;
+  /** One line per notice of the server's `released` reply (formatNotice); default: `log`. */
+  notice?: (line: string) => void;
+}
+
+/** A server notice as one journald-fit line: no control characters, at most 300 characters. */
+export function formatNotice(server: string, n: { code: string; message: string }): string {
+  const clean = (x: string): string => x.replace(/[\u0000-\u001f\u007f-\u009f]+/g, ' ').trim();
+  return `notice from ${clean(server)}: ${clean(n.code)}: ${clean(n.message)}`.slice(0, 300);
 }
 
 const since = (t0: bigint): number => Number(process.hrtime.bigint() - t0) / 1e6;
@@ -77,6 +89,8 @@ export interface UnlockResult {
   server: string;
   tokenId: number;
   keyslots: string[];
+  /** The server's notices (codes), e.g. ["AK_NO_DA"]; empty when there were none. */
+  notices: string[];
 }
 
 /** The bootkey token to use: `tokenId`, else the lowest-numbered one. @throws ClientError NO_TOKEN */
@@ -183,7 +197,7 @@ export async function unlock(o: UnlockOptions): Promise<UnlockResult> {
   const { id, token } = o.token ?? (await readToken(o.device, o.tokenId));
   log(`token ${id}: machine ${token.machine}, servers ${token.servers.join(' ')}, released PCR ${token.released_pcr}`);
   let t = process.hrtime.bigint();
-  let ak: KeyHandle | undefined = await createAK(o.tpm, token.ak_alg);
+  let ak: KeyHandle | undefined = await createAK(o.tpm, token.ak_alg, tokenAKTemplate(token));
   phase('tpm', since(t));
   let released: Released | undefined;
   let server = '';
@@ -204,6 +218,7 @@ export async function unlock(o: UnlockOptions): Promise<UnlockResult> {
     });
     o.onReleased?.(released);
     log(`server ${server}: released the key, sealed to ${released.sealedTo.map((x) => `${x.bank}:${x.pcrs.join(',')}`).join(' ')}`);
+    for (const n of released.notices ?? []) (o.notice ?? log)(formatNotice(server, n));
     t = process.hrtime.bigint();
     await flushKey(o.tpm, ak).catch(() => undefined);
     ak = undefined;
@@ -225,7 +240,7 @@ export async function unlock(o: UnlockOptions): Promise<UnlockResult> {
       log(`${o.device}: opened as /dev/mapper/${o.mode.name}`);
     }
     phase('handoff', since(t));
-    return { machine: token.machine, server, tokenId: id, keyslots: token.keyslots };
+    return { machine: token.machine, server, tokenId: id, keyslots: token.keyslots, notices: (released.notices ?? []).map((n) => n.code) };
   } finally {
     key?.fill(0);
     serverShare?.fill(0);

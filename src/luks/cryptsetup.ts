@@ -147,13 +147,13 @@ export async function readMetadata(dev: string): Promise<Luks2Metadata> {
 
 /** The lowest keyslot number not in use. @throws LuksError NO_SLOT */
 export function freeKeyslot(m: Luks2Metadata): number {
-  for (let i = 0; i < MAX_KEYSLOTS; i++) if (!(String(i) in m.keyslots)) return i;
+  for (let i = 0; i < MAX_KEYSLOTS; i++) if (!Object.hasOwn(m.keyslots, String(i))) return i;
   throw new LuksError('NO_SLOT', 'every LUKS2 keyslot (0..31) is in use');
 }
 
 /** The lowest token id not in use. */
 export function freeTokenId(m: Luks2Metadata): number {
-  for (let i = 0; i < MAX_TOKENS; i++) if (!(String(i) in m.tokens)) return i;
+  for (let i = 0; i < MAX_TOKENS; i++) if (!Object.hasOwn(m.tokens, String(i))) return i;
   throw new LuksError('NO_TOKEN', 'every LUKS2 token slot (0..31) is in use');
 }
 

@@ -138,7 +138,7 @@ export function parseSignatureLists(data: Buffer, base = 0): EfiSignatureList[] 
     const body = listSize - 28 - headerSize;
     if (sigSize < 16 || body % sigSize !== 0) r.fail('BAD_SIZE', `SignatureSize ${sigSize} does not divide the ${body}-byte list body`, start + 24);
     r.skip(headerSize, 'SignatureHeader');
-    const typeName = CERT_TYPES[type];
+    const typeName = Object.hasOwn(CERT_TYPES, type) ? CERT_TYPES[type] : undefined;
     const signatures: (EfiSignature & { subject?: string })[] = [];
     const count = body / sigSize;
     total += count;

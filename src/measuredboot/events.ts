@@ -237,7 +237,7 @@ function handoff(data: Buffer, base: number, v2: boolean): DecodedEvent {
   for (let i = 0; i < n; i++) {
     const guid = readGuid(r, 'VendorGuid');
     r.skip(8, 'VendorTable');
-    const name = TABLE_NAMES[guid];
+    const name = Object.hasOwn(TABLE_NAMES, guid) ? TABLE_NAMES[guid] : undefined;
     tables.push(name ? { guid, name } : { guid });
   }
   return { kind: 'handoff-tables', tables };
@@ -250,7 +250,7 @@ function eventTag(data: Buffer, base: number): DecodedEvent {
   const size = r.u32('taggedEventDataSize');
   const d = r.bytes(size, 'taggedEventData');
   const out: DecodedEvent = { kind: 'event-tag', tagId, data: d };
-  const name = EVENT_TAGS[tagId];
+  const name = Object.hasOwn(EVENT_TAGS, tagId) ? EVENT_TAGS[tagId] : undefined;
   if (name) out.tagName = name;
   const t = text(d);
   if (t) out.text = t.text;

@@ -91,7 +91,8 @@ const NAMES: Record<number, string> = {
 
 /** "EV_EFI_ACTION", or "EV_UNKNOWN_0x0000abcd" for types the spec does not define. */
 export function eventTypeName(type: number): string {
-  return NAMES[type] ?? `EV_UNKNOWN_0x${type.toString(16).padStart(8, '0')}`;
+  // own properties only: a table lookup must never reach Object.prototype
+  return (Object.hasOwn(NAMES, type) ? NAMES[type] : undefined) ?? `EV_UNKNOWN_0x${type.toString(16).padStart(8, '0')}`;
 }
 
 /** TPM_ALG_ID values of the hash algorithms (TCG Algorithm Registry, Table 3). */

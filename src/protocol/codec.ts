@@ -15,8 +15,12 @@ export const MAX_FRAME = 2 * 1024 * 1024;
 
 const cbor = new Encoder({ mapsAsObjects: true, useRecords: false, tagUint8Array: false, int64AsType: 'number' } as ConstructorParameters<typeof Encoder>[0]);
 
+/** Encodes `v`; cbor-x's shared output region is zeroed after the copy (messages carry shares). */
 export function encodeCbor(v: unknown): Buffer {
-  return Buffer.from(cbor.encode(v));
+  const shared = cbor.encode(v);
+  const out = Buffer.from(shared);
+  shared.fill(0);
+  return out;
 }
 
 /** Decodes exactly one CBOR item; anything else is ProtocolError('BAD_MESSAGE'). */
@@ -58,6 +62,7 @@ export class Deframer {
     if (n > this.max) throw new ProtocolError('TOO_LARGE', `peer announced a ${n}-byte message, the limit is ${this.max}`);
     if (this.have < 4 + n) return undefined;
     const f = Buffer.from(all.subarray(4, 4 + n));
+    all.fill(0, 0, 4 + n); // the copy is the only one left (frames may carry secrets)
     const rest = all.subarray(4 + n);
     this.chunks = rest.length ? [rest] : [];
     this.have = rest.length;

@@ -42,11 +42,21 @@ export class Connection {
     w?.();
   }
 
+  /** Sends one message; the encoded bytes are zeroed once written (messages may carry shares). */
   send(m: Message): Promise<void> {
-    const data = frame(encodeMessage(m));
+    const payload = encodeMessage(m);
+    const data = frame(payload);
+    payload.fill(0);
     return new Promise((resolve, reject) => {
-      if (this.stream.destroyed) return reject(new ProtocolError('CLOSED', 'connection closed'));
-      this.stream.write(data, (e) => (e ? reject(new ProtocolError('CLOSED', `send failed: ${e.message}`)) : resolve()));
+      if (this.stream.destroyed) {
+        data.fill(0);
+        return reject(new ProtocolError('CLOSED', 'connection closed'));
+      }
+      this.stream.write(data, (e) => {
+        data.fill(0);
+        if (e) reject(new ProtocolError('CLOSED', `send failed: ${e.message}`));
+        else resolve();
+      });
     });
   }
 
@@ -69,7 +79,12 @@ export class Connection {
 
   /** Receives and validates one message of the expected types (or an `error`). */
   async receive<T extends MessageType>(expect: readonly T[], timeoutMs: number): Promise<MessageOf<T | 'error'>> {
-    return parseMessage(await this.receiveFrame(timeoutMs), expect);
+    const f = await this.receiveFrame(timeoutMs);
+    try {
+      return parseMessage(f, expect); // copies every byte field
+    } finally {
+      f.fill(0);
+    }
   }
 
   close(): void {

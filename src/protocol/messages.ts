@@ -33,6 +33,7 @@ export const LIMITS = {
   policyJson: 256 * 1024,
   message: 4096,
   failures: 256,
+  notices: 8,
 } as const;
 
 export interface PcrSelection {
@@ -52,6 +53,16 @@ export interface ImportBlobWire {
   inSymSeed: Buffer;
 }
 
+/**
+ * Something the operator must act on although the request succeeded (a `released` reply's
+ * `notices`); the client logs each as one line. Codes: AK_NO_DA (docs/SERVER.md).
+ * Clients that predate the field ignore it (parsers read only the fields they know).
+ */
+export interface Notice {
+  code: string;
+  message: string;
+}
+
 export type Message =
   | { t: 'enroll-begin'; adminToken: string; ekPublic: Buffer; ekCert?: Buffer; akPublic: Buffer; machineId: string; hostname: string }
   | { t: 'enroll-challenge'; enrollment: string; credentialBlob: Buffer; encryptedSecret: Buffer; nonce: Buffer; pcrSelection: PcrSelection[] }
@@ -62,7 +73,7 @@ export type Message =
   | { t: 'attest-begin'; machine: string; akName: Buffer }
   | { t: 'attest-challenge'; nonce: Buffer; pcrSelection: PcrSelection[]; releasedPcr: number; expiresIn: number }
   | { t: 'attest-finish'; machine: string; akName: Buffer; nonce: Buffer; quote: Buffer; signature: Buffer; pcrs: PcrValues; eventLog: Buffer }
-  | { t: 'released'; blob: ImportBlobWire; sealedTo: PcrSelection[] }
+  | { t: 'released'; blob: ImportBlobWire; sealedTo: PcrSelection[]; notices?: Notice[] }
   | { t: 'admin'; adminToken: string; op: string; machine?: string; policy?: string; eventLog?: Buffer; limit?: number; flag?: boolean }
   | { t: 'admin-result'; json: string }
   | { t: 'ok' }
@@ -159,6 +170,14 @@ function blob(o: Obj, t: string, k: string): ImportBlobWire {
   return { public: bytes(b, t, `public`, LIMITS.tpmPublic), duplicate: bytes(b, t, 'duplicate', LIMITS.credential), inSymSeed: bytes(b, t, 'inSymSeed', LIMITS.credential) };
 }
 
+function notices(o: Obj, t: string, k: string): Notice[] | undefined {
+  if (o[k] === undefined || o[k] === null) return undefined;
+  return arr(o[k], t, k, LIMITS.notices).map((e, i) => {
+    const n = obj(e, t, `${k}[${i}]`);
+    return { code: str(n, t, 'code', 64, /^[A-Z][A-Z0-9_]*$/), message: str(n, t, 'message', LIMITS.message) };
+  });
+}
+
 // ---------- parse / encode ----------
 
 const PARSERS: { [T in MessageType]: (o: Obj, t: T) => MessageOf<T> } = {
@@ -192,7 +211,7 @@ const PARSERS: { [T in MessageType]: (o: Obj, t: T) => MessageOf<T> } = {
     quote: bytes(o, t, 'quote', LIMITS.attest), signature: bytes(o, t, 'signature', LIMITS.signature),
     pcrs: pcrValues(o, t, 'pcrs'), eventLog: bytes(o, t, 'eventLog', LIMITS.eventLog),
   }),
-  released: (o, t) => ({ t, blob: blob(o, t, 'blob'), sealedTo: selection(o, t, 'sealedTo') }),
+  released: (o, t) => ({ t, blob: blob(o, t, 'blob'), sealedTo: selection(o, t, 'sealedTo'), notices: notices(o, t, 'notices') }),
   admin: (o, t) => ({
     t, adminToken: str(o, t, 'adminToken', LIMITS.token), op: str(o, t, 'op', 32, /^[a-z-]+$/),
     machine: o.machine === undefined ? undefined : str(o, t, 'machine', LIMITS.id, ID_RE), policy: optStr(o, t, 'policy', LIMITS.policyJson),
@@ -215,7 +234,8 @@ export function parseMessage<T extends MessageType = MessageType>(payload: Uint8
   const o = obj(decodeCbor(payload), 'message', '(root)');
   if (o.v !== PROTOCOL_VERSION) throw new ProtocolError('BAD_VERSION', `unsupported protocol version ${JSON.stringify(o.v)} (this side speaks ${PROTOCOL_VERSION})`);
   const t = o.t;
-  if (typeof t !== 'string' || !(t in PARSERS)) throw new ProtocolError('BAD_MESSAGE', `unknown message type ${JSON.stringify(t)}`);
+  // own properties only: "toString", "constructor" or "__proto__" must not find Object.prototype's
+  if (typeof t !== 'string' || !Object.hasOwn(PARSERS, t)) throw new ProtocolError('BAD_MESSAGE', `unknown message type ${JSON.stringify(t)}`);
   if (expect && !expect.includes(t as T)) {
     if (t === 'error') return PARSERS.error(o, 'error');
     throw new ProtocolError('BAD_MESSAGE', `unexpected message "${t}" (expected ${expect.join(' or ')})`);

@@ -23,6 +23,9 @@
  * quoted selection and values (which include the released PCR at zero, so that the blob never
  * unseals again once the client has extended that PCR).
  *
+ * A release whose enrolled AK lacks noDA carries the notice AK_NO_DA (notices.ts): the machine
+ * still unlocks, and is told to re-enrol.
+ *
  * Not checked: the TPM clock and firmwareVersion (no policy uses them yet).
  * @module
  */
@@ -41,6 +44,7 @@ import type { MessageOf, PcrSelection, ImportBlobWire } from '../protocol/messag
 import type { ConsumeResult, MachineRecord } from './store.ts';
 import { ServerError } from './errors.ts';
 import { ctEqual, sha256 } from './secrets.ts';
+import { akNotices } from './notices.ts';
 
 export const DEFAULT_RELEASED_PCR = 15;
 export const DEFAULT_NONCE_TTL_MS = 60_000;
@@ -198,7 +202,10 @@ export async function verifyAttestation(inp: AttestInput): Promise<AttestResult>
       }
     },
   });
-  return finish(v, msg, policy, m, inp.share);
+  const r = finish(v, msg, policy, m, inp.share);
+  const notices = akNotices(akPublic);
+  if (notices.length) r.released.notices = notices;
+  return r;
 }
 
 function finish(v: Omit<VerifiedBoot, 'trusted'>, msg: MessageOf<'attest-finish'>, policy: Policy, m: MachineRecord, share: (m: MachineRecord) => Buffer): AttestResult {
@@ -207,7 +214,13 @@ function finish(v: Omit<VerifiedBoot, 'trusted'>, msg: MessageOf<'attest-finish'
 
   const ek = unmarshalPublic2B(m.ekPublic, 'enrolled EK');
   if (!ctEqual(objectName(ek), m.ekName)) throw new ServerError('INTERNAL', `machine ${m.id}: stored EK name does not match the stored EK`);
-  const blob = createImportBlob(ek, share(m), { pcrs: { selection: v.selection, values: v.values } });
+  const secret = share(m);
+  let blob;
+  try {
+    blob = createImportBlob(ek, secret, { pcrs: { selection: v.selection, values: v.values } });
+  } finally {
+    secret.fill(0);
+  }
   const wire: ImportBlobWire = { public: blob.public, duplicate: blob.duplicate, inSymSeed: blob.inSymSeed };
   return { released: { t: 'released', blob: wire, sealedTo: fromTpmSelection(v.selection) }, resetCount: v.resetCount, restartCount: v.restartCount, policy };
 }

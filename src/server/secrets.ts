@@ -95,10 +95,16 @@ export class Vault {
     const d = createDecipheriv('aes-256-gcm', this.key, iv);
     d.setAAD(Buffer.from(aad, 'utf8'));
     d.setAuthTag(tag);
+    // the plaintext only in the returned Buffer (the caller zeroes it): the parts are zeroed
+    const parts: Buffer[] = [];
     try {
-      return Buffer.concat([d.update(sealed.subarray(13, sealed.length - 16)), d.final()]);
+      parts.push(d.update(sealed.subarray(13, sealed.length - 16)));
+      parts.push(d.final());
+      return Buffer.concat(parts);
     } catch {
       throw new ServerError('DECRYPT', `stored secret for ${aad} does not decrypt: wrong master key, or the database was tampered with`);
+    } finally {
+      for (const p of parts) p.fill(0);
     }
   }
 }

@@ -125,9 +125,11 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
         try {
           msg = parseMessage(frame, REQUEST_TYPES);
         } catch (e) {
+          frame.fill(0);
           if (e instanceof ProtocolError) return await fail(e.code, e.message);
           return await fail('BAD_MESSAGE', 'malformed message');
         }
+        frame.fill(0); // parseMessage copied every byte field
         if (msg.t === 'error') return;
         if (!perPeer.take(peer)) return await fail('RATE_LIMITED', `too many requests from ${peer}; retry later`);
         if ((msg.t === 'attest-begin' || msg.t === 'attest-finish') && !perMachine.take(msg.machine)) {
@@ -137,7 +139,11 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
         if (st) st.busy = true;
         try {
           const reply = await service.handle(msg, { peer });
-          await conn.send(reply);
+          try {
+            await conn.send(reply);
+          } finally {
+            if (reply.t === 'enroll-accepted') reply.serverShare.fill(0);
+          }
         } finally {
           if (st) st.busy = false;
         }

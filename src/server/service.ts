@@ -187,21 +187,24 @@ export class Service {
       if (e instanceof TpmError) refuse('AK_ATTRIBUTES', e.message);
       throw e;
     }
-    if (this.o.ekCa) checkEkCertificate(m.ekCert, ek, this.o.ekCa);
+    if (this.o.ekCa) checkEkCertificate(m.ekCert, ek, this.o.ekCa, this.now());
     const secret = randomBytes(32);
+    const secretHash = sha256(secret);
     let cred;
     try {
       cred = makeCredential(ek, objectName(ak), secret);
     } catch (e) {
       if (e instanceof TpmError) refuse('BAD_KEY', `EK public: ${e.message}`);
       throw e;
+    } finally {
+      secret.fill(0);
     }
     const nonce = randomBytes(32);
     const id = randomId('e-');
     const now = this.now();
     await this.o.store.putEnrollment({
       id, machineId: m.machineId, hostname: m.hostname, ekPublic: m.ekPublic, akPublic: m.akPublic,
-      secretHash: sha256(secret), nonce, expiresAt: now + ENROLLMENT_TTL_MS, created: now,
+      secretHash, nonce, expiresAt: now + ENROLLMENT_TTL_MS, created: now,
     });
     this.log(kv({ event: 'enroll-begin', result: 'ok', enrollment: id, hostname: m.hostname, peer: ctx.peer }));
     // Every boot PCR (0–14): the policy generated from this boot reads the command-line PCRs
@@ -312,7 +315,9 @@ export class Service {
       });
       await this.o.store.recordResult(m!.id, { result: 'released', time: now, reasons: [], resetCount: r.resetCount, restartCount: r.restartCount });
       this.log(kv({ event: 'release', result: 'ok', machine: m!.id, hostname: m!.hostname, peer: ctx.peer, sealedTo: r.released.sealedTo.map((s) => `${s.bank}:${s.pcrs.join(',')}`).join(' ') }));
-      await this.audit({ who: 'machine', machine: m!.id, action: 'release', result: 'ok', peer: ctx.peer });
+      for (const n of r.released.notices ?? []) this.log(kv({ event: 'notice', code: n.code, machine: m!.id, hostname: m!.hostname, peer: ctx.peer, message: n.message }));
+      const notices = r.released.notices?.map((n) => `notice ${n.code}: ${n.message}`);
+      await this.audit({ who: 'machine', machine: m!.id, action: 'release', result: 'ok', reasons: notices, peer: ctx.peer });
       return r.released;
     } catch (e) {
       if (m && e instanceof ServerError) {

@@ -115,7 +115,7 @@ export const TPM_CAP = {
   ECC_CURVES: 0x00000008,
 } as const;
 
-/** TPM_PT, Part 2 §6.13 (fixed properties). */
+/** TPM_PT, Part 2 §6.13 (fixed properties, then the variable ones bootkey reads). */
 export const TPM_PT = {
   FAMILY_INDICATOR: 0x100,
   LEVEL: 0x101,
@@ -136,7 +136,17 @@ export const TPM_PT = {
   NV_BUFFER_MAX: 0x12c,
   MAX_COMMAND_SIZE: 0x11e,
   MAX_RESPONSE_SIZE: 0x11f,
+  /** PT_VAR + 0: TPMA_PERMANENT (bit 9 inLockout). */
+  PERMANENT: 0x200,
+  /** PT_VAR + 14..17: the dictionary-attack state (TPM2_DictionaryAttackParameters). */
+  LOCKOUT_COUNTER: 0x20e,
+  MAX_AUTH_FAIL: 0x20f,
+  LOCKOUT_INTERVAL: 0x210,
+  LOCKOUT_RECOVERY: 0x211,
 } as const;
+
+/** TPMA_PERMANENT bits, Part 2 §8.6. */
+export const TPMA_PERMANENT = { inLockout: 1 << 9 } as const;
 
 /** TPM_RH / TPM_RS handles, Part 2 §7.4. */
 export const TPM_RH = {

@@ -45,11 +45,19 @@ export function makeCredential(ek: TPMTPublic, name: Buffer, credential: Buffer)
   if (name.length < 2) throw new TpmError('UNSUPPORTED', 'MakeCredential: the object name is empty');
   const bits = symKeyBits(ek);
   const { seed, encryptedSecret } = encryptSeed(ek, 'IDENTITY');
-  const symKey = kdfa(ek.nameAlg, seed, 'STORAGE', name, Buffer.alloc(0), bits);
-  const encIdentity = aesCfbEncrypt(symKey, Buffer.alloc(16), marshal((w) => w.tpm2b(credential)));
-  const hmacKey = kdfa(ek.nameAlg, seed, 'INTEGRITY', Buffer.alloc(0), Buffer.alloc(0), dsize * 8);
-  const integrity = hmac(ek.nameAlg, hmacKey, encIdentity, name);
-  return { credentialBlob: marshal((w) => w.tpm2b(integrity).bytes(encIdentity)), secret: encryptedSecret };
+  const secrets: Buffer[] = [seed];
+  try {
+    const symKey = kdfa(ek.nameAlg, seed, 'STORAGE', name, Buffer.alloc(0), bits);
+    const plain = marshal((w) => w.tpm2b(credential));
+    secrets.push(symKey, plain);
+    const encIdentity = aesCfbEncrypt(symKey, Buffer.alloc(16), plain);
+    const hmacKey = kdfa(ek.nameAlg, seed, 'INTEGRITY', Buffer.alloc(0), Buffer.alloc(0), dsize * 8);
+    secrets.push(hmacKey);
+    const integrity = hmac(ek.nameAlg, hmacKey, encIdentity, name);
+    return { credentialBlob: marshal((w) => w.tpm2b(integrity).bytes(encIdentity)), secret: encryptedSecret };
+  } finally {
+    for (const b of secrets) b.fill(0);
+  }
 }
 
 /** The magic and version of tpm2-tools' credential file (tpm2_makecredential -o). */

@@ -272,5 +272,6 @@ export function _eccEncryptSeed(pub: Extract<TPMTPublic, { type: typeof TPM_ALG.
   const ex = eph.subarray(1, 1 + c.size);
   const ey = eph.subarray(1 + c.size);
   const seed = kdfe(pub.nameAlg, z, label, ex, pub.unique.x, digestSize(pub.nameAlg) * 8);
+  z.fill(0);
   return { seed, encryptedSecret: marshal((w) => w.tpm2b(ex).tpm2b(ey)) };
 }

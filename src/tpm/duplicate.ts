@@ -87,18 +87,28 @@ export function createImportBlob(ek: TPMTPublic, secret: Buffer, opts: ImportBlo
   if (ek.type !== TPM_ALG.RSA && ek.type !== TPM_ALG.ECC) throw new TpmError('UNSUPPORTED', 'duplicate: the new parent must be an RSA or ECC storage key');
   const keyBits = symKeyBits(ek);
 
-  const seedValue = randomBytes(size);
-  const objectPublic = sealedObjectPublic(nameAlg, authPolicy, hash(nameAlg, seedValue, secret));
-  const name = objectName(objectPublic);
-  // TPMT_SENSITIVE, Part 2 §12.3.2.4, inside its TPM2B (TPM2B_SENSITIVE).
-  const sensitive = marshal((w) => w.u16(TPM_ALG.KEYEDHASH).tpm2b(Buffer.alloc(0)).tpm2b(seedValue).tpm2b(secret));
-  const sensitive2B = marshal((w) => w.tpm2b(sensitive));
+  // Every intermediate that holds the secret or a key to it is zeroed before returning.
+  const secrets: Buffer[] = [];
+  const keep = (b: Buffer): Buffer => (secrets.push(b), b);
+  let objectPublic: TPMTPublic, name: Buffer, encryptedSecret: Buffer, dupSensitive: Buffer, outerHMAC: Buffer;
+  try {
+    const seedValue = keep(randomBytes(size));
+    objectPublic = sealedObjectPublic(nameAlg, authPolicy, hash(nameAlg, seedValue, secret));
+    name = objectName(objectPublic);
+    // TPMT_SENSITIVE, Part 2 §12.3.2.4, inside its TPM2B (TPM2B_SENSITIVE).
+    const sensitive = keep(marshal((w) => w.u16(TPM_ALG.KEYEDHASH).tpm2b(Buffer.alloc(0)).tpm2b(seedValue).tpm2b(secret)));
+    const sensitive2B = keep(marshal((w) => w.tpm2b(sensitive)));
 
-  const { seed, encryptedSecret } = encryptSeed(ek, 'DUPLICATE');
-  const symKey = kdfa(ek.nameAlg, seed, 'STORAGE', name, Buffer.alloc(0), keyBits);
-  const dupSensitive = aesCfbEncrypt(symKey, Buffer.alloc(16), sensitive2B);
-  const hmacKey = kdfa(ek.nameAlg, seed, 'INTEGRITY', Buffer.alloc(0), Buffer.alloc(0), hashInfo(ek.nameAlg).size * 8);
-  const outerHMAC = hmac(ek.nameAlg, hmacKey, dupSensitive, name);
+    const es = encryptSeed(ek, 'DUPLICATE');
+    const seed = keep(es.seed);
+    encryptedSecret = es.encryptedSecret;
+    const symKey = keep(kdfa(ek.nameAlg, seed, 'STORAGE', name, Buffer.alloc(0), keyBits));
+    dupSensitive = aesCfbEncrypt(symKey, Buffer.alloc(16), sensitive2B);
+    const hmacKey = keep(kdfa(ek.nameAlg, seed, 'INTEGRITY', Buffer.alloc(0), Buffer.alloc(0), hashInfo(ek.nameAlg).size * 8));
+    outerHMAC = hmac(ek.nameAlg, hmacKey, dupSensitive, name);
+  } finally {
+    for (const b of secrets) b.fill(0);
+  }
   const duplicate = marshal((w) => w.tpm2b(outerHMAC).bytes(dupSensitive));
   return {
     objectPublic,

@@ -13,11 +13,11 @@ export {
   startEKPolicySession, activateCredential, unsealImported,
 } from './keys.ts';
 export {
-  type KeyAlg, type EKRange, ekTemplate, akTemplate, EK_POLICY_A_SHA256, EK_POLICY_B_SHA256, EK_POLICY_C_SHA256, EK_CERT_INDICES,
+  type KeyAlg, type EKRange, type AKTemplateVersion, AK_TEMPLATE_CURRENT, hasNoDA, ekTemplate, akTemplate, EK_POLICY_A_SHA256, EK_POLICY_B_SHA256, EK_POLICY_C_SHA256, EK_CERT_INDICES,
 } from './templates.ts';
 export { quotePCRs, pcrDigest, Quote } from './commands/attest.ts';
 export { readPCRs, getPCRBanks, PCR_Read, PCR_Extend } from './commands/pcr.ts';
-export { GetRandom, GetCapability, getHandles, getProperties } from './commands/startup.ts';
+export { GetRandom, GetCapability, getHandles, getProperties, getDictionaryAttackState, type DictionaryAttackState } from './commands/startup.ts';
 export { CreatePrimary, Create, Load, ReadPublic, FlushContext, EvictControl, Unseal, ActivateCredential, Import, flushAll } from './commands/object.ts';
 export { NV_ReadPublic, NV_Read, readNV } from './commands/nv.ts';
 export { StartAuthSession, PolicySecret, PolicyPCR, PolicyOR, PolicyCommandCode, PolicyGetDigest, PolicyPassword, PolicyRestart } from './commands/session.ts';

@@ -5,7 +5,8 @@
  *   right type, else TPM2_CreatePrimary(TPM_RH_ENDORSEMENT) from the EK Credential Profile
  *   template (a transient object: flush it).
  * - {@link createAK}: a restricted signing PRIMARY under the endorsement hierarchy from a fixed
- *   template, so one TPM gives the same AK on every boot without persistent storage.
+ *   template (noDA SET: power losses never lock it out), so one TPM gives the same AK on every
+ *   boot without persistent storage.
  * - {@link readEKCertificate}: the EK certificate from NV (low then high range index).
  * - {@link startEKPolicySession}: a policy session satisfying the EK's authPolicy
  *   (PolicySecret(TPM_RH_ENDORSEMENT), plus PolicyOR for the high range), salted to a pinned EK
@@ -26,7 +27,10 @@ import { readNV } from './commands/nv.ts';
 import { PolicySecret, PolicyOR, PolicyPCR } from './commands/session.ts';
 import type { TPMSPCRSelection } from './structures.ts';
 import { startPolicySession, type AuthSession } from './session.ts';
-import { EK_CERT_INDICES, EK_POLICY_A_SHA256, EK_POLICY_B_SHA256, EK_POLICY_C_SHA256, akTemplate, ekTemplate, type EKRange, type KeyAlg } from './templates.ts';
+import {
+  AK_TEMPLATE_CURRENT, EK_CERT_INDICES, EK_POLICY_A_SHA256, EK_POLICY_B_SHA256, EK_POLICY_C_SHA256, akTemplate, ekTemplate,
+  type AKTemplateVersion, type EKRange, type KeyAlg,
+} from './templates.ts';
 
 /** A loaded key: its handle, public area (exact bytes too) and Name. */
 export interface KeyHandle {
@@ -90,9 +94,13 @@ export async function getEK(tpm: Tpm, alg: KeyAlg = 'rsa', opts: { range?: EKRan
   return createPrimary(tpm, TPM_RH.ENDORSEMENT, template);
 }
 
-/** The AK: a primary under the endorsement hierarchy from bootkey's fixed template (flush it). */
-export function createAK(tpm: Tpm, alg: KeyAlg = 'ecc'): Promise<KeyHandle> {
-  return createPrimary(tpm, TPM_RH.ENDORSEMENT, akTemplate(alg));
+/**
+ * The AK: a primary under the endorsement hierarchy from bootkey's fixed template (flush it).
+ * `version` "v2" (default) has noDA SET; "v1" is the template of machines enrolled before it
+ * (templates.ts), kept so that they still unlock until they are re-enrolled.
+ */
+export function createAK(tpm: Tpm, alg: KeyAlg = 'ecc', version: AKTemplateVersion = AK_TEMPLATE_CURRENT): Promise<KeyHandle> {
+  return createPrimary(tpm, TPM_RH.ENDORSEMENT, akTemplate(alg, version));
 }
 
 /** The DER EK certificate from NV, or undefined when the TPM has none for that algorithm. */

@@ -47,6 +47,9 @@ export interface DecodedRC {
   warning: boolean;
 }
 
+/** A table's own entry (never an Object.prototype property). */
+const own = (t: Record<number, string>, n: number): string | undefined => (Object.hasOwn(t, n) ? t[n] : undefined);
+
 /** Decodes a response code; unknown codes get a hex name. */
 export function decodeRC(rc: number): DecodedRC {
   rc >>>= 0;
@@ -54,7 +57,7 @@ export function decodeRC(rc: number): DecodedRC {
   if (rc & 0x080) {
     const n = rc & 0x3f;
     const base = 0x080 + n;
-    const name = FMT1[n] ? `TPM_RC_${FMT1[n]}` : `TPM_RC_0x${base.toString(16)}`;
+    const name = own(FMT1, n) ? `TPM_RC_${own(FMT1, n)}` : `TPM_RC_0x${base.toString(16)}`;
     if (rc & 0x040) return { rc, name, base, subject: 'parameter', index: (rc >> 8) & 0xf, warning: false };
     if (rc & 0x800) return { rc, name, base, subject: 'session', index: (rc >> 8) & 0x7, warning: false };
     const h = (rc >> 8) & 0x7;
@@ -63,8 +66,8 @@ export function decodeRC(rc: number): DecodedRC {
   if (rc & 0x100) {
     const n = rc & 0x7f;
     if (rc & 0x400) return { rc, name: `TPM_RC_VENDOR_0x${rc.toString(16)}`, base: rc, warning: false };
-    if (rc & 0x800) return { rc, name: WARN[n] ? `TPM_RC_${WARN[n]}` : `TPM_RC_WARN_0x${rc.toString(16)}`, base: rc, warning: true };
-    return { rc, name: FMT0[n] ? `TPM_RC_${FMT0[n]}` : `TPM_RC_0x${rc.toString(16)}`, base: rc, warning: false };
+    if (rc & 0x800) return { rc, name: own(WARN, n) ? `TPM_RC_${own(WARN, n)}` : `TPM_RC_WARN_0x${rc.toString(16)}`, base: rc, warning: true };
+    return { rc, name: own(FMT0, n) ? `TPM_RC_${own(FMT0, n)}` : `TPM_RC_0x${rc.toString(16)}`, base: rc, warning: false };
   }
   return { rc, name: `TPM_RC_0x${rc.toString(16)} (TPM 1.2 code)`, base: rc, warning: false };
 }
@@ -92,6 +95,7 @@ export const TPM_RC = {
   VALUE: 0x084,
   SIZE: 0x095,
   OBJECT_MEMORY: 0x902,
+  LOCKOUT: 0x921,
   RETRY: 0x922,
   TESTING: 0x90a,
   YIELDED: 0x908,

@@ -157,8 +157,15 @@ export class AuthSession implements Session {
     return !(this.bindName && ctx.entityName.equals(this.bindName));
   }
 
-  private hmacKey(ctx: SessionContext): Buffer {
-    return this.includeAuth(ctx) ? Buffer.concat([this.sessionKey, trimAuth(ctx.authValue)]) : this.sessionKey;
+  /** HMAC with key sessionKey (‖ authValue): a concatenated key is zeroed after use. */
+  private hmacWithKey(ctx: SessionContext, ...parts: Buffer[]): Buffer {
+    if (!this.includeAuth(ctx)) return hmac(this.hashAlg, this.sessionKey, ...parts);
+    const key = Buffer.concat([this.sessionKey, trimAuth(ctx.authValue)]);
+    try {
+      return hmac(this.hashAlg, key, ...parts);
+    } finally {
+      key.fill(0);
+    }
   }
 
   authCommand(cpHash: (hashAlg: number) => Buffer, ctx: SessionContext, attrs: number, extraNonces: Buffer[]): Buffer {
@@ -166,7 +173,7 @@ export class AuthSession implements Session {
     if (this.isPolicy && this.passwordNeeded) h = ctx.authValue;
     else {
       // Part 1 §19.6.5: HMAC(sessionKey ‖ authValue, cpHash ‖ nonceCaller ‖ nonceTPM ‖ [decryptNonce ‖ encryptNonce] ‖ sessionAttributes)
-      h = hmac(this.hashAlg, this.hmacKey(ctx), cpHash(this.hashAlg), this.nonceCaller, this.nonceTPM, ...extraNonces, Buffer.from([attrs]));
+      h = this.hmacWithKey(ctx, cpHash(this.hashAlg), this.nonceCaller, this.nonceTPM, ...extraNonces, Buffer.from([attrs]));
     }
     return new Writer().u32(this.handle).tpm2b(this.nonceCaller).u8(attrs).tpm2b(h).finish();
   }
@@ -176,34 +183,40 @@ export class AuthSession implements Session {
     if (!(attrs & TPMA_SESSION.continueSession)) this.active = false;
     if (this.isPolicy && this.passwordNeeded) return;
     // Part 1 §19.6.9: HMAC(sessionKey ‖ authValue, rpHash ‖ nonceTPM ‖ nonceCaller ‖ sessionAttributes)
-    const want = hmac(this.hashAlg, this.hmacKey(ctx), rpHash(this.hashAlg), nonceTPM, this.nonceCaller, Buffer.from([attrs]));
+    const want = this.hmacWithKey(ctx, rpHash(this.hashAlg), nonceTPM, this.nonceCaller, Buffer.from([attrs]));
     if (!constantTimeEqual(want, hmacValue)) {
       throw new TpmError('VERIFY_HMAC', `${command}: the response HMAC of session 0x${this.handle.toString(16)} does not verify (wrong salt key, tampered response, or not the expected TPM)`);
     }
   }
 
-  /** Part 1 §21.3: AES-CFB key and IV. */
-  private cfb(ctx: SessionContext, nonceNewer: Buffer, nonceOlder: Buffer): { key: Buffer; iv: Buffer } {
+  /** Part 1 §21.3: AES-CFB key and IV, given to `use`, then zeroed (with the KDF's input). */
+  private withCfb<T>(ctx: SessionContext, nonceNewer: Buffer, nonceOlder: Buffer, use: (key: Buffer, iv: Buffer) => T): T {
     if (this.symmetric.algorithm !== TPM_ALG.AES || this.symmetric.mode !== TPM_ALG.CFB) {
       throw new TpmError('UNSUPPORTED', 'parameter encryption needs a session with symmetric AES-CFB');
     }
     const kb = this.symmetric.keyBits / 8;
-    const kiv = kdfa(this.hashAlg, Buffer.concat([this.sessionKey, trimAuth(ctx.authValue)]), 'CFB', nonceNewer, nonceOlder, (kb + 16) * 8);
-    return { key: kiv.subarray(0, kb), iv: kiv.subarray(kb) };
+    const ikm = Buffer.concat([this.sessionKey, trimAuth(ctx.authValue)]);
+    let kiv: Buffer | undefined;
+    try {
+      kiv = kdfa(this.hashAlg, ikm, 'CFB', nonceNewer, nonceOlder, (kb + 16) * 8);
+      return use(kiv.subarray(0, kb), kiv.subarray(kb));
+    } finally {
+      ikm.fill(0);
+      kiv?.fill(0);
+    }
   }
 
   encryptCommandParameter(data: Buffer, ctx: SessionContext): Buffer {
-    const { key, iv } = this.cfb(ctx, this.nonceCaller, this.nonceTPM);
-    return aesCfbEncrypt(key, iv, data);
+    return this.withCfb(ctx, this.nonceCaller, this.nonceTPM, (key, iv) => aesCfbEncrypt(key, iv, data));
   }
 
   decryptResponseParameter(data: Buffer, ctx: SessionContext): Buffer {
-    const { key, iv } = this.cfb(ctx, this.nonceTPM, this.nonceCaller);
-    return aesCfbDecrypt(key, iv, data);
+    return this.withCfb(ctx, this.nonceTPM, this.nonceCaller, (key, iv) => aesCfbDecrypt(key, iv, data));
   }
 
-  /** TPM2_FlushContext on this session (no-op when the TPM already flushed it). */
+  /** TPM2_FlushContext on this session (no-op when the TPM already flushed it); the session key is zeroed. */
   async flush(tpm: Tpm): Promise<void> {
+    this.sessionKey.fill(0);
     if (!this.active) return;
     this.active = false;
     await FlushContext(tpm, { flushHandle: this.handle });
@@ -237,12 +250,19 @@ async function start(tpm: Tpm, type: number, opts: AuthSessionOptions): Promise<
     sessionType: type,
     symmetric,
     authHash: hashAlg,
+  }).catch((e: unknown) => {
+    salt.fill(0);
+    throw e;
   });
   const bindAuth = opts.bind ? trimAuth(opts.bind.authValue ?? Buffer.alloc(0)) : Buffer.alloc(0);
-  const sessionKey =
-    opts.salt || opts.bind
-      ? kdfa(hashAlg, Buffer.concat([bindAuth, salt]), 'ATH', rsp.nonceTPM, nonceCaller, size * 8)
-      : Buffer.alloc(0);
+  const ikm = Buffer.concat([bindAuth, salt]);
+  let sessionKey: Buffer;
+  try {
+    sessionKey = opts.salt || opts.bind ? kdfa(hashAlg, ikm, 'ATH', rsp.nonceTPM, nonceCaller, size * 8) : Buffer.alloc(0);
+  } finally {
+    ikm.fill(0);
+    salt.fill(0);
+  }
   if ((opts.decrypt || opts.encrypt) && sessionKey.length === 0) {
     await FlushContext(tpm, { flushHandle: rsp.sessionHandle }).catch(() => undefined);
     throw new TpmError('UNSUPPORTED', 'parameter encryption needs a salted or bound session (else the key is public)');

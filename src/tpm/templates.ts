@@ -8,12 +8,23 @@
  * NULL. Low range: no userWithAuth, authPolicy = PolicyA = PolicySecret(TPM_RH_ENDORSEMENT),
  * unique = 256 (RSA) or 2×32 (ECC) zero bytes. High range: userWithAuth, authPolicy = PolicyB
  * (SHA-256) = PolicyOR(PolicyA, PolicyC), PolicyC = PolicyAuthorizeNV(index 0x01C07F01), and
- * an empty unique.
+ * an empty unique. The EK templates are fixed by that profile (no noDA: the EK is authorized
+ * only by policy sessions, PolicySecret on the endorsement hierarchy, which the dictionary-attack
+ * logic does not count); bootkey never changes them, or the EK and its certificate would differ.
  *
  * AK templates (bootkey's own, go-attestation style): restricted signing keys under the
- * endorsement hierarchy, fixedTPM, fixedParent, sensitiveDataOrigin, userWithAuth, sign;
- * ECC P-256 ECDSA-SHA256 (default) or RSA 2048 RSASSA-SHA256. As primaries they are
- * re-derived identically from the endorsement seed on every boot.
+ * endorsement hierarchy, fixedTPM, fixedParent, sensitiveDataOrigin, userWithAuth, noDA,
+ * restricted, sign; ECC P-256 ECDSA-SHA256 (default) or RSA 2048 RSASSA-SHA256. As primaries
+ * they are re-derived identically from the endorsement seed on every boot.
+ *
+ * AK template versions (the LUKS2 token's `ak_template`, absent = "v1"):
+ * - "v1" (bootkey before issue 10): no noDA. Every use of the AK is a dictionary-attack
+ *   protected authorization, so each power loss after it (non-orderly shutdown) raises the
+ *   TPM's lockout counter; at TPM_PT_MAX_AUTH_FAIL (3 on swtpm) TPM2_Quote answers
+ *   TPM_RC_LOCKOUT and the machine cannot unlock until the counter decays.
+ * - "v2" (current): noDA SET, as go-attestation and go-tpm-tools do. Its Name differs from
+ *   v1's (the attributes are hashed into it), so a machine enrolled with v1 keeps using v1
+ *   until it is re-enrolled; the server tells it to (notice AK_NO_DA, docs/SERVER.md).
  * @module
  */
 import { TPM_ALG, TPM_ECC, TPMA_OBJECT } from './constants.ts';
@@ -81,27 +92,39 @@ export const EK_CERT_INDICES: Record<KeyAlg, number[]> = {
   ecc: [0x01c0000a, 0x01c00014],
 };
 
-const AK_ATTRS =
+/** Which AK template a machine was enrolled with (module doc). */
+export type AKTemplateVersion = 'v1' | 'v2';
+/** The AK template new enrolments use. */
+export const AK_TEMPLATE_CURRENT: AKTemplateVersion = 'v2';
+
+const AK_ATTRS_V1 =
   TPMA_OBJECT.fixedTPM | TPMA_OBJECT.fixedParent | TPMA_OBJECT.sensitiveDataOrigin | TPMA_OBJECT.userWithAuth | TPMA_OBJECT.restricted | TPMA_OBJECT.sign;
+const AK_ATTRS: Record<AKTemplateVersion, number> = { v1: AK_ATTRS_V1, v2: AK_ATTRS_V1 | TPMA_OBJECT.noDA };
+
+/** Whether a public area has noDA SET (its authorizations are exempt from dictionary-attack lockout). */
+export function hasNoDA(p: { objectAttributes: number }): boolean {
+  return (p.objectAttributes & TPMA_OBJECT.noDA) !== 0;
+}
 
 /** AK: ECC NIST P-256, ECDSA with SHA-256. */
-export function akTemplateECC(): TPMTPublic {
+export function akTemplateECC(version: AKTemplateVersion = AK_TEMPLATE_CURRENT): TPMTPublic {
   return {
-    type: TPM_ALG.ECC, nameAlg: TPM_ALG.SHA256, objectAttributes: AK_ATTRS, authPolicy: Buffer.alloc(0),
+    type: TPM_ALG.ECC, nameAlg: TPM_ALG.SHA256, objectAttributes: AK_ATTRS[version], authPolicy: Buffer.alloc(0),
     parameters: { symmetric: { ...SYM_NULL }, scheme: { scheme: TPM_ALG.ECDSA, hashAlg: TPM_ALG.SHA256 }, curveID: TPM_ECC.NIST_P256, kdf: { ...SCHEME_NULL } },
     unique: { x: Buffer.alloc(0), y: Buffer.alloc(0) },
   };
 }
 
 /** AK: RSA 2048, RSASSA-PKCS1-v1_5 with SHA-256. */
-export function akTemplateRSA(): TPMTPublic {
+export function akTemplateRSA(version: AKTemplateVersion = AK_TEMPLATE_CURRENT): TPMTPublic {
   return {
-    type: TPM_ALG.RSA, nameAlg: TPM_ALG.SHA256, objectAttributes: AK_ATTRS, authPolicy: Buffer.alloc(0),
+    type: TPM_ALG.RSA, nameAlg: TPM_ALG.SHA256, objectAttributes: AK_ATTRS[version], authPolicy: Buffer.alloc(0),
     parameters: { symmetric: { ...SYM_NULL }, scheme: { scheme: TPM_ALG.RSASSA, hashAlg: TPM_ALG.SHA256 }, keyBits: 2048, exponent: 0 },
     unique: { rsa: Buffer.alloc(0) },
   };
 }
 
-export function akTemplate(alg: KeyAlg = 'ecc'): TPMTPublic {
-  return alg === 'rsa' ? akTemplateRSA() : akTemplateECC();
+/** The AK template for an algorithm and template version (default: the current one, with noDA). */
+export function akTemplate(alg: KeyAlg = 'ecc', version: AKTemplateVersion = AK_TEMPLATE_CURRENT): TPMTPublic {
+  return alg === 'rsa' ? akTemplateRSA(version) : akTemplateECC(version);
 }

@@ -232,6 +232,7 @@ export class Tpm {
       const data = pr.tpm2b('first parameter', 0xffff);
       const dec = auths[encIdx].session.decryptResponseParameter(data, auths[encIdx].ctx);
       rparams = Buffer.concat([rparams.subarray(0, 2), dec, rparams.subarray(2 + data.length)]);
+      dec.fill(0); // a decrypted parameter is usually a secret (Unseal, ActivateCredential): one copy only
     }
     return { handles: outHandles, params: new Reader(rparams, `${name} response`) };
   }

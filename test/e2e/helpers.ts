@@ -104,6 +104,8 @@ export interface E2eTpm {
   port: number;
   stateDir: string;
   restart(): Promise<void>;
+  /** A power loss: SIGKILL, no TPM2_Shutdown, then a new swtpm on the same state (startup-clear). */
+  crash(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -135,6 +137,17 @@ export async function e2eTpm(opts: { blank?: boolean } = {}): Promise<E2eTpm> {
     tcti: '', port: 0, stateDir,
     async restart() {
       await kill();
+      await launch();
+    },
+    async crash() {
+      const c = child;
+      child = undefined;
+      if (c && c.exitCode === null && c.signalCode === null) {
+        await new Promise<void>((resolve) => {
+          c.once('exit', () => resolve());
+          c.kill('SIGKILL');
+        });
+      }
       await launch();
     },
     async stop() {
@@ -197,6 +210,8 @@ export interface Machine {
   eventLog: Buffer;
   /** Reboot into another (or the same) log: restart swtpm (PCRs reset), replay. */
   reboot(logName?: string): Promise<void>;
+  /** Power loss and boot again: no TPM2_Shutdown (a non-orderly shutdown), then replay the log. */
+  crash(logName?: string): Promise<void>;
   /** swtpm serves one client at a time: close our connection while a child process uses the TPM. */
   detach(): Promise<void>;
   attach(): Promise<void>;
@@ -212,6 +227,13 @@ export async function machine(logName = GOOD, opts: { blank?: boolean } = {}): P
       await shutdown(m.tpm);
       await m.tpm.close();
       await sw.restart();
+      m.tpm = await openTpm(sw);
+      m.eventLog = log(name);
+      await replayLogIntoTpm(m.tpm, m.eventLog);
+    },
+    async crash(name = logName) {
+      await m.tpm.close();
+      await sw.crash();
       m.tpm = await openTpm(sw);
       m.eventLog = log(name);
       await replayLogIntoTpm(m.tpm, m.eventLog);

@@ -142,6 +142,7 @@ export async function ActivateCredential(
   });
   const certInfo = r.tpm2b('TPM2B_DIGEST certInfo', 64);
   r.done();
+  r.buf.fill(0); // the caller holds the only copy of the secret (and zeroes it)
   return { certInfo };
 }
 
@@ -150,6 +151,7 @@ export async function Unseal(tpm: Tpm, req: { itemHandle: AuthHandle }, ...sessi
   const { params: r } = await tpm.execute({ cc: TPM_CC.Unseal, handles: [{ auth: req.itemHandle }], params: Buffer.alloc(0), sessions, encryptable: true });
   const outData = r.tpm2b('TPM2B_SENSITIVE_DATA outData', 128);
   r.done();
+  r.buf.fill(0); // the caller holds the only copy of the secret (and zeroes it)
   return { outData };
 }
 

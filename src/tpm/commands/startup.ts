@@ -3,7 +3,7 @@
  * (GetRandom), §30.2 (GetCapability).
  * @module
  */
-import { TPM_CAP, TPM_CC, TPM_SU } from '../constants.ts';
+import { TPM_CAP, TPM_CC, TPM_PT, TPM_SU, TPMA_PERMANENT } from '../constants.ts';
 import { TpmError } from '../errors.ts';
 import { Reader, Writer } from '../marshal.ts';
 import { readPCRSelection, type TPMSPCRSelection } from '../structures.ts';
@@ -122,4 +122,30 @@ export async function getProperties(tpm: Tpm, first: number, count = 64): Promis
     property = capabilityData.tpmProperty[capabilityData.tpmProperty.length - 1].property + 1;
   }
   return out;
+}
+
+/** The dictionary-attack state (Part 1 §19.8.6; TPM_PT_LOCKOUT_* and TPMA_PERMANENT.inLockout). */
+export interface DictionaryAttackState {
+  /** TPM_PT_LOCKOUT_COUNTER: authorization failures (and non-orderly shutdowns after a DA-protected use) counted. */
+  lockoutCounter: number;
+  /** TPM_PT_MAX_AUTH_FAIL: the count at which the TPM is in lockout. */
+  maxAuthFail: number;
+  /** TPM_PT_LOCKOUT_INTERVAL: seconds of powered-on time per recovered failure. */
+  lockoutInterval: number;
+  /** TPM_PT_LOCKOUT_RECOVERY: seconds before lockoutAuth may be tried again after a failure. */
+  lockoutRecovery: number;
+  /** TPMA_PERMANENT.inLockout: DA-protected objects refuse authorization (TPM_RC_LOCKOUT). */
+  inLockout: boolean;
+}
+
+/** Reads the dictionary-attack state with TPM2_GetCapability(TPM_PROPERTIES, PT_VAR). */
+export async function getDictionaryAttackState(tpm: Tpm): Promise<DictionaryAttackState> {
+  const p = await getProperties(tpm, TPM_PT.PERMANENT, TPM_PT.LOCKOUT_RECOVERY - TPM_PT.PERMANENT + 1);
+  return {
+    lockoutCounter: p.get(TPM_PT.LOCKOUT_COUNTER) ?? 0,
+    maxAuthFail: p.get(TPM_PT.MAX_AUTH_FAIL) ?? 0,
+    lockoutInterval: p.get(TPM_PT.LOCKOUT_INTERVAL) ?? 0,
+    lockoutRecovery: p.get(TPM_PT.LOCKOUT_RECOVERY) ?? 0,
+    inLockout: ((p.get(TPM_PT.PERMANENT) ?? 0) & TPMA_PERMANENT.inLockout) !== 0,
+  };
 }
