@@ -52,9 +52,10 @@ export function parsePolicy(input: string | unknown): Policy {
       throw new PolicyError('BAD_POLICY', `policy: not valid JSON: ${(e as Error).message}`);
     }
   }
-  const p = obj(v, '$', ['$schema', 'version', 'comment', 'bank', 'pcrs', 'options', 'rules', 'knownGood'], ['version', 'bank', 'pcrs', 'options', 'rules']);
+  const p = obj(v, '$', ['$schema', 'version', 'comment', 'bank', 'pcrs', 'options', 'rules', 'knownGood', 'knownGoodRules'], ['version', 'bank', 'pcrs', 'options', 'rules']);
   if (p.version !== POLICY_VERSION && p.version !== 1) bad('version', `unsupported version ${JSON.stringify(p.version)} (this bootkey reads versions 1 and ${POLICY_VERSION})`);
   if (p.version === 1 && p.knownGood !== undefined) bad('knownGood', 'needs version 2');
+  if (p.knownGoodRules !== undefined) str(p.knownGoodRules, 'knownGoodRules', HEX64, 'a SHA-256 (64 lowercase hex digits)');
   const bank = str(p.bank, 'bank');
   if (!isBankName(bank)) bad('bank', `unknown bank ${JSON.stringify(bank)}`);
   const hexd = new RegExp(`^[0-9a-f]{${BANK_SIZE[bank] * 2}}$`);

@@ -32,6 +32,7 @@
  * @module
  */
 import { analyseBoot, type AppRole, type BootState, type CmdlineSource, type SignatureEntry, type StateIssue } from './bootstate.ts';
+import { createHash } from 'node:crypto';
 import { PolicyError } from './policy-errors.ts';
 import type { BankName } from '../pcrs.ts';
 import type { TrustedLog } from './trusted.ts';
@@ -105,6 +106,12 @@ export interface Policy {
   options: { allowAnyCmdline: boolean; allowAnyKernel: boolean };
   /** PCR index (as a string) → its values in the known-good boots (version 2). */
   knownGood?: Record<string, string[]>;
+  /**
+   * SHA-256 of the bank, options and rules the known-good values were recorded with
+   * ({@link rulesDigest}). A policy whose rules were edited since (by hand, `admin set-policy`)
+   * no longer matches it, and its known-good values are then ignored: the edited rules decide.
+   */
+  knownGoodRules?: string;
   rules: {
     firmware?: { pcr: 0; allowed: Firmware[] };
     bootChain?: {
@@ -215,6 +222,11 @@ function rulePcrs(policy: Policy): Record<string, number[]> {
   return out;
 }
 
+/** SHA-256 of what the known-good values vouch for: bank, PCR list, options and rules. */
+export function rulesDigest(p: Policy): string {
+  return createHash('sha256').update(JSON.stringify({ bank: p.bank, pcrs: p.pcrs, options: p.options, rules: p.rules })).digest('hex');
+}
+
 function issuesIn(st: BootState, pcrs: Iterable<number>): StateIssue[] {
   const set = new Set(pcrs);
   return st.issues.filter((i) => i.pcr !== undefined && set.has(i.pcr));
@@ -317,6 +329,7 @@ export function generatePolicy(tl: TrustedLog, opts: PolicyOptions = {}): Policy
   const missing = need.filter((p) => !tl.covers(p, bank));
   if (missing.length) throw new PolicyError('NOT_QUOTED', `the policy would read PCR ${missing.join(', ')} (${bank}), which the ${tl.verified ? 'quote' : 'log'} does not cover`);
   policy.knownGood = Object.fromEntries(need.map((p) => [String(p), [valueHex(tl, bank, p)!]]));
+  policy.knownGoodRules = rulesDigest(policy);
   return policy;
 }
 
@@ -383,7 +396,13 @@ export function addBoot(policy: Policy, tl: TrustedLog, opts: AddBootOptions = {
     if (!policy.knownGood || !was.length) { if (!policy.knownGood) continue; }
     kg[k] = uniq([...was, ...now]);
   }
-  if (policy.knownGood) out.knownGood = kg; else delete out.knownGood;
+  if (policy.knownGood && policy.knownGoodRules === rulesDigest(policy)) {
+    out.knownGood = kg;
+    out.knownGoodRules = rulesDigest(out);
+  } else {
+    delete out.knownGood;
+    delete out.knownGoodRules;
+  }
   return out;
 }
 
@@ -433,10 +452,14 @@ export function checkPolicy(policy: Policy, tl: TrustedLog): PolicyResult {
     return { pass: false, failures, warnings: warnings(), knownGoodPcrs: [] };
   }
   // The known-good shortcut: a PCR whose value is a known-good one is that boot's digest sequence.
-  const kgPcrs = need.filter((p) => {
+  // Only while the rules are the ones the values were recorded with.
+  const kgValid = policy.knownGood !== undefined && policy.knownGoodRules === rulesDigest(policy);
+  const extraWarnings: string[] = [];
+  if (policy.knownGood !== undefined && !kgValid) extraWarnings.push('the policy\'s rules changed since its known-good values were recorded: they are ignored, every rule reads its PCRs by structure');
+  const kgPcrs = !kgValid ? [] : need.filter((p) => {
     const k = String(p);
     const v = valueHex(tl, bank, p);
-    return policy.knownGood !== undefined && Object.hasOwn(policy.knownGood, k) && v !== undefined && policy.knownGood[k].includes(v);
+    return Object.hasOwn(policy.knownGood!, k) && v !== undefined && policy.knownGood![k].includes(v);
   });
   const kg = new Set(kgPcrs);
   const structural = (pcrs: number[]) => !pcrs.every((p) => kg.has(p));
@@ -473,7 +496,7 @@ export function checkPolicy(policy: Policy, tl: TrustedLog): PolicyResult {
     const evs = tl.events(pcr).map((e) => e.index);
     fail('pcr-value', pcr, null, vals.join(' | '), actual, `${bank} value is ${short(actual)}, policy allows ${orList(vals.map(short))} (PCR ${pcr} events: ${evs.join(', ') || 'none'})`);
   }
-  return { pass: failures.length === 0, failures, warnings: warnings(), knownGoodPcrs: kgPcrs };
+  return { pass: failures.length === 0, failures, warnings: [...extraWarnings, ...warnings()], knownGoodPcrs: kgPcrs };
 }
 
 type Fail = (rule: string, pcr: number | null, event: number | null, expected: string, actual: string, what: string) => void;

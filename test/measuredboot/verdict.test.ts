@@ -145,6 +145,16 @@ test('the Secure Boot on policy refuses the Secure Boot off boot, known-good val
   }
 });
 
+test('a hand-edited rule is not overruled by the known-good values recorded for the old rules', () => {
+  const p = policyFrom(SD);
+  const q = quoted(SD, requiredPcrs(p, 15));
+  p.rules.bootChain!.stages[0].allowed = [{ digest: 'ab'.repeat(32) }];
+  const v = evaluateBoot(p, SD, q, { releasedPcr: 15 });
+  assert.is(v.code, 'POLICY');
+  assert.ok(v.failures.some((f) => f.rule === 'boot-chain' && f.pcr === 4));
+  assert.match(v.warnings[0], /rules changed since its known-good values were recorded/);
+});
+
 test('pcrValuesFromText: tpm2_pcrread YAML and bootkey JSON; bad lines named', () => {
   const yaml = 'sha1:\n  0 : 0x' + 'AB'.repeat(20) + '\nsha256:\n  0 : 0x' + 'cd'.repeat(32) + '\n  7 : 0x' + '01'.repeat(32) + '\n';
   const v = pcrValuesFromText(yaml);
