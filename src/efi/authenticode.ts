@@ -22,6 +22,8 @@
  *      hold a leaf, as EDK2's partial-chain verification accepts). Like UEFI firmware and shim,
  *      validity periods, key usage and EKU are **not** checked (there is no trusted time at boot),
  *      and neither is revocation (dbx is the firmware's business).
+ * The PKCS#7 must be DER (its re-encoding must equal its bytes), so one signature has one
+ * encoding. SignedData.version and .digestAlgorithms are not used (as OpenSSL's PKCS7_verify).
  * Timestamp countersignatures (unsigned attributes) are not verified.
  * @module
  */
@@ -82,6 +84,7 @@ export interface CertInfo {
   /** SHA-256 of the DER certificate, lowercase hex. */
   sha256: string;
   der: Buffer;
+  x509: X509Certificate;
 }
 
 export interface AuthenticodeSignature {
@@ -104,7 +107,7 @@ function oneLine(dn: string): string {
 
 export function certInfo(der: Buffer): CertInfo {
   const x = new X509Certificate(der);
-  return { subject: oneLine(x.subject), issuer: oneLine(x.issuer), serial: x.serialNumber.toUpperCase(), sha256: createHash('sha256').update(der).digest('hex'), der };
+  return { subject: oneLine(x.subject), issuer: oneLine(x.issuer), serial: x.serialNumber.toUpperCase(), sha256: createHash('sha256').update(der).digest('hex'), der, x509: x };
 }
 
 /**
@@ -154,13 +157,25 @@ export function parseSignature(wc: WinCertificate): AuthenticodeSignature {
     fail(`revision 0x${wc.revision.toString(16)} type 0x${wc.certificateType.toString(16)} is not a PKCS#7 SignedData (revision 0x0200, type 0x0002)`);
   }
   let sd: SignedData;
+  let ciContent: ArrayBuffer | undefined;
   try {
     // Signers pad bCertificate to 8 bytes: parse the first element only.
     const outer = asn1js.fromBER(wc.data);
     if (outer.offset === -1) fail(`not DER: ${outer.result.error}`);
     const ci = AsnConvert.parse(wc.data.subarray(0, outer.offset), ContentInfo);
     if (ci.contentType !== OID_SIGNED_DATA) fail(`content type ${ci.contentType} is not SignedData`);
+    ciContent = ci.content;
     sd = AsnConvert.parse(ci.content, SignedData);
+    // DER only: the re-encoding of what was decoded must give back the same bytes. BER leniency
+    // (lengths, tags a lenient decoder forgives) would let one signature take many encodings,
+    // and the bytes verified here differ from the bytes in the file.
+    const again = Buffer.concat([Buffer.from(AsnConvert.serialize(ci)), Buffer.from(AsnConvert.serialize(sd))]);
+    const orig = Buffer.concat([wc.data.subarray(0, outer.offset), Buffer.from(ci.content)]);
+    if (!again.equals(orig)) {
+      let i = 0;
+      while (i < again.length && i < orig.length && again[i] === orig[i]) i++;
+      fail(`PKCS#7 SignedData is not DER (its re-encoding differs at byte ${i < outer.offset ? i : i - outer.offset} of the ${i < outer.offset ? 'ContentInfo' : 'SignedData'})`);
+    }
   } catch (e) {
     if (e instanceof EfiError) throw e;
     return fail(`PKCS#7 SignedData does not decode: ${(e as Error)?.message ?? e}`, e);
@@ -194,14 +209,24 @@ export function parseSignature(wc: WinCertificate): AuthenticodeSignature {
     if (e instanceof EfiError) throw e;
     return fail(`SpcIndirectDataContent does not decode: ${(e as Error)?.message ?? e}`, e);
   }
+  // The certificates as their bytes are in the file (not re-encoded from the parsed form, which
+  // could normalise a byte away): SignedData ::= SEQUENCE { version, digestAlgorithms,
+  // encapContentInfo, certificates [0] IMPLICIT SET OF Certificate OPTIONAL, crls [1], signerInfos }.
   const certificates: CertInfo[] = [];
   const decodedCertificates: Certificate[] = [];
   try {
-    for (const c of sd.certificates ?? []) {
-      if (!c.certificate) continue;
-      certificates.push(certInfo(Buffer.from(AsnConvert.serialize(c.certificate))));
-      decodedCertificates.push(c.certificate);
-    }
+    const sdBlock = berElement(new Uint8Array(ciContent!));
+    const items = sdBlock instanceof asn1js.Sequence ? sdBlock.valueBlock.value : [];
+    const certSet = items.find((x) => x.idBlock.tagClass === 3 && x.idBlock.tagNumber === 0);
+    const raw = certSet && 'value' in certSet.valueBlock && Array.isArray(certSet.valueBlock.value) ? (certSet.valueBlock.value as asn1js.AsnType[]) : [];
+    const parsed = sd.certificates ?? [];
+    if (parsed.length !== raw.length) fail('certificate set does not decode consistently');
+    raw.forEach((c, i) => {
+      const cert = parsed[i].certificate;
+      if (!(c instanceof asn1js.Sequence) || !cert) return; // other CertificateChoices (attribute certificates)
+      certificates.push(certInfo(Buffer.from(c.valueBeforeDecodeView)));
+      decodedCertificates.push(cert);
+    });
   } catch (e) {
     return fail(`a certificate does not decode: ${(e as Error)?.message ?? e}`, e);
   }
@@ -257,8 +282,8 @@ export interface SignatureResult {
 }
 
 function chainTo(leaf: CertInfo, bundle: CertInfo[], cas: X509Certificate[]): { chain: ChainResult; anchor?: string } {
-  let current = new X509Certificate(leaf.der);
-  const pool = bundle.map((c) => new X509Certificate(c.der));
+  let current = leaf.x509;
+  const pool = bundle.map((c) => c.x509);
   const seen = new Set<string>();
   for (let depth = 0; depth < 8; depth++) {
     const fp = current.fingerprint256;
@@ -319,7 +344,7 @@ function checkSigner(sig: AuthenticodeSignature, si: SignerInfo, cas: X509Certif
   const sAlg = Object.hasOwn(SIGNATURE_OIDS, sOid) ? SIGNATURE_OIDS[sOid] : undefined;
   if (!sAlg) return { ...res, reason: `signature algorithm ${sOid} not supported` };
   try {
-    const key = new X509Certificate(cert.der).publicKey;
+    const key = cert.x509.publicKey;
     res.signatureVerifies = cryptoVerify(sAlg === 'from-digest' ? dAlg : sAlg, signedBytes, key, Buffer.from(si.signature.buffer));
   } catch (e) {
     return { ...res, reason: `signature check failed: ${(e as Error).message}` };

@@ -230,12 +230,15 @@ export function authenticodeDigest(pe: PeImage | Buffer, bank: DigestName = 'sha
 /**
  * The bytes of a section as the loader maps them: VirtualSize bytes (the raw data, zero-filled
  * when VirtualSize exceeds SizeOfRawData; cut when it is smaller). A VirtualSize of 0 means
- * SizeOfRawData (object files, some linkers). `limit` bounds the zero fill.
- * @throws EfiError BAD_SECTION when the mapped size exceeds `limit`
+ * SizeOfRawData (object files, some linkers). The zero fill is bounded by `maxFill` (16 MiB):
+ * a hostile VirtualSize must not make us allocate a gigabyte.
+ * @throws EfiError BAD_SECTION when the zero fill would exceed `maxFill`
  */
-export function sectionData(pe: PeImage, s: PeSection, limit = 1 << 30): Buffer {
+export function sectionData(pe: PeImage, s: PeSection, maxFill = 1 << 24): Buffer {
   const size = s.virtualSize === 0 ? s.sizeOfRawData : s.virtualSize;
-  if (size > limit) throw new EfiError('BAD_SECTION', `section ${JSON.stringify(s.name)} VirtualSize ${hex(size)} exceeds the ${limit}-byte limit`, s.headerOffset + 8);
+  if (size > s.sizeOfRawData && size - s.sizeOfRawData > maxFill) {
+    throw new EfiError('BAD_SECTION', `section ${JSON.stringify(s.name)} VirtualSize ${hex(size)} exceeds its raw data (${hex(s.sizeOfRawData)}) by more than ${maxFill} bytes`, s.headerOffset + 8);
+  }
   const raw = pe.bytes.subarray(s.pointerToRawData, s.pointerToRawData + Math.min(s.sizeOfRawData, size));
   if (raw.length === size) return raw;
   const out = Buffer.alloc(size);

@@ -42,8 +42,6 @@ export function measuredSections(stubMajor: number | undefined): UkiSectionName[
   });
 }
 
-/** A bound on one section's mapped size (a zero-filled VirtualSize beyond the raw data). */
-export const MAX_UKI_SECTION = 1 << 30;
 
 export interface UkiSection {
   name: UkiSectionName;
@@ -85,20 +83,20 @@ export function isUki(pe: PeImage): boolean {
 
 /**
  * The UKI sections of a PE image (first section of each name, as systemd-stub takes it).
- * @throws EfiError BAD_UKI (no .linux), BAD_SECTION (a mapped size beyond the limit)
+ * @throws EfiError BAD_UKI (no .linux), BAD_SECTION (a VirtualSize far beyond the raw data)
  */
 export function parseUki(pe: PeImage | Buffer): Uki {
   const image = Buffer.isBuffer(pe) ? parsePe(pe) : pe;
   const sections: UkiSection[] = [];
   for (const name of UKI_SECTION_ORDER) {
     const s = image.sections.find((x) => x.name === name);
-    if (s) sections.push({ name, section: s, data: sectionData(image, s, MAX_UKI_SECTION) });
+    if (s) sections.push({ name, section: s, data: sectionData(image, s) });
   }
   if (!sections.some((s) => s.name === '.linux')) throw new EfiError('BAD_UKI', 'no .linux section: not a unified kernel image', image.sections[0]?.headerOffset ?? 0);
   let stubVersion: string | undefined;
   const magic = image.sections.find((x) => x.name === '.sdmagic');
   if (magic) {
-    const text = sectionData(image, magic, 4096).toString('latin1');
+    const text = image.bytes.subarray(magic.pointerToRawData, magic.pointerToRawData + Math.min(magic.sizeOfRawData, 4096)).toString('latin1');
     stubVersion = /LoaderInfo: systemd-stub ([^\s#]+)/.exec(text)?.[1];
   }
   const major = stubVersion ? Number(/^(\d+)/.exec(stubVersion)?.[1]) : undefined;
