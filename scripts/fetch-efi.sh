@@ -14,8 +14,13 @@ mkdir -p "$C/deb" "$C/root"
 for p in "${PKGS[@]}"; do
   ls "$C/deb/${p}_"*.deb >/dev/null 2>&1 && continue
   # Sandbox user root: the cache dir is not readable by _apt.
-  (cd "$C/deb" && apt-get -q -o APT::Sandbox::User=root download "$p" >/dev/null) ||
-    { echo "fetch-efi: cannot apt-get download $p (apt-get update? network?)" >&2; exit 1; }
+  if ! (cd "$C/deb" && apt-get -q -o APT::Sandbox::User=root download "$p" >/dev/null 2>&1); then
+    # Package lists may be missing or stale (a superseded version is gone from the mirror).
+    SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
+    $SUDO apt-get update -qq >/dev/null 2>&1 || true
+    (cd "$C/deb" && apt-get -q -o APT::Sandbox::User=root download "$p" >/dev/null) ||
+      { echo "fetch-efi: cannot apt-get download $p (network? the version gone from the archive?)" >&2; exit 1; }
+  fi
 done
 for d in "$C"/deb/*.deb; do dpkg -x "$d" "$C/root"; done
 {

@@ -7,7 +7,8 @@ import { statSync } from 'node:fs';
 import type { X509Certificate } from 'node:crypto';
 import { type Command, type Parsed, flag, printJson, readInput } from './command.ts';
 import { InputError } from '../errors.ts';
-import { EfiError, efiReport, loadCertificates, type EfiReport } from '../efi/index.ts';
+import { EfiError } from '../efi/errors.ts';
+import type { EfiReport } from '../efi/report.ts';
 
 /** Largest file `efi show` reads (a UKI with a big initrd is ~100-200 MB). */
 export const MAX_EFI_FILE = 1 << 30;
@@ -92,7 +93,10 @@ Exit status: 0 shown, 1 the file is not a valid PE/COFF image (the message gives
 offset), or --ca was given and the signature is not valid; 2 usage.`,
   options: { json: { type: 'boolean' }, ca: { type: 'string', multiple: true } },
   positionals: [1, 1],
-  run(args: Parsed): number {
+  async run(args: Parsed): Promise<number> {
+    // Imported on use: the ASN.1 schemas (asn1js, @peculiar/asn1-*) register themselves at load
+    // time, and no other command (nor the initrd's start-up) should pay for that.
+    const { efiReport, loadCertificates } = await import('../efi/index.ts');
     const caFiles = (args.values.ca as string[] | undefined) ?? [];
     let cas: X509Certificate[] | undefined;
     if (caFiles.length > 0) cas = caFiles.flatMap((f) => loadCertificates(readInput(f, 'CA certificate'), `CA certificate ${f}`));
