@@ -93,9 +93,13 @@ export function efiReport(bytes: Buffer, cas?: X509Certificate[]): EfiReport {
   };
   if (isUki(pe)) {
     const uki = parseUki(pe);
-    const sections: Record<string, { sha256: string; size: number }> = {};
-    for (const s of uki.sections) sections[s.name] = { sha256: createHash('sha256').update(s.data).digest('hex'), size: s.data.length };
     const ev: Measurement[] = pcr11Events(uki, ['sha256']);
+    // Each section hashed once: the PCR 11 data events already hold the measured ones.
+    const sections: Record<string, { sha256: string; size: number }> = {};
+    for (const s of uki.sections) {
+      const measured = ev.find((m) => m.kind === 'data' && m.section === s.name);
+      sections[s.name] = { sha256: (measured?.digests.sha256 ?? createHash('sha256').update(s.data).digest()).toString('hex'), size: s.data.length };
+    }
     report.uki = {
       ...(uki.stubVersion ? { stubVersion: uki.stubVersion } : {}),
       sections,
