@@ -49,8 +49,8 @@ function text(r: EfiReport): string {
     const u = r.uki;
     out.push('', `UKI${u.stubVersion ? ` (systemd-stub ${u.stubVersion})` : ''}:`);
     for (const [name, s] of Object.entries(u.sections)) out.push(`  ${name.padEnd(9)} ${String(s.size).padStart(10)} bytes  sha256 ${s.sha256}`);
-    if (u.cmdline !== undefined) out.push(`  cmdline: ${JSON.stringify(u.cmdline)}`);
-    if (u.uname !== undefined) out.push(`  uname:   ${JSON.stringify(u.uname)}`);
+    if (u.cmdline !== null) out.push(`  cmdline: ${JSON.stringify(u.cmdline)}`);
+    if (u.uname !== null) out.push(`  uname:   ${JSON.stringify(u.uname)}`);
     const pretty = u.osrel ? /^PRETTY_NAME=(.*)$/m.exec(u.osrel)?.[1] : undefined;
     if (pretty) out.push(`  osrel:   PRETTY_NAME=${pretty}`);
     out.push('  kernel (.linux) Authenticode digest (PCR 4, VenMedia event):');

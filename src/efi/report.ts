@@ -39,9 +39,10 @@ export interface EfiReport {
   uki?: {
     stubVersion?: string;
     sections: Record<string, { sha256: string; size: number }>;
-    cmdline?: string;
-    osrel?: string;
-    uname?: string;
+    /** null when the UKI has no such section. */
+    cmdline: string | null;
+    osrel: string | null;
+    uname: string | null;
     kernel: { authenticode: HexDigests };
     pcr11: Array<{ kind: string; section?: string; sha256: string }>;
   };
@@ -103,9 +104,9 @@ export function efiReport(bytes: Buffer, cas?: X509Certificate[]): EfiReport {
     report.uki = {
       ...(uki.stubVersion ? { stubVersion: uki.stubVersion } : {}),
       sections,
-      cmdline: sectionText(uki, '.cmdline'),
-      osrel: sectionText(uki, '.osrel'),
-      uname: sectionText(uki, '.uname'),
+      cmdline: sectionText(uki, '.cmdline') ?? null,
+      osrel: sectionText(uki, '.osrel') ?? null,
+      uname: sectionText(uki, '.uname') ?? null,
       kernel: { authenticode: hexDigests(kernelAuthenticode(uki, DIGEST_NAMES)) },
       pcr11: ev.map((m) => ({ kind: m.kind, section: m.section, sha256: m.digests.sha256!.toString('hex') })),
     };

@@ -125,6 +125,7 @@ test('UKI texts and the stub-version table', () => {
   assert.is(sectionText(uki, '.cmdline'), CMDLINE2);
   assert.match(sectionText(uki, '.osrel')!, /^NAME="bootkey test"$/m);
   assert.is(sectionText(uki, '.uname'), undefined);
+  assert.is(efiReport(readFileSync(u.uki2)).uki!.uname, null, 'JSON: null when absent');
   assert.is(sectionText(parseUki(readFileSync(u.uki1)), '.cmdline'), CMDLINE1);
   // .sbat is in the stub itself: measured by 254+ stubs, not by 252.
   assert.ok(uki.sections.some((s) => s.name === '.sbat'));
