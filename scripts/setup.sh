@@ -5,6 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PKGS=(swtpm swtpm-tools tpm2-tools openssl cryptsetup-bin postgresql)
+# test/efi: cross-checks of the Authenticode code (pesign, osslsigncode, sbverify, pefile) and the
+# UKIs it rebuilds the qemu-tests way (objcopy, zstd, cpio, busybox, sbsign + OVMF's snakeoil key).
+PKGS+=(pesign osslsigncode sbsigntool python3-pefile binutils zstd cpio busybox-static ovmf)
 if [ "${BOOTKEY_SETUP_BENCH:-0}" = 1 ]; then
   PKGS+=(tang socat)
 fi
@@ -29,3 +32,6 @@ fi
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   npm ci --no-audit --no-fund --loglevel=error >&2
 fi
+# The real signed Debian EFI binaries test/efi cross-checks (cached, gitignored). Not fatal:
+# without them those tests skip, saying why.
+bash scripts/fetch-efi.sh || echo "setup: scripts/fetch-efi.sh failed: test/efi will skip its cross-checks" >&2

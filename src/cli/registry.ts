@@ -6,5 +6,6 @@ import { policyCommands } from './policy.ts';
 import { serverCommands } from './server.ts';
 import { enrollCommands } from './enroll.ts';
 import { unlockCommands } from './unlock.ts';
+import { efiCommands } from './efi.ts';
 
-export const COMMANDS: Command[] = [...tpmCommands, ...eventlogCommands, ...policyCommands, ...serverCommands, ...enrollCommands, ...unlockCommands];
+export const COMMANDS: Command[] = [...tpmCommands, ...eventlogCommands, ...policyCommands, ...serverCommands, ...enrollCommands, ...unlockCommands, ...efiCommands];
