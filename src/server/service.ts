@@ -17,8 +17,12 @@ import { parseEventLog } from '../measuredboot/index.ts';
 import { generatePolicy, addBoot, checkPolicy, type Policy } from '../measuredboot/policy.ts';
 import { unverifiedLog } from '../measuredboot/trusted.ts';
 
-/** PCRs quoted at enrolment: every boot PCR, so that the generated policy reads only quoted PCRs. */
-export const ENROLL_PCRS: readonly number[] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14];
+/**
+ * PCRs quoted at enrolment: every boot PCR the firmware log accounts for, so that the generated
+ * policy reads only quoted PCRs. Not 10 (IMA) nor 11 (systemd-pcrphase): the running system
+ * extends them after boot, outside the firmware log, so they would never replay.
+ */
+export const ENROLL_PCRS: readonly number[] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 13, 14];
 import { parsePolicy } from '../measuredboot/policy-load.ts';
 import { PolicyError } from '../measuredboot/policy-errors.ts';
 import { EventLogError } from '../measuredboot/errors.ts';
