@@ -404,3 +404,25 @@ export function loadCertificates(bytes: Buffer, name = 'certificate file'): X509
     throw new EfiError('BAD_SIGNATURE', `${name}: not a PEM or DER X.509 certificate (${(e as Error).message})`, 0, { cause: e });
   }
 }
+
+/**
+ * Verifies a detached Authenticode signature (the PKCS#7 SignedData of a WIN_CERTIFICATE, without
+ * the file) over a given image digest: what a server does when a staging request carries a digest
+ * and the signature blob but not the file. The checklist of {@link verifyAuthenticode}, with step 2
+ * read as "the signed digest equals `digest`, in `algorithm`" (`digestMatches`).
+ * @throws EfiError BAD_SIGNATURE when the blob does not decode (offset = byte in the blob), TOO_LARGE
+ */
+export function verifyDigestSignature(pkcs7: Buffer, digest: Buffer, algorithm: DigestName, cas?: X509Certificate[]): SignatureResult {
+  if (pkcs7.length > MAX_SIGNATURE_SIZE) throw new EfiError('TOO_LARGE', `a signature of ${pkcs7.length} bytes exceeds the ${MAX_SIGNATURE_SIZE}-byte limit`, 0);
+  const sig = parseSignature({ offset: 0, length: pkcs7.length + 8, revision: WIN_CERT_REVISION_2_0, certificateType: WIN_CERT_TYPE_PKCS_SIGNED_DATA, data: pkcs7 });
+  const digestMatches = sig.digestAlgorithm === algorithm && sig.signedDigest.equals(digest);
+  const signers = sig.signerInfos.map((si) => {
+    try {
+      return checkSigner(sig, si, cas);
+    } catch (e) {
+      return { attributesMatch: false, signatureVerifies: false, chain: (cas ? 'untrusted' : 'not-checked') as ChainResult, reason: `signer does not decode: ${(e as Error)?.message ?? e}` };
+    }
+  });
+  const valid = digestMatches && signers.some((s) => s.attributesMatch && s.signatureVerifies && (!cas || s.chain === 'trusted'));
+  return { offset: 0, digestAlgorithm: sig.digestAlgorithm, signedDigest: sig.signedDigest, digestMatches, certificates: sig.certificates, signers, valid };
+}
