@@ -99,6 +99,7 @@ export function measureParts(parts: BootParts, banks: readonly BankName[]): Part
  * @throws EfiError, StageError
  */
 export function predictBoot(current: EventLog, parts: BootParts): PredictedBoot {
+  if (parts.uki && parts.kernel) throw new StageError('BAD_PARTS', 'give either a UKI or a kernel, not both (a UKI carries its kernel)');
   if (parts.initrd && parts.uki) throw new StageError('BAD_PARTS', 'a UKI carries its initrd: --initrd goes with --kernel');
   if (parts.kernelPath && !parts.kernel) throw new StageError('BAD_PARTS', 'a kernel path goes with a kernel');
   return applyMeasurements(current, measureParts(parts, current.banks));
