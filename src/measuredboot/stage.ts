@@ -115,7 +115,7 @@ export interface PredictedEvent {
   /** The event data, hex. */
   data: string;
   description: string;
-  /** The part that changed this event; absent: the current boot's event, unchanged. */
+  /** The part this event was recomputed from (its digest may be the same); absent: the current boot's event, kept. */
   changed?: ChangedBy;
 }
 
@@ -428,8 +428,9 @@ export const MAX_PREDICTED_EVENTS = 4096;
 const MAX_DATA_HEX = 2 * 1024 * 1024;
 
 /**
- * Validates untrusted JSON as a PredictedBoot (bounded; own properties only). Its `pcrs` and
- * `changedPcrs` are recomputed from its events, never taken from the input.
+ * Validates untrusted JSON as a PredictedBoot (bounded; own properties only). Its `pcrs` are
+ * recomputed from its events, never taken from the input; `changedPcrs` (display only) are the
+ * PCRs of the events marked `changed`.
  * @throws StageError BAD_PREDICTION naming the field
  */
 export function parsePredictedBoot(input: unknown): PredictedBoot {
@@ -501,6 +502,8 @@ export function parsePredictedBoot(input: unknown): PredictedBoot {
   }
   if (log.banks.join() !== banks.join()) bad('banks', `the Spec ID event declares ${log.banks.join(', ')}`);
   const v = replay(log);
+  // Display only: the PCRs of events marked changed (no current log to compare with here).
+  p.changedPcrs = [...new Set(events.filter((e) => e.changed).map((e) => e.pcr))].sort((a, b) => a - b);
   for (const b of banks) p.pcrs[b] = Object.fromEntries(Array.from({ length: 24 }, (_, pcr) => [String(pcr), hex(v.get(b)?.get(pcr) ?? Buffer.alloc(BANK_SIZE[b], pcr >= 17 && pcr <= 22 ? 0xff : 0))]));
   return p;
 }

@@ -11,7 +11,9 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { tmpdir } from 'node:os';
 import { createHash, X509Certificate } from 'node:crypto';
 import { parseEventLog, type EventLog } from '../../src/measuredboot/index.ts';
 import { pcrValuesFromText, type PcrValues } from '../../src/pcrs.ts';
@@ -279,6 +281,54 @@ test('checkStagedSignature: the snakeoil-signed UKI chains to the listed snakeoi
   flipped[end - 4] ^= 1;
   no(checkStagedSignature(stage, digest, 'sha256', flipped, [snakeoil]), 'BAD_SIGNATURE', /does not verify/);
   no(checkStagedSignature(stage, digest, 'sha256', Buffer.from('not a pkcs7'), [snakeoil]), 'BAD_SIGNATURE', /does not decode/);
+});
+
+function run(args: string[]) {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], { cwd: ROOT, encoding: 'utf8', maxBuffer: 64 << 20 });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+test('CLI: policy predict (--json, --policy naming what would fail), policy stage (files, --predicted), refusals leave the policy unchanged', () => {
+  const u = ukis();
+  if (!u) return;
+  const tmp = mkdtempSync(tmpdir() + '/bootkey-stage-');
+  try {
+    const pol = tmp + '/policy.json';
+    assert.is(run(['policy', 'generate', QEMU + 'uki-sb-off.bin', '-o', pol]).status, 0);
+    const pr = run(['policy', 'predict', QEMU + 'uki-sb-off.bin', '--uki', u.uki2, '--policy', pol]);
+    assert.is(pr.status, 1, pr.stderr);
+    assert.match(pr.stdout, /changed PCRs: 4, 9, 11/);
+    assert.match(pr.stdout, /^\* #23 PCR 4 EV_EFI_BOOT_SERVICES_APPLICATION [0-9a-f]{64}  \\EFI\\BOOT\\BOOTX64\.EFI  \(uki\)$/m);
+    assert.match(pr.stdout, /would be refused: POLICY/);
+    assert.match(pr.stdout, /boot-chain: PCR 4 event 23: EFI application .* has digest/);
+    assert.match(pr.stdout, /kernel-cmdline: PCR 9 event 33/);
+    const js = run(['policy', 'predict', QEMU + 'uki-sb-off.bin', '--uki', u.uki2, '--json', '--log-out', tmp + '/next.bin']);
+    assert.is(js.status, 0, js.stderr);
+    writeFileSync(tmp + '/next.json', js.stdout);
+    assert.ok(readFileSync(tmp + '/next.bin').equals(readFileSync(QEMU + 'uki-sb-off-cmdline2.bin')), 'the predicted binary log is byte for byte the real one');
+    const st = run(['policy', 'stage', pol, '--predicted', tmp + '/next.json', '--label', 'cmdline2']);
+    assert.is(st.status, 0, st.stderr);
+    assert.match(st.stdout, /^staged "cmdline2" into .*: PCR 4 uki [0-9a-f]{12}…, kernel [0-9a-f]{12}…; changed PCRs 4, 9, 11$/m);
+    assert.is(JSON.parse(readFileSync(pol, 'utf8')).staged[0].label, 'cmdline2');
+    const ck = run(['policy', 'check', pol, QEMU + 'uki-sb-off-cmdline2.bin', '--pcrs', QEMU + 'uki-sb-off-cmdline2.pcrs.json']);
+    assert.is(ck.status, 0, ck.stdout);
+    assert.is(run(['policy', 'predict', QEMU + 'uki-sb-off.bin', '--uki', u.uki2, '--policy', pol]).status, 0);
+    // Secure Boot off into an SB-on policy: refused, the file untouched.
+    const on = tmp + '/on.json';
+    assert.is(run(['policy', 'generate', QEMU + 'uki-sb-on.bin', '-o', on]).status, 0);
+    const before = readFileSync(on, 'utf8');
+    const no = run(['policy', 'stage', on, '--log', QEMU + 'uki-sb-off.bin', '--uki', u.uki2]);
+    assert.is(no.status, 1);
+    assert.match(no.stderr, /^bootkey: .*Secure Boot off .*refusing to relax the policy/);
+    assert.is(readFileSync(on, 'utf8'), before);
+    const none = run(['policy', 'stage', on]);
+    assert.is(none.status, 2);
+    assert.match(none.stderr, /give at least one of --uki/);
+    const mixed = run(['policy', 'stage', on, '--predicted', tmp + '/next.json', '--uki', u.uki2]);
+    assert.is(mixed.status, 2);
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
 });
 
 test.run();
