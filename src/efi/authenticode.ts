@@ -360,13 +360,15 @@ function checkSigner(sig: AuthenticodeSignature, si: SignerInfo, cas: X509Certif
 /**
  * Decodes and verifies every signature of the image. `cas`: the CA certificates (DER or PEM
  * X509Certificates) a signer must chain to; without them only the digest and the PKCS#7
- * signature are checked.
+ * signature are checked. `known`: the image's Authenticode digests the caller already computed
+ * (authenticodeDigests of this same image), so the image is not hashed again.
  * @throws EfiError BAD_CERT_TABLE / TOO_LARGE for a malformed certificate table; a signature
  *   that does not decode is reported in its result's `error`, not thrown.
  */
-export function verifyAuthenticode(pe: PeImage, cas?: X509Certificate[]): SignatureResult[] {
+export function verifyAuthenticode(pe: PeImage, cas?: X509Certificate[], known: Partial<Record<DigestName, Buffer>> = {}): SignatureResult[] {
   const out: SignatureResult[] = [];
-  const ownDigest = new Map<DigestName, Buffer>();
+  // The image's own digests, computed at most once per algorithm (`known`: already computed by the caller).
+  const ownDigest = new Map<DigestName, Buffer>(Object.entries(known).filter(([, v]) => Buffer.isBuffer(v)) as [DigestName, Buffer][]);
   for (const wc of parseCertificateTable(pe)) {
     let sig: AuthenticodeSignature;
     try {

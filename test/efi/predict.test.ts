@@ -331,4 +331,28 @@ test('CLI: policy predict (--json, --policy naming what would fail), policy stag
   }
 });
 
+test('CLI: efi show --bank on a UKI of ≥ 8 MiB (hashed on two threads) = the PCR 4 event of its boot', () => {
+  const u = ukis();
+  if (!u) return;
+  assert.ok(readFileSync(u.uki2).length >= 8 << 20, 'large enough for the parallel path');
+  const ev = log('uki-sb-off-cmdline2').events.find((e) => e.pcr === 4 && e.typeName === 'EV_EFI_BOOT_SERVICES_APPLICATION')!;
+  const one = run(['efi', 'show', u.uki2, '--json', '--bank', 'sha256']);
+  assert.is(one.status, 0, one.stderr);
+  const j = JSON.parse(one.stdout);
+  assert.equal(Object.keys(j.authenticode), ['sha256']);
+  assert.is(j.authenticode.sha256, ev.digests.get('sha256')!.toString('hex'));
+  assert.equal(Object.keys(j.uki.kernel.authenticode), ['sha256']);
+  const all = JSON.parse(run(['efi', 'show', u.uki2, '--json']).stdout);
+  assert.equal(Object.keys(all.authenticode), ['sha1', 'sha256', 'sha384', 'sha512']);
+  assert.is(all.authenticode.sha1, ev.digests.get('sha1')!.toString('hex'));
+  assert.equal(all.uki.sections, j.uki.sections);
+  // The signed UKI: its signature's sha256 digest is the one the worker computed.
+  const signed = JSON.parse(run(['efi', 'show', u.signed, '--json', '--bank', 'sha1', '--ca', SNAKEOIL]).stdout);
+  assert.is(signed.signature, 'valid');
+  assert.is(signed.signatures[0].digestMatches, true);
+  const bad = run(['efi', 'show', u.uki2, '--bank', 'md5']);
+  assert.is(bad.status, 2);
+  assert.match(bad.stderr, /--bank: "md5" is not one of sha1, sha256, sha384, sha512/);
+});
+
 test.run();
