@@ -294,10 +294,13 @@ export function applyMeasurements(current: EventLog, m: PartMeasurements): Predi
     const newPath = m.kernel?.path ?? oldPath;
     if (m.kernel) {
       const k = st.apps.find((a) => a.role === 'kernel' && a.path) ?? st.apps.find((a) => a.role === 'kernel');
-      if (!k) roleApp('kernel', 'kernel');
-      const prev = st.apps[st.apps.indexOf(k!) - 1];
-      if (prev?.role === 'uki') throw new StageError('NO_STAGE', 'the current boot\'s kernel is the one embedded in a UKI: stage the new UKI (--uki), not a kernel');
-      replaceImage(k!, m.kernel, 'kernel', 'kernel', 'kernel');
+      if (k) {
+        const prev = st.apps[st.apps.indexOf(k) - 1];
+        if (prev?.role === 'uki') throw new StageError('NO_STAGE', 'the current boot\'s kernel is the one embedded in a UKI: stage the new UKI (--uki), not a kernel');
+        replaceImage(k, m.kernel, 'kernel', 'kernel', 'kernel');
+      } else if (oldPath) {
+        notes.push('the current boot has no PCR 4 event for the kernel (GRUB loaded it itself, without LoadImage): none is predicted');
+      } else roleApp('kernel', 'kernel');
       // GRUB reads the kernel file, and measures its bytes in PCR 9 under its path.
       if (oldPath) replaceFileEvent(work, banks, oldPath, newPath!, m.kernel.file, 'kernel', notes);
     }

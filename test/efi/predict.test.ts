@@ -17,6 +17,7 @@ import { tmpdir } from 'node:os';
 import { createHash, X509Certificate } from 'node:crypto';
 import { parseEventLog, type EventLog } from '../../src/measuredboot/index.ts';
 import { pcrValuesFromText, type PcrValues } from '../../src/pcrs.ts';
+import { recognizeCmdline } from '../../src/measuredboot/cmdline.ts';
 import { unverifiedLog } from '../../src/measuredboot/trusted.ts';
 import { generatePolicy, rulesDigest, type Policy, type Stage } from '../../src/measuredboot/policy.ts';
 import { parsePolicy } from '../../src/measuredboot/policy-load.ts';
@@ -204,6 +205,38 @@ test('systemd-boot type #1: the same kernel and initrd predict the same boot; a 
   assert.is(evaluateBoot(policy, predictedLogBytes(p), undefined).pass, false);
   assert.ok(evaluateBoot(staged, predictedLogBytes(p), undefined).pass);
   assert.ok(staged.rules.kernelCmdline!.allowed.some((a) => a.text === text));
+});
+
+test('GRUB (a real Ubuntu 21.04 shim + GRUB log, three banks): shim, boot loader, kernel file and path, command line', () => {
+  const cur = parseEventLog(readFileSync(ROOT + 'test/data/eventlogs/google__go-tpm-tools__internal__test__eventlogs__ubuntu-2104-no-secure-boot.bin'));
+  assert.equal(cur.banks, ['sha1', 'sha256', 'sha384']);
+  const pe = readFileSync(ROOT + 'test/data/efi/tiny-uki.efi'); // any PE stands in for a new shim, GRUB, kernel
+  const loaders = predictBoot(cur, { shim: pe, bootloader: pe });
+  assert.equal(loaders.changedPcrs, [4]);
+  const apps = loaders.events.filter((e) => e.pcr === 4 && e.changed);
+  assert.equal(apps.map((e) => e.changed), ['shim', 'bootloader']);
+  for (const e of apps) for (const b of ['sha1', 'sha256', 'sha384'] as const) assert.is(e.digests[b], authenticodeDigest(parsePe(pe), b).toString('hex'));
+  assert.match(loaders.notes.join('\n'), /SbatLevel or its vendor certificate changes PCR 7 events that are not predicted/);
+
+  const p = predictBoot(cur, { kernel: pe, kernelPath: '/boot/vmlinuz-new', cmdline: 'root=x ro' });
+  assert.equal(p.changedPcrs, [8, 9]);
+  const log = parseEventLog(predictedLogBytes(p));
+  const cmds = log.events.filter((e) => e.pcr === 8).map((e) => recognizeCmdline(e)).filter((c) => c !== undefined);
+  assert.equal(cmds.map((c) => [c!.form, c!.text, c!.verified]), [
+    ['grub2-upstream-grub_cmd', '/boot/vmlinuz-new root=x ro', true],
+    ['grub2-upstream-kernel_cmdline', '/boot/vmlinuz-new root=x ro', true],
+  ]);
+  const file = p.events.find((e) => e.pcr === 9 && e.changed === 'kernel')!;
+  assert.is(Buffer.from(file.data, 'hex').toString('latin1'), '/boot/vmlinuz-new\0');
+  assert.is(file.digests.sha384, createHash('sha384').update(pe).digest('hex'));
+  assert.match(p.notes.join('\n'), /no PCR 4 event for the kernel \(GRUB loaded it itself/);
+  assert.match(p.notes.join('\n'), /grub\.cfg and GRUB's other commands \(PCR 8\/9 values\) are not/);
+  // The policy of the current boot refuses the prediction, naming the command line; staged, it passes.
+  const policy = generatePolicy(unverifiedLog(cur));
+  const before = evaluateBoot(policy, predictedLogBytes(p), undefined);
+  assert.is(before.pass, false);
+  assert.ok(before.failures.some((f) => f.rule === 'kernel-cmdline' && f.message.includes('"/boot/vmlinuz-new root=x ro"')), JSON.stringify(before.failures));
+  assert.ok(evaluateBoot(stageBoot(policy, p), predictedLogBytes(p), undefined).pass);
 });
 
 test('parsePredictedBoot: a round trip through JSON; PCR values are recomputed, never taken; bad fields named', () => {
