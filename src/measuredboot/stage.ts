@@ -171,7 +171,6 @@ function asciiz(b: Buffer): string | undefined {
 
 function describe(w: Work): string {
   try {
-    const log = { type: w.type, data: w.data };
     if (w.type === EV_IPL) {
       if (w.data.length >= 2 && w.data[1] === 0) return w.data.toString('utf16le').replace(/\0[\s\S]*$/, '');
       return asciiz(w.data) ?? `${w.data.length} bytes`;
@@ -186,7 +185,7 @@ function describe(w: Work): string {
       if (d.kind === 'efi-variable') return d.name;
       if (d.kind === 'separator') return `separator (${d.value})`;
     }
-    return log.data.length ? `${log.data.length} bytes` : '';
+    return w.data.length ? `${w.data.length} bytes` : '';
   } catch {
     return '';
   }
@@ -562,5 +561,69 @@ export function newStagedImages(policy: Policy, predicted: PredictedBoot): { sta
     const img = predicted.images.find((x) => x.digests[bank] === d);
     out.push({ stage: s ? i : -1, role: s?.role ?? a.role, digest: d, ...(img?.pkcs7 ? { pkcs7: img.pkcs7 } : {}) });
   });
+  return out;
+}
+
+/** One value a policy change allows that the policy before did not (see {@link policyWidening}). */
+export interface Widening {
+  /** firmware, boot-chain, pre-boot, exit-boot-services, secure-boot, setup-mode, PK, KEK, db, dbx, authority, debug, kernel-cmdline, pcr-value, options. */
+  rule: string;
+  /** For boot-chain: the stage index and role. */
+  stage?: number;
+  role?: AppRole;
+  /** The value now allowed (a digest, a command line, "off", ...). */
+  value: string;
+}
+
+/**
+ * Every way `after` allows more than `before` (pure; known-good values and `staged` metadata are
+ * not rules and are not listed). A server that lets a machine stage for itself compares the policy
+ * with `stageBoot`'s result and accepts only the widenings its permission covers: e.g. for
+ * `signed-by`, only `boot-chain` digests, each vouched for by checkStagedSignature.
+ */
+export function policyWidening(before: Policy, after: Policy): Widening[] {
+  const out: Widening[] = [];
+  const b = before.rules, a = after.rules;
+  const key = (x: unknown) => JSON.stringify(x);
+  const fw = (f: { events: { digest: string }[] }) => key(f.events.map((e) => e.digest));
+  if (before.bank !== after.bank || key(before.pcrs) !== key(after.pcrs) || (!before.options.allowAnyCmdline && after.options.allowAnyCmdline) || (!before.options.allowAnyKernel && after.options.allowAnyKernel)) {
+    out.push({ rule: 'options', value: key({ bank: after.bank, pcrs: after.pcrs, options: after.options }) });
+  }
+  if (a.firmware) {
+    if (!b.firmware) out.push({ rule: 'firmware', value: 'any (rule removed)' });
+    else for (const f of a.firmware.allowed) if (!b.firmware.allowed.some((x) => fw(x) === fw(f))) out.push({ rule: 'firmware', value: f.crtmVersions.join(' / ') || fw(f) });
+  } else if (b.firmware) out.push({ rule: 'firmware', value: 'any (rule removed)' });
+  const bs = b.bootChain?.stages ?? [], as = a.bootChain?.stages ?? [];
+  if (b.bootChain && !a.bootChain) out.push({ rule: 'boot-chain', value: 'any (rule removed)' });
+  as.forEach((s, i) => {
+    const o = bs[i];
+    if (s.allowAny && !o?.allowAny) out.push({ rule: 'boot-chain', stage: i, role: s.role, value: 'any image' });
+    if (s.optional && o && !o.optional) out.push({ rule: 'boot-chain', stage: i, role: s.role, value: 'stage may be skipped' });
+    for (const d of s.allowed) if (!o?.allowed.some((x) => x.digest === d.digest)) out.push({ rule: 'boot-chain', stage: i, role: s.role, value: d.digest });
+  });
+  if (b.bootChain && a.bootChain) {
+    const pre = (x: string[][] | undefined) => new Set((x ?? [[]]).map((y) => y.join(',')));
+    const bp = pre(b.bootChain.preBoot);
+    for (const p of pre(a.bootChain.preBoot)) if (!bp.has(p)) out.push({ rule: 'pre-boot', value: p || 'none' });
+    if (b.bootChain.requireExitBootServices && !a.bootChain.requireExitBootServices) out.push({ rule: 'exit-boot-services', value: 'not required' });
+  }
+  if (b.secureBoot?.enabled && !a.secureBoot?.enabled) out.push({ rule: 'secure-boot', value: 'off' });
+  if (b.secureBoot?.setupMode === false && a.secureBoot?.setupMode !== false) out.push({ rule: 'setup-mode', value: 'allowed' });
+  for (const v of ['PK', 'KEK', 'db'] as const) {
+    if (b.keys && !a.keys) { out.push({ rule: v, value: 'any (rule removed)' }); continue; }
+    for (const k of a.keys?.[v] ?? []) if (b.keys && !b.keys[v].some((x) => x.sha256 === k.sha256)) out.push({ rule: v, value: k.sha256 });
+  }
+  if (b.keys && a.keys) for (const e of b.keys.dbxMustContain) if (!a.keys.dbxMustContain.includes(e)) out.push({ rule: 'dbx', value: `${e} no longer required` });
+  if (b.authorities && !a.authorities) out.push({ rule: 'authority', value: 'any (rule removed)' });
+  for (const x of a.authorities?.allowed ?? []) if (b.authorities && !b.authorities.allowed.some((y) => y.sha256 === x.sha256)) out.push({ rule: 'authority', value: x.sha256 });
+  if (b.debug && (!a.debug || (!b.debug.allowUefiDebugMode && a.debug.allowUefiDebugMode) || (!b.debug.allowDmaProtectionDisabled && a.debug.allowDmaProtectionDisabled))) out.push({ rule: 'debug', value: key(a.debug ?? 'rule removed') });
+  if (b.kernelCmdline && !a.kernelCmdline) out.push({ rule: 'kernel-cmdline', value: 'any (rule removed)' });
+  for (const c of a.kernelCmdline?.allowed ?? []) if (b.kernelCmdline && !b.kernelCmdline.allowed.some((x) => key(x) === key(c))) out.push({ rule: 'kernel-cmdline', value: c.text ?? `${c.source} digest ${c.digest}` });
+  for (const [p, vals] of Object.entries(a.pcrValues ?? {})) {
+    const was = b.pcrValues && Object.hasOwn(b.pcrValues, p) ? b.pcrValues[p] : undefined;
+    if (b.pcrValues && !was) continue; // a PCR the policy did not pin before: not a widening of a pin
+    for (const v of vals) if (was && !was.includes(v)) out.push({ rule: 'pcr-value', value: `${p}:${v}` });
+  }
+  for (const p of Object.keys(b.pcrValues ?? {})) if (!a.pcrValues || !Object.hasOwn(a.pcrValues, p)) out.push({ rule: 'pcr-value', value: `${p}: any (pin removed)` });
   return out;
 }

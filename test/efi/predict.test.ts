@@ -22,7 +22,7 @@ import { unverifiedLog } from '../../src/measuredboot/trusted.ts';
 import { generatePolicy, rulesDigest, type Policy, type Stage } from '../../src/measuredboot/policy.ts';
 import { parsePolicy } from '../../src/measuredboot/policy-load.ts';
 import { evaluateBoot, requiredPcrs } from '../../src/measuredboot/verdict.ts';
-import { stageBoot, newStagedImages, parsePredictedBoot, predictedLogBytes, StageError, type PredictedBoot } from '../../src/measuredboot/stage.ts';
+import { stageBoot, newStagedImages, policyWidening, parsePredictedBoot, predictedLogBytes, StageError, type PredictedBoot } from '../../src/measuredboot/stage.ts';
 import { PolicyError } from '../../src/measuredboot/policy-errors.ts';
 import { predictBoot, checkStagedSignature, parsePe, parseCertificateTable, authenticodeDigest, pcr12CmdlineEvent } from '../../src/efi/index.ts';
 import { ROOT, testUkis, skipped, CMDLINE2 } from './helpers.ts';
@@ -120,6 +120,12 @@ test('stageBoot: the real cmdline2 boot passes the staged policy, bound to its q
   assert.is(staged.staged![0].knownGood['4'], pcrsOf('uki-sb-off-cmdline2').sha256['4']);
   assert.equal(parsePolicy(JSON.stringify(staged)), staged);
   assert.equal(newStagedImages(staged, p), [], 'nothing left to stage');
+  // What staging widened: the UKI's digest in stage 0 and the new LoadOptions digest, nothing else.
+  assert.equal(policyWidening(policy, staged).map((w) => [w.rule, w.stage ?? null, w.value]), [
+    ['boot-chain', 0, p.images[0].digests.sha256],
+    ['kernel-cmdline', null, `linux-efi-stub digest ${p.events.find((e) => e.pcr === 9 && e.changed && e.description.includes('LoadOptions'))!.digests.sha256}`],
+  ]);
+  assert.equal(policyWidening(staged, policy), [], 'the reverse widens nothing');
   // The kernel is the same build in both UKIs: only the UKI is new.
   assert.equal(newStagedImages(policy, p).map((x) => [x.stage, x.role]), [[0, 'uki']]);
 
@@ -148,6 +154,24 @@ test('stageBoot refuses what addBoot refuses: a Secure Boot-off boot into an SB-
     assert.is((e as PolicyError).code, 'SECUREBOOT_DOWNGRADE');
     assert.match((e as Error).message, /Secure Boot off .*policy requires it on; refusing to relax the policy/);
   }
+  // --allow-secureboot-off lifts only that refusal: this boot's empty dbx still lacks the snakeoil dbx entry.
+  try {
+    stageBoot(sbOn, p, { allowSecureBootOff: true });
+    assert.unreachable('staged');
+  } catch (e) {
+    assert.is((e as PolicyError).code, 'DBX_ROLLBACK');
+    assert.match((e as Error).message, /dbx lacks 1 revocation\(s\) the policy requires/);
+  }
+  // policyWidening names such relaxations, so a server can refuse them from a machine.
+  const relaxed = structuredClone(sbOn);
+  relaxed.rules.secureBoot!.enabled = false;
+  relaxed.rules.keys!.db.push({ sha256: 'ab'.repeat(32), subjects: [] });
+  relaxed.rules.keys!.dbxMustContain = [];
+  assert.equal(policyWidening(sbOn, relaxed).map((w) => [w.rule, w.value]), [
+    ['secure-boot', 'off'],
+    ['db', 'ab'.repeat(32)],
+    ['dbx', `${sbOn.rules.keys!.dbxMustContain[0]} no longer required`],
+  ]);
 });
 
 test('predict: a part with no place in the current boot is refused (NO_STAGE), and the parts must fit together', () => {
