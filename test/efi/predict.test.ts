@@ -11,7 +11,7 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { readFileSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { readFileSync, readdirSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { createHash, X509Certificate } from 'node:crypto';
@@ -263,6 +263,54 @@ test('GRUB (a real Ubuntu 21.04 shim + GRUB log, three banks): shim, boot loader
   assert.ok(evaluateBoot(stageBoot(policy, p), predictedLogBytes(p), undefined).pass);
 });
 
+test('every corpus log, every part: a prediction or a StageError, never a crash; parsePredictedBoot on mutated JSON: a boot or BAD_PREDICTION', () => {
+  const pe = readFileSync(ROOT + 'test/data/efi/tiny-uki.efi');
+  const counts: Record<string, number> = {};
+  for (const dir of ['test/data/eventlogs/', 'test/data/qemu/']) {
+    for (const f of readdirSync(ROOT + dir)) {
+      if (/\.(json|md|txt)$/.test(f)) continue;
+      let cur: EventLog;
+      try {
+        cur = parseEventLog(readFileSync(ROOT + dir + f));
+      } catch {
+        continue;
+      }
+      for (const parts of [{ cmdline: 'x=1' }, { uki: pe }, { kernel: pe }, { shim: pe }, { bootloader: pe }, { initrd: pe }]) {
+        try {
+          const p = predictBoot(cur, parts);
+          assert.is(parsePredictedBoot(JSON.parse(JSON.stringify(p))).events.length, p.events.length);
+          counts.ok = (counts.ok ?? 0) + 1;
+        } catch (e) {
+          assert.instance(e, StageError, `${f} ${Object.keys(parts)}: ${(e as Error).stack}`);
+          counts[(e as StageError).code] = (counts[(e as StageError).code] ?? 0) + 1;
+        }
+      }
+    }
+  }
+  assert.ok(counts.ok > 100 && counts.NO_STAGE > 50 && counts.UNSUPPORTED > 10, JSON.stringify(counts));
+  // Random byte-level damage to a prediction's JSON values.
+  const u = ukis();
+  if (!u) return;
+  const base = JSON.stringify(predictBoot(log('uki-sb-off'), { uki: readFileSync(u.uki2) }));
+  let seed = 7;
+  const rnd = (n: number) => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) % n);
+  let refused = 0;
+  for (let i = 0; i < 300; i++) {
+    const j = JSON.parse(base);
+    const ev = j.events[rnd(j.events.length)];
+    const k = ['pcr', 'type', 'data', 'digests', 'changed'][rnd(5)];
+    ev[k] = [-1, 2 ** 40, 'zz', '', null, {}, [], 'ab'.repeat(rnd(40)), 3.5][rnd(9)];
+    try {
+      parsePredictedBoot(j);
+    } catch (e) {
+      assert.instance(e, StageError);
+      assert.is((e as StageError).code, 'BAD_PREDICTION');
+      refused++;
+    }
+  }
+  assert.ok(refused > 150, String(refused));
+});
+
 test('parsePredictedBoot: a round trip through JSON; PCR values are recomputed, never taken; bad fields named', () => {
   const u = ukis();
   if (!u) return;
@@ -338,6 +386,26 @@ test('checkStagedSignature: the snakeoil-signed UKI chains to the listed snakeoi
   flipped[end - 4] ^= 1;
   no(checkStagedSignature(stage, digest, 'sha256', flipped, [snakeoil]), 'BAD_SIGNATURE', /does not verify/);
   no(checkStagedSignature(stage, digest, 'sha256', Buffer.from('not a pkcs7'), [snakeoil]), 'BAD_SIGNATURE', /does not decode/);
+
+  // signedBy in a policy file: loaded, kept by add-boot/stage merges, validated with the field's path.
+  const policy = generatePolicy(unverifiedLog(log('uki-sb-off')));
+  policy.rules.bootChain!.stages[0].signedBy = [{ sha256: snakeoilSha, subject: 'SnakeOil' }];
+  assert.equal(parsePolicy(JSON.stringify(policy)), policy);
+  const staged = stageBoot(policy, predictBoot(log('uki-sb-off'), { uki: readFileSync(u.uki2) }));
+  assert.equal(staged.rules.bootChain!.stages[0].signedBy, [{ sha256: snakeoilSha, subject: 'SnakeOil' }]);
+  const bad = JSON.parse(JSON.stringify(policy));
+  bad.rules.bootChain.stages[0].signedBy[0].sha256 = 'XYZ';
+  try {
+    parsePolicy(bad);
+    assert.unreachable('bad signedBy');
+  } catch (e) {
+    assert.is((e as PolicyError).code, 'BAD_POLICY');
+    assert.match((e as Error).message, /rules\.bootChain\.stages\[0\]\.signedBy\[0\]\.sha256: expected the SHA-256 of a DER certificate/);
+  }
+  const v1 = { ...JSON.parse(JSON.stringify(staged)), version: 1 };
+  delete v1.knownGood;
+  delete v1.knownGoodRules;
+  assert.throws(() => parsePolicy(v1), /staged: needs version 2/);
 });
 
 function run(args: string[]) {
