@@ -3,18 +3,24 @@
  * systemd-stub measure it. Parsing errors are EfiErrors: one `bootkey:` line, exit 1.
  * @module
  */
-import { statSync } from 'node:fs';
+import { closeSync, openSync, readSync, statSync } from 'node:fs';
 import type { X509Certificate } from 'node:crypto';
 import { type Command, type Parsed, flag, printJson, readInput } from './command.ts';
-import { InputError } from '../errors.ts';
+import { InputError, UsageError } from '../errors.ts';
 import { EfiError } from '../efi/errors.ts';
 import type { EfiReport } from '../efi/report.ts';
 
 /** Largest file `efi show` reads (a UKI with a big initrd is ~100-200 MB). */
 export const MAX_EFI_FILE = 1 << 30;
 
-/** Reads an EFI file with the size limit. */
-export function readEfiFile(path: string): Buffer {
+/** Files from this size on are hashed on two threads by `efi show` (see src/efi/parallel.ts). */
+const PARALLEL_FROM = 8 << 20;
+
+/**
+ * Reads an EFI file with the size limit. `shared`: a file of PARALLEL_FROM bytes or more is read
+ * straight into a SharedArrayBuffer, so that a worker thread can hash it without a copy.
+ */
+export function readEfiFile(path: string, opts: { shared?: boolean } = {}): Buffer {
   if (path !== '-') {
     let size: number;
     try {
@@ -23,6 +29,25 @@ export function readEfiFile(path: string): Buffer {
       throw new InputError('READ', `cannot read EFI file ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
     }
     if (size > MAX_EFI_FILE) throw new EfiError('TOO_LARGE', `${path} is ${size} bytes, beyond the ${MAX_EFI_FILE}-byte limit`, 0);
+    if (opts.shared && size >= PARALLEL_FROM) {
+      const b = Buffer.from(new SharedArrayBuffer(size));
+      let fd: number | undefined;
+      try {
+        fd = openSync(path, 'r');
+        let got = 0;
+        while (got < size) {
+          const n = readSync(fd, b, got, size - got, got);
+          if (n === 0) break;
+          got += n;
+        }
+        if (got === size) return b;
+      } catch (e) {
+        throw new InputError('READ', `cannot read EFI file ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+      } finally {
+        if (fd !== undefined) closeSync(fd);
+      }
+      // The file changed size while read: fall through to a plain read.
+    }
   }
   const b = readInput(path, 'EFI file');
   if (b.length > MAX_EFI_FILE) throw new EfiError('TOO_LARGE', `${path} is ${b.length} bytes, beyond the ${MAX_EFI_FILE}-byte limit`, 0);
@@ -64,7 +89,7 @@ function text(r: EfiReport): string {
 const showCmd: Command = {
   path: ['efi', 'show'],
   summary: 'an EFI file (PE/COFF, UKI): Authenticode digests, signature, UKI sections',
-  help: `usage: bootkey efi show FILE [--ca CERT]... [--json]
+  help: `usage: bootkey efi show FILE [--ca CERT]... [--json] [--bank LIST]
 
 Reads the PE/COFF EFI file FILE ('-' reads stdin; an application, a kernel, shim, a boot
 loader or a unified kernel image) and prints:
@@ -81,6 +106,8 @@ loader or a unified kernel image) and prints:
              chain to: a distribution's signing CA, a Secure Boot db or MOK certificate.
              Repeatable. Validity dates, key usage and revocation are not checked (UEFI
              firmware and shim do not check them either).
+  --bank LIST  the Authenticode digests to compute, comma-separated (default
+             sha1,sha256,sha384,sha512): fewer banks, less hashing on a large UKI
   --json     print {"authenticode": {"sha1": hex, ...}, "signature": "valid"|"invalid"|"none",
              "signers": [{subject, issuer, serial, sha256}], "signatures": [...],
              "uki": {"sections": {name: {sha256, size}}, cmdline, osrel, uname,
@@ -91,16 +118,25 @@ signature verifies over the signed attributes (and, with --ca, its signer chains
 CA); "invalid" when the file has signatures but none is valid; "none" when it has none.
 Exit status: 0 shown, 1 the file is not a valid PE/COFF image (the message gives the byte
 offset), or --ca was given and the signature is not valid; 2 usage.`,
-  options: { json: { type: 'boolean' }, ca: { type: 'string', multiple: true } },
+  options: { json: { type: 'boolean' }, ca: { type: 'string', multiple: true }, bank: { type: 'string' } },
   positionals: [1, 1],
   async run(args: Parsed): Promise<number> {
     // Imported on use: the ASN.1 schemas (asn1js, @peculiar/asn1-*) register themselves at load
     // time, and no other command (nor the initrd's start-up) should pay for that.
     const { efiReport, loadCertificates } = await import('../efi/index.ts');
+    const { startImageDigests } = await import('../efi/parallel.ts');
     const caFiles = (args.values.ca as string[] | undefined) ?? [];
     let cas: X509Certificate[] | undefined;
     if (caFiles.length > 0) cas = caFiles.flatMap((f) => loadCertificates(readInput(f, 'CA certificate'), `CA certificate ${f}`));
-    const report = efiReport(readEfiFile(args.positionals[0]), cas);
+    const bankArg = args.values.bank as string | undefined;
+    const names = ['sha1', 'sha256', 'sha384', 'sha512'] as const;
+    const banks = bankArg === undefined ? [...names] : [...new Set(bankArg.split(',').map((b) => b.trim()))];
+    for (const b of banks) if (!(names as readonly string[]).includes(b)) throw new UsageError(`--bank: "${b}" is not one of ${names.join(', ')}`);
+    const bytes = readEfiFile(args.positionals[0], { shared: true });
+    const chosen = banks as (typeof names)[number][];
+    // A large file: the image's Authenticode digest on a second thread while the UKI sections are hashed here.
+    const imageDigests = bytes.buffer instanceof SharedArrayBuffer ? startImageDigests(bytes, chosen) : undefined;
+    const report = efiReport(bytes, cas, chosen, imageDigests ? { imageDigests } : {});
     if (flag(args, 'json')) printJson(report);
     else process.stdout.write(text(report));
     return cas && report.signature !== 'valid' ? 1 : 0;

@@ -1,4 +1,4 @@
-/** `bootkey policy ...` subcommands: generate, add-boot, check, show-state. */
+/** `bootkey policy ...` subcommands: generate, add-boot, stage, predict, check, show-state. */
 import { type Command, type Parsed, opt, flag, readInput, writeOutput, printJson, EXIT_OK, EXIT_REFUSED } from './command.ts';
 import { UsageError } from '../errors.ts';
 import { isBankName, pcrValuesFromText, type BankName, type PcrValues } from '../pcrs.ts';
@@ -10,6 +10,8 @@ import { parsePolicy } from '../measuredboot/policy-load.ts';
 import { bindLogToQuote, unverifiedLog, BindError, type TrustedLog } from '../measuredboot/trusted.ts';
 import { evaluateBoot, requiredPcrs } from '../measuredboot/verdict.ts';
 import { InputError } from '../errors.ts';
+import { stageBoot, parsePredictedBoot, predictedLogBytes, type PredictedBoot } from '../measuredboot/stage.ts';
+import { readEfiFile } from './efi.ts';
 
 function readLog(path: string): EventLog {
   return parseEventLog(readInput(path, 'event log'));
@@ -247,4 +249,166 @@ not trustworthy (errors are listed); "issue" lines are what a policy reading tha
   },
 };
 
-export const policyCommands: Command[] = [generate, addBootCmd, check, showState];
+/** The running boot's log, where Linux exposes it. */
+export const CURRENT_LOG = '/sys/kernel/security/tpm0/binary_bios_measurements';
+
+const PART_OPTIONS = {
+  uki: { type: 'string' },
+  kernel: { type: 'string' },
+  initrd: { type: 'string' },
+  cmdline: { type: 'string' },
+  'kernel-path': { type: 'string' },
+  shim: { type: 'string' },
+  bootloader: { type: 'string' },
+} as const;
+
+const PART_HELP = `  --uki FILE          the new unified kernel image (PCR 4 UKI and kernel events, PCR 11
+                      sections, PCR 9 command line and initrd)
+  --kernel FILE       the new kernel (GRUB or systemd-boot type #1 entries)
+    --initrd FILE     its initrd
+    --kernel-path P   GRUB: the kernel's path in grub.cfg, when it changes (e.g. /vmlinuz-6.1.0-57-amd64)
+  --cmdline S         the command line exactly as the loader will pass it (systemd-boot: with its
+                      initrd=... prefix; GRUB: the arguments after the kernel path; a UKI: a
+                      command line the loader passes, overriding .cmdline)
+  --shim FILE         the new shim
+  --bootloader FILE   the new boot loader (grubx64.efi, systemd-bootx64.efi)`;
+
+/** The predicted boot from LOG and the part options. */
+async function predictFrom(logPath: string, args: Parsed): Promise<PredictedBoot> {
+  const file = (k: string) => {
+    const v = opt(args, k);
+    return v === undefined ? undefined : readEfiFile(v);
+  };
+  const parts = {
+    uki: file('uki'),
+    kernel: file('kernel'),
+    initrd: opt(args, 'initrd') === undefined ? undefined : readInput(opt(args, 'initrd')!, 'initrd'),
+    cmdline: opt(args, 'cmdline'),
+    kernelPath: opt(args, 'kernel-path'),
+    shim: file('shim'),
+    bootloader: file('bootloader'),
+  };
+  if (!Object.values(parts).some((v) => v !== undefined)) throw new UsageError('give at least one of --uki, --kernel, --initrd, --cmdline, --shim, --bootloader (see --help)');
+  // Imported on use: src/efi loads the ASN.1 schemas (see efi show).
+  const { predictBoot } = await import('../efi/predict.ts');
+  return predictBoot(readLog(logPath), Object.fromEntries(Object.entries(parts).filter(([, v]) => v !== undefined)));
+}
+
+function predictedText(p: PredictedBoot, bank: BankName): string {
+  const L: string[] = [`predicted boot: ${p.events.length} events, banks ${p.banks.join(', ')}; changed PCRs: ${p.changedPcrs.join(', ') || 'none'}`];
+  p.events.forEach((e, i) => {
+    if (e.type === 3) return;
+    const d = e.digests[bank] ?? Object.values(e.digests)[0] ?? '';
+    L.push(`${e.changed ? '*' : ' '} #${i + 1} PCR ${e.pcr} ${e.typeName} ${d}${e.description ? `  ${e.description}` : ''}${e.changed ? `  (${e.changed})` : ''}`);
+  });
+  L.push(`PCR values (${bank}):`);
+  const v = p.pcrs[bank] ?? {};
+  for (const pcr of p.changedPcrs) L.push(`  ${String(pcr).padStart(2)} ${v[String(pcr)]}`);
+  for (const n of p.notes) L.push(`note: ${n}`);
+  return L.join('\n') + '\n';
+}
+
+const predictCmd: Command = {
+  path: ['policy', 'predict'],
+  summary: 'predict the next boot\'s events from the files an update installs',
+  help: `usage: bootkey policy predict LOG (--uki F | --kernel F [--initrd F] [--kernel-path P] | --cmdline S | --shim F | --bootloader F)... [--policy P] [--json] [--log-out FILE]
+
+Prints the event list of the boot these files will make: LOG (the current boot's event log,
+e.g. ${CURRENT_LOG}) with the events of the changed parts replaced,
+each marked "*" with the part that changed it, and the predicted values of the changed PCRs.
+What cannot be predicted from files is printed as "note:" lines (GRUB's grub.cfg, a shim's
+SbatLevel; firmware and dbx updates are not files bootkey reads: see docs/UPDATES.md).
+
+${PART_HELP}
+  --policy P          also check the predicted boot against policy P (with the predicted PCR
+                      values as the quote: measuredboot/verdict.ts, as the server would) and
+                      name every rule that would fail; exit 1 if it would be refused
+  --json              print the prediction as JSON ({"format": "bootkey-predicted-boot", "events":
+                      [{pcr, type, typeName, digests, data, description, changed}], "pcrs",
+                      "changedPcrs", "images", "notes"}; with --policy also "verdict"); the file
+                      is what \`policy stage --predicted\` reads
+  --log-out FILE      also write the predicted boot as a binary TCG event log
+
+Exit status: 0 predicted (and, with --policy, it would pass); 1 it would be refused, or a part
+has no place in the current boot (a UKI for a GRUB boot: then add-boot after a supervised
+reboot), or a file is not a valid EFI image; 2 usage.`,
+  options: { ...PART_OPTIONS, policy: { type: 'string' }, json: { type: 'boolean' }, 'log-out': { type: 'string' } },
+  positionals: [1, 1],
+  async run(args: Parsed): Promise<number> {
+    const p = await predictFrom(args.positionals[0], args);
+    const policyPath = opt(args, 'policy');
+    const logOut = opt(args, 'log-out');
+    if (logOut !== undefined) writeOutput(logOut, predictedLogBytes(p));
+    let verdict: ReturnType<typeof evaluateBoot> | undefined;
+    let bank: BankName = p.banks.includes('sha256') ? 'sha256' : p.banks[0];
+    if (policyPath !== undefined) {
+      const policy = readPolicy(policyPath);
+      bank = policy.bank;
+      const need = new Set(requiredPcrs(policy));
+      const quoted: PcrValues = new Map(p.banks.map((b) => [b, new Map(Object.entries(p.pcrs[b] ?? {}).filter(([k]) => need.has(Number(k))).map(([k, v]) => [Number(k), Buffer.from(v, 'hex')]))]));
+      verdict = evaluateBoot(policy, predictedLogBytes(p), quoted);
+    }
+    if (flag(args, 'json')) printJson(verdict ? { ...p, verdict } : p);
+    else {
+      let out = predictedText(p, bank);
+      if (verdict) {
+        out += verdict.pass ? `policy: the predicted boot would pass${verdict.knownGoodPcrs.length ? ` (PCR ${verdict.knownGoodPcrs.join(', ')} equal known-good values)` : ''}\n`
+          : [`policy: the predicted boot would be refused: ${verdict.code}: ${verdict.message}`, ...verdict.failures.map((f) => `  ${f.rule}: ${f.message}`)].join('\n') + '\n';
+      }
+      process.stdout.write(out);
+    }
+    return verdict && !verdict.pass ? EXIT_REFUSED : EXIT_OK;
+  },
+};
+
+const stageCmd: Command = {
+  path: ['policy', 'stage'],
+  summary: 'allow the boot an update will make, before it happens (in place)',
+  help: `usage: bootkey policy stage POLICY (--uki F | --kernel F [--initrd F] [--kernel-path P] | --cmdline S | --shim F | --bootloader F)... [--log CURRENT_LOG] [--label L]
+       bootkey policy stage POLICY --predicted FILE [--label L]
+
+Predicts the boot these files will make (as \`policy predict\`: the current boot's log with the
+changed events replaced) and adds it to POLICY as another allowed alternative, rewriting POLICY
+in place: exactly what \`policy add-boot\` would add for that boot's log, never replacing the
+current boot, with the same refusals (Secure Boot off into a policy that requires it on, a dbx
+lacking required revocations, a debug boot). The predicted values of the PCRs the policy reads
+become known-good values, and a "staged" entry records the label, time and PCR 4 digests.
+
+${PART_HELP}
+  --log FILE          the current boot's event log (default ${CURRENT_LOG})
+  --predicted FILE    a prediction made elsewhere (\`policy predict --json\`), instead of the files
+  --label L           a name for the staged boot (e.g. "kernel 6.1.0-57")
+  --allow-secureboot-off   as add-boot
+
+The prediction is the current log's claim plus the files': nothing is bound to a quote until the
+staged boot happens; then the server checks its quoted log against the policy as always, so a
+wrong prediction only makes that boot fail. Retire a staged boot by editing POLICY (see
+docs/UPDATES.md). Exit status 0 staged; 1 refused (nothing written) or bad input; 2 usage.`,
+  options: { ...PART_OPTIONS, log: { type: 'string' }, predicted: { type: 'string' }, label: { type: 'string' }, 'allow-secureboot-off': { type: 'boolean' } },
+  positionals: [1, 1],
+  async run(args: Parsed): Promise<number> {
+    const policyPath = args.positionals[0];
+    const policy = readPolicy(policyPath);
+    const predictedPath = opt(args, 'predicted');
+    let p: PredictedBoot;
+    if (predictedPath !== undefined) {
+      if (Object.keys(PART_OPTIONS).some((k) => opt(args, k) !== undefined) || opt(args, 'log') !== undefined) throw new UsageError('--predicted replaces the part options and --log');
+      let j: unknown;
+      try {
+        j = JSON.parse(readInput(predictedPath, 'predicted boot').toString('utf8'));
+      } catch (e) {
+        if (e instanceof SyntaxError) throw new InputError('BAD_PREDICTION', `${predictedPath}: not JSON: ${e.message}`);
+        throw e;
+      }
+      p = parsePredictedBoot(j);
+    } else p = await predictFrom(opt(args, 'log') ?? CURRENT_LOG, args);
+    const label = opt(args, 'label');
+    const staged = stageBoot(policy, p, { ...(label !== undefined ? { label } : {}), at: new Date().toISOString(), allowSecureBootOff: flag(args, 'allow-secureboot-off') });
+    writeOutput(policyPath, policyText(staged));
+    const bank = policy.bank;
+    process.stdout.write(`staged${label !== undefined ? ` ${JSON.stringify(label)}` : ''} into ${policyPath}: PCR 4 ${p.images.map((i) => `${i.role} ${(i.digests[bank] ?? '').slice(0, 12)}…`).join(', ') || 'unchanged'}; changed PCRs ${p.changedPcrs.join(', ') || 'none'}\n${p.notes.map((n) => `note: ${n}\n`).join('')}`);
+    return EXIT_OK;
+  },
+};
+
+export const policyCommands: Command[] = [generate, addBootCmd, stageCmd, predictCmd, check, showState];

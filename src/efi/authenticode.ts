@@ -360,13 +360,15 @@ function checkSigner(sig: AuthenticodeSignature, si: SignerInfo, cas: X509Certif
 /**
  * Decodes and verifies every signature of the image. `cas`: the CA certificates (DER or PEM
  * X509Certificates) a signer must chain to; without them only the digest and the PKCS#7
- * signature are checked.
+ * signature are checked. `known`: the image's Authenticode digests the caller already computed
+ * (authenticodeDigests of this same image), so the image is not hashed again.
  * @throws EfiError BAD_CERT_TABLE / TOO_LARGE for a malformed certificate table; a signature
  *   that does not decode is reported in its result's `error`, not thrown.
  */
-export function verifyAuthenticode(pe: PeImage, cas?: X509Certificate[]): SignatureResult[] {
+export function verifyAuthenticode(pe: PeImage, cas?: X509Certificate[], known: Partial<Record<DigestName, Buffer>> = {}): SignatureResult[] {
   const out: SignatureResult[] = [];
-  const ownDigest = new Map<DigestName, Buffer>();
+  // The image's own digests, computed at most once per algorithm (`known`: already computed by the caller).
+  const ownDigest = new Map<DigestName, Buffer>(Object.entries(known).filter(([, v]) => Buffer.isBuffer(v)) as [DigestName, Buffer][]);
   for (const wc of parseCertificateTable(pe)) {
     let sig: AuthenticodeSignature;
     try {
@@ -403,4 +405,26 @@ export function loadCertificates(bytes: Buffer, name = 'certificate file'): X509
   } catch (e) {
     throw new EfiError('BAD_SIGNATURE', `${name}: not a PEM or DER X.509 certificate (${(e as Error).message})`, 0, { cause: e });
   }
+}
+
+/**
+ * Verifies a detached Authenticode signature (the PKCS#7 SignedData of a WIN_CERTIFICATE, without
+ * the file) over a given image digest: what a server does when a staging request carries a digest
+ * and the signature blob but not the file. The checklist of {@link verifyAuthenticode}, with step 2
+ * read as "the signed digest equals `digest`, in `algorithm`" (`digestMatches`).
+ * @throws EfiError BAD_SIGNATURE when the blob does not decode (offset = byte in the blob), TOO_LARGE
+ */
+export function verifyDigestSignature(pkcs7: Buffer, digest: Buffer, algorithm: DigestName, cas?: X509Certificate[]): SignatureResult {
+  if (pkcs7.length > MAX_SIGNATURE_SIZE) throw new EfiError('TOO_LARGE', `a signature of ${pkcs7.length} bytes exceeds the ${MAX_SIGNATURE_SIZE}-byte limit`, 0);
+  const sig = parseSignature({ offset: 0, length: pkcs7.length + 8, revision: WIN_CERT_REVISION_2_0, certificateType: WIN_CERT_TYPE_PKCS_SIGNED_DATA, data: pkcs7 });
+  const digestMatches = sig.digestAlgorithm === algorithm && sig.signedDigest.equals(digest);
+  const signers = sig.signerInfos.map((si) => {
+    try {
+      return checkSigner(sig, si, cas);
+    } catch (e) {
+      return { attributesMatch: false, signatureVerifies: false, chain: (cas ? 'untrusted' : 'not-checked') as ChainResult, reason: `signer does not decode: ${(e as Error)?.message ?? e}` };
+    }
+  });
+  const valid = digestMatches && signers.some((s) => s.attributesMatch && s.signatureVerifies && (!cas || s.chain === 'trusted'));
+  return { offset: 0, digestAlgorithm: sig.digestAlgorithm, signedDigest: sig.signedDigest, digestMatches, certificates: sig.certificates, signers, valid };
 }

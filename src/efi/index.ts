@@ -9,3 +9,8 @@ export { efiReport } from './report.ts';
 export type { EfiReport } from './report.ts';
 export { EfiError } from './errors.ts';
 export type { EfiErrorCode } from './errors.ts';
+export { verifyDigestSignature } from './authenticode.ts';
+export { measureParts, predictBoot } from './predict.ts';
+export type { BootParts } from './predict.ts';
+export { checkStagedSignature } from './signed-by.ts';
+export type { StagedSignatureCode, StagedSignatureResult } from './signed-by.ts';

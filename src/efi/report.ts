@@ -5,7 +5,7 @@
  * @module
  */
 import { createHash, type X509Certificate } from 'node:crypto';
-import { type Digests, DIGEST_NAMES, authenticodeDigests, parsePe } from './pe.ts';
+import { type Digests, type DigestName, type PeImage, DIGEST_NAMES, authenticodeDigests, parsePe } from './pe.ts';
 import { type CertInfo, type SignatureResult, verifyAuthenticode } from './authenticode.ts';
 import { type Measurement, isUki, kernelAuthenticode, parseUki, pcr11Events, sectionText } from './uki.ts';
 
@@ -58,10 +58,18 @@ function signerJson(c: CertInfo): SignerJson {
   return { subject: c.subject, issuer: c.issuer, serial: c.serial, sha256: c.sha256 };
 }
 
-/** Parses a PE/COFF file and builds the report. @throws EfiError */
-export function efiReport(bytes: Buffer, cas?: X509Certificate[]): EfiReport {
+/**
+ * Parses a PE/COFF file and builds the report. `banks`: the Authenticode digests to compute
+ * (default all four; the image and the embedded kernel are hashed once, in all of them together;
+ * a signature's own algorithm reuses them). The UKI sections and PCR 11 events are sha256.
+ * @throws EfiError
+ */
+export function efiReport(bytes: Buffer, cas?: X509Certificate[], banks: readonly DigestName[] = DIGEST_NAMES, opts: { imageDigests?: () => Partial<Digests> } = {}): EfiReport {
   const pe = parsePe(bytes);
-  const sigs: SignatureResult[] = verifyAuthenticode(pe, cas);
+  // A UKI's sections are hashed first: `opts.imageDigests` may be hashing the image meanwhile (parallel.ts).
+  const ukiPart = isUki(pe) ? ukiReport(pe, banks) : undefined;
+  const digests = opts.imageDigests?.() ?? authenticodeDigests(pe, banks);
+  const sigs: SignatureResult[] = verifyAuthenticode(pe, cas, digests);
   const signers: SignerJson[] = [];
   for (const s of sigs) for (const x of s.signers) if (x.cert && !signers.some((y) => y.sha256 === x.cert!.sha256)) signers.push(signerJson(x.cert));
   const report: EfiReport = {
@@ -71,7 +79,7 @@ export function efiReport(bytes: Buffer, cas?: X509Certificate[]): EfiReport {
       format: pe.pe32plus ? 'PE32+' : 'PE32',
       sections: pe.sections.map((s) => ({ name: s.longName ?? s.name, virtualSize: s.virtualSize, sizeOfRawData: s.sizeOfRawData, pointerToRawData: s.pointerToRawData })),
     },
-    authenticode: hexDigests(authenticodeDigests(pe, DIGEST_NAMES)),
+    authenticode: hexDigests(digests),
     signature: sigs.length === 0 ? 'none' : sigs.some((s) => s.valid) ? 'valid' : 'invalid',
     signers,
     signatures: sigs.map((s) => ({
@@ -92,24 +100,26 @@ export function efiReport(bytes: Buffer, cas?: X509Certificate[]): EfiReport {
     })),
     caChecked: cas !== undefined,
   };
-  if (isUki(pe)) {
-    const uki = parseUki(pe);
-    const ev: Measurement[] = pcr11Events(uki, ['sha256']);
-    // Each section hashed once: the PCR 11 data events already hold the measured ones.
-    const sections: Record<string, { sha256: string; size: number }> = {};
-    for (const s of uki.sections) {
-      const measured = ev.find((m) => m.kind === 'data' && m.section === s.name);
-      sections[s.name] = { sha256: (measured?.digests.sha256 ?? createHash('sha256').update(s.data).digest()).toString('hex'), size: s.data.length };
-    }
-    report.uki = {
-      ...(uki.stubVersion ? { stubVersion: uki.stubVersion } : {}),
-      sections,
-      cmdline: sectionText(uki, '.cmdline') ?? null,
-      osrel: sectionText(uki, '.osrel') ?? null,
-      uname: sectionText(uki, '.uname') ?? null,
-      kernel: { authenticode: hexDigests(kernelAuthenticode(uki, DIGEST_NAMES)) },
-      pcr11: ev.map((m) => ({ kind: m.kind, section: m.section, sha256: m.digests.sha256!.toString('hex') })),
-    };
-  }
+  if (ukiPart) report.uki = ukiPart;
   return report;
+}
+
+function ukiReport(pe: PeImage, banks: readonly DigestName[]): NonNullable<EfiReport['uki']> {
+  const uki = parseUki(pe);
+  const ev: Measurement[] = pcr11Events(uki, ['sha256']);
+  // Each section hashed once: the PCR 11 data events already hold the measured ones.
+  const sections: Record<string, { sha256: string; size: number }> = {};
+  for (const s of uki.sections) {
+    const measured = ev.find((m) => m.kind === 'data' && m.section === s.name);
+    sections[s.name] = { sha256: (measured?.digests.sha256 ?? createHash('sha256').update(s.data).digest()).toString('hex'), size: s.data.length };
+  }
+  return {
+    ...(uki.stubVersion ? { stubVersion: uki.stubVersion } : {}),
+    sections,
+    cmdline: sectionText(uki, '.cmdline') ?? null,
+    osrel: sectionText(uki, '.osrel') ?? null,
+    uname: sectionText(uki, '.uname') ?? null,
+    kernel: { authenticode: hexDigests(kernelAuthenticode(uki, banks)) },
+    pcr11: ev.map((m) => ({ kind: m.kind, section: m.section, sha256: m.digests.sha256!.toString('hex') })),
+  };
 }

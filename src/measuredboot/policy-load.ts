@@ -52,7 +52,7 @@ export function parsePolicy(input: string | unknown): Policy {
       throw new PolicyError('BAD_POLICY', `policy: not valid JSON: ${(e as Error).message}`);
     }
   }
-  const p = obj(v, '$', ['$schema', 'version', 'comment', 'bank', 'pcrs', 'options', 'rules', 'knownGood', 'knownGoodRules'], ['version', 'bank', 'pcrs', 'options', 'rules']);
+  const p = obj(v, '$', ['$schema', 'version', 'comment', 'bank', 'pcrs', 'options', 'rules', 'knownGood', 'knownGoodRules', 'staged'], ['version', 'bank', 'pcrs', 'options', 'rules']);
   if (p.version !== POLICY_VERSION && p.version !== 1) bad('version', `unsupported version ${JSON.stringify(p.version)} (this bootkey reads versions 1 and ${POLICY_VERSION})`);
   if (p.version === 1 && p.knownGood !== undefined) bad('knownGood', 'needs version 2');
   if (p.knownGoodRules !== undefined) str(p.knownGoodRules, 'knownGoodRules', HEX64, 'a SHA-256 (64 lowercase hex digits)');
@@ -69,6 +69,18 @@ export function parsePolicy(input: string | unknown): Policy {
   if (p.knownGood !== undefined) {
     const kg = obj(p.knownGood, 'knownGood', Array.from({ length: 24 }, (_, i) => String(i)));
     for (const [k, vals] of Object.entries(kg)) arr(vals, `knownGood.${k}`).forEach((x, i) => digest(x, `knownGood.${k}[${i}]`));
+  }
+  if (p.staged !== undefined) {
+    if (p.version === 1) bad('staged', 'needs version 2');
+    arr(p.staged, 'staged').forEach((e, i) => {
+      const at = `staged[${i}]`;
+      const x = obj(e, at, ['label', 'at', 'apps', 'knownGood'], ['apps', 'knownGood']);
+      if (x.label !== undefined) str(x.label, `${at}.label`);
+      if (x.at !== undefined) str(x.at, `${at}.at`);
+      arr(x.apps, `${at}.apps`).forEach((d, j) => digest(d, `${at}.apps[${j}]`));
+      const kg = obj(x.knownGood, `${at}.knownGood`, Array.from({ length: 24 }, (_, j) => String(j)));
+      for (const [k, d] of Object.entries(kg)) digest(d, `${at}.knownGood.${k}`);
+    });
   }
   const r = obj(p.rules, 'rules', ['firmware', 'bootChain', 'secureBoot', 'keys', 'authorities', 'debug', 'kernelCmdline', 'pcrValues']);
 
@@ -93,7 +105,14 @@ export function parsePolicy(input: string | unknown): Policy {
     if (b.preBoot !== undefined) arr(b.preBoot, 'rules.bootChain.preBoot').forEach((seq, i) => arr(seq, `rules.bootChain.preBoot[${i}]`).forEach((d, j) => digest(d, `rules.bootChain.preBoot[${i}][${j}]`)));
     arr(b.stages, 'rules.bootChain.stages').forEach((s, i) => {
       const at = `rules.bootChain.stages[${i}]`;
-      const st = obj(s, at, ['role', 'allowed', 'allowAny', 'optional'], ['role', 'allowed']);
+      const st = obj(s, at, ['role', 'allowed', 'allowAny', 'optional', 'signedBy'], ['role', 'allowed']);
+      if (st.signedBy !== undefined) {
+        arr(st.signedBy, `${at}.signedBy`).forEach((c, j) => {
+          const x = obj(c, `${at}.signedBy[${j}]`, ['sha256', 'subject'], ['sha256']);
+          str(x.sha256, `${at}.signedBy[${j}].sha256`, HEX64, 'the SHA-256 of a DER certificate (64 lowercase hex digits)');
+          if (x.subject !== undefined) str(x.subject, `${at}.signedBy[${j}].subject`);
+        });
+      }
       if (!ROLES.includes(st.role as string)) bad(`${at}.role`, `expected one of ${ROLES.join(', ')}`);
       if (st.allowAny !== undefined) bool(st.allowAny, `${at}.allowAny`);
       if (st.optional !== undefined) bool(st.optional, `${at}.optional`);

@@ -77,6 +77,28 @@ export interface Stage {
   allowAny?: boolean;
   /** Not every known-good boot loaded this stage. */
   optional?: boolean;
+  /**
+   * Staging permission (not a boot-time check): a digest may be added to this stage by a staging
+   * request whose Authenticode PKCS#7 signs exactly that digest and chains to one of these
+   * certificates (src/efi/signed-by.ts checkStagedSignature). At boot, only `allowed` decides:
+   * the quote carries digests, never signatures.
+   */
+  signedBy?: SignedBy[];
+}
+/** A certificate a stage's images may be signed by: the SHA-256 of its DER, and its subject for people. */
+export interface SignedBy {
+  sha256: string;
+  subject?: string;
+}
+/** A boot staged before it happened (`policy stage`, machine-side staging): metadata, not a rule. */
+export interface StagedBoot {
+  label?: string;
+  /** When it was staged (ISO 8601). */
+  at?: string;
+  /** Its PCR 4 image digests in boot order, in the policy's bank. */
+  apps: string[];
+  /** Its predicted values of the PCRs the policy reads (PCR → hex). */
+  knownGood: Record<string, string>;
 }
 /** A command line by its text, or (Linux EFI stub load options, not logged as text) by its digest. */
 export interface AllowedCmdline {
@@ -112,6 +134,8 @@ export interface Policy {
    * no longer matches it, and its known-good values are then ignored: the edited rules decide.
    */
   knownGoodRules?: string;
+  /** Boots staged from files before they happened, in staging order (metadata: not covered by knownGoodRules). */
+  staged?: StagedBoot[];
   rules: {
     firmware?: { pcr: 0; allowed: Firmware[] };
     bootChain?: {
@@ -420,6 +444,7 @@ function mergeStages(a: Stage[], b: Stage[]): Stage[] {
         allowed: uniq([...x.allowed, ...y.allowed], (s) => s.digest),
         ...(x.allowAny || y.allowAny ? { allowAny: true } : {}),
         ...(x.optional || y.optional ? { optional: true } : {}),
+        ...(x.signedBy || y.signedBy ? { signedBy: uniq([...(x.signedBy ?? []), ...(y.signedBy ?? [])], (c) => c.sha256) } : {}),
       });
     } else out.push({ ...(x ?? y)!, optional: true });
   }
