@@ -64,7 +64,7 @@ async function deadPort(): Promise<number> {
   return p;
 }
 
-const ping = (o: Parameters<typeof withServer>[0]) => withServer(o, (s) => s.request({ t: 'attest-begin', machine: 'm', akName: Buffer.alloc(34) }, ['ok']));
+const ping = (o: Parameters<typeof withServer>[0]) => withServer(o, (s) => s.request({ t: 'attest-begin', machine: 'm', akName: Buffer.alloc(34), ekName: Buffer.alloc(34), releasedPcr: 15 }, ['ok']));
 
 async function clientError(p: Promise<unknown>, code: string): Promise<ClientError> {
   try {

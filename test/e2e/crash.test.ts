@@ -10,7 +10,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import net from 'node:net';
 import { join } from 'node:path';
 import { readFileSync } from 'node:fs';
-import { tempDir, serverState, luksImage, machine, enrollMachine, unlockImage, refused, admin, metadata, fails, ROOT, type TestServer } from './helpers.ts';
+import { tempDir, serverState, luksImage, machine, enrollMachine, unlockImage, refused, admin, metadata, fails, newEnrolToken, ROOT, type TestServer } from './helpers.ts';
 import { withServer } from '../../src/client/connect.ts';
 
 const tmp = tempDir('crash');
@@ -53,12 +53,13 @@ test('SIGKILL during enrolments and releases, 5 rounds: DB intact, nothing half-
   const port = await freePort();
   const srv: TestServer = {
     url: `https://127.0.0.1:${port}`, port, state, ca: readFileSync(join(state, 'ca.pem'), 'utf8'),
-    adminToken: readFileSync(join(state, 'admin.token'), 'utf8').trim(), close: async () => undefined,
+    adminToken: readFileSync(join(state, 'admin.token'), 'utf8').trim(), enrolToken: '', close: async () => undefined,
   };
   // One machine (a blank swtpm: its own seeds, so its own EK) per round: the server keeps one
   // machine per EK, and every completed enrolment must still unlock at the end.
   const machines: Awaited<ReturnType<typeof machine>>[] = [];
   let child = await spawnServer(state, port);
+  srv.enrolToken = await newEnrolToken(srv, 100);
   const completed: { m: Awaited<ReturnType<typeof machine>>; image: string }[] = [];
   const steps = ['accepted', 'keyslot', 'token', 'verified', 'accepted'] as const;
   try {
@@ -97,7 +98,7 @@ test('SIGKILL during enrolments and releases, 5 rounds: DB intact, nothing half-
       const k = list.filter((x) => x.machineId === `crash-killed-${round}`);
       assert.ok(k.every((x) => x.state !== 'active'), `crash-killed-${round} not active: ${JSON.stringify(k)}`);
       for (const x of k) {
-        await refused(withServer({ servers: [srv.url], ca: srv.ca }, (s) => s.request({ t: 'attest-begin', machine: x.id, akName: Buffer.alloc(34) }, ['attest-challenge'])), /^(PENDING|UNKNOWN_MACHINE)$/);
+        await refused(withServer({ servers: [srv.url], ca: srv.ca }, (s) => s.request({ t: 'attest-begin', machine: x.id, akName: Buffer.alloc(34), ekName: Buffer.alloc(34), releasedPcr: 15 }, ['attest-challenge'])), /^(PENDING|UNKNOWN_MACHINE)$/);
       }
     }
     // every completed enrolment is active and unlocks (each machine after a fresh boot)

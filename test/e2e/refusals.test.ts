@@ -195,7 +195,7 @@ test('enrolment with a NON-restricted signing key as "AK" → AK_ATTRIBUTES', as
   const ek = await createPrimary(m.tpm, TPM_RH.ENDORSEMENT, (await import('../../src/tpm/templates.ts')).ekTemplate('rsa'));
   try {
     await refused(withServer({ servers: [srv.url], ca: srv.ca }, (s) => s.request({
-      t: 'enroll-begin', adminToken: srv.adminToken, ekPublic: marshalPublic2B(ek.public), akPublic: marshalPublic2B(key.public), machineId: 'unrestricted', hostname: 'x',
+      t: 'enroll-begin', enrolToken: srv.enrolToken, ekPublic: marshalPublic2B(ek.public), akPublic: marshalPublic2B(key.public), machineId: 'unrestricted', hostname: 'x',
     }, ['enroll-challenge'])), 'AK_ATTRIBUTES');
   } finally {
     await flushKey(m.tpm, key);

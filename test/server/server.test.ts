@@ -141,7 +141,7 @@ test('slowloris: half a frame, then silence → error TIMEOUT and close', async 
 });
 
 test('requests: unknown machine refused; several requests on one connection', async () => {
-  const att = encodeMessage({ t: 'attest-begin', machine: 'm-0000000000000000', akName: Buffer.alloc(34) });
+  const att = encodeMessage({ t: 'attest-begin', machine: 'm-0000000000000000', akName: Buffer.alloc(34), ekName: Buffer.alloc(34), releasedPcr: 15 });
   const r = await exchange(Buffer.concat([frame(att), frame(att)]), 1500);
   assert.ok(r.replies.length >= 2);
   assert.is((r.replies[0] as { code: string }).code, 'UNKNOWN_MACHINE');
