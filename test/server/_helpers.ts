@@ -130,13 +130,13 @@ export class TestMachine {
   }
 
   /** enroll-begin → challenge → ActivateCredential + quote → enroll-finish; returns the reply to finish (or the first error). */
-  async enroll(svc: Service, o: { begin?: Partial<MessageOf<'enroll-begin'>>; finish?: (m: MessageOf<'enroll-finish'>) => void; log?: Buffer } = {}): Promise<{ reply: Message; enrollment?: string }> {
-    const ch = await svc.handle(rt(this.beginMsg(o.begin)), CTX);
+  async enroll(svc: Service, o: { begin?: Partial<MessageOf<'enroll-begin'>>; finish?: (m: MessageOf<'enroll-finish'>) => void; log?: Buffer; token?: string } = {}): Promise<{ reply: Message; enrollment?: string }> {
+    const ch = await svc.handle(rt(this.beginMsg({ ...(o.token ? { enrolToken: o.token } : {}), ...o.begin })), CTX);
     if (ch.t !== 'enroll-challenge') return { reply: ch };
     const proof = await activateCredential(this.tpm, { ak: this.ak, ek: this.ek, credentialBlob: ch.credentialBlob, secret: ch.encryptedSecret });
     const q = await quotePCRs(this.tpm, this.ak, { selection: toTpmSelection(ch.pcrSelection), nonce: ch.nonce });
     const fin: MessageOf<'enroll-finish'> = {
-      t: 'enroll-finish', enrolToken: ENROL, enrollment: ch.enrollment, proof, quote: q.quoted, signature: marshalSignature(q.signature), pcrs: q.pcrs,
+      t: 'enroll-finish', enrolToken: o.token ?? ENROL, enrollment: ch.enrollment, proof, quote: q.quoted, signature: marshalSignature(q.signature), pcrs: q.pcrs,
       eventLog: o.log ?? this.log,
     };
     o.finish?.(fin);
@@ -149,11 +149,12 @@ export class TestMachine {
     return { reply, enrollment: ch.enrollment };
   }
 
-  async enrollAndCommit(svc: Service): Promise<void> {
-    const r = await this.enroll(svc);
+  async enrollAndCommit(svc: Service, token = ENROL): Promise<MessageOf<'enroll-accepted'>> {
+    const r = await this.enroll(svc, { token });
     if (r.reply.t !== 'enroll-accepted') throw new Error(`enrolment refused: ${JSON.stringify(r.reply)}`);
-    const c = await svc.handle(rt({ t: 'enroll-commit', enrolToken: ENROL, enrollment: r.enrollment! }), CTX);
+    const c = await svc.handle(rt({ t: 'enroll-commit', enrolToken: token, enrollment: r.enrollment! }), CTX);
     if (c.t !== 'ok') throw new Error(`commit refused: ${JSON.stringify(c)}`);
+    return r.reply;
   }
 
   /** The LUKS2 token's fields the client sends with attest-begin/-finish. */

@@ -16,6 +16,7 @@ import { withServer, type ServerSession } from '../../src/client/connect.ts';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PgStore } from '../../src/server/store-pg.ts';
+import { PG_MIGRATIONS } from '../../src/server/migrations-pg.ts';
 import { createStore } from '../../src/server/store-factory.ts';
 import { SqliteStore } from '../../src/server/store-sqlite.ts';
 import { ServerError } from '../../src/server/errors.ts';
@@ -150,7 +151,7 @@ if ('missing' in started) {
     u.username = 'bootkey_app';
     const app = new PgStore({ url: u.toString() });
     await app.migrate();
-    assert.is(await app.schemaVersion(), 1);
+    assert.is(await app.schemaVersion(), PG_MIGRATIONS.length);
     await app.audit({ time: 1, who: 'admin', action: 'x', result: 'ok' });
     await app.putNonce({ hash: sha256('p'), machine: 'm-1', purpose: 'attest', expiresAt: Date.now() + 60_000 });
     assert.is(await app.consumeNonce(sha256('p'), 'm-1', Date.now()), 'ok');
