@@ -303,7 +303,7 @@ export class Service {
 
   private async enrollFinish(m: MessageOf<'enroll-finish'>, ctx: RequestContext): Promise<Message> {
     const e = await this.o.store.getEnrollment(m.enrollment);
-    await this.checkEnrolToken(m.enrolToken, { started: e?.tokenId ?? '', live: true });
+    await this.checkEnrolToken(m.enrolToken, { started: e ? (e.tokenId ?? '') : undefined, live: true });
     const now = this.now();
     if (!e || e.machine) refuse('UNKNOWN_ENROLLMENT', `enrolment ${m.enrollment} is unknown or already finished`);
     if (e.expiresAt <= now) refuse('ENROLLMENT_EXPIRED', `enrolment ${m.enrollment} expired; start again`);
@@ -346,7 +346,7 @@ export class Service {
 
   private async enrollCommit(m: MessageOf<'enroll-commit'>, ctx: RequestContext): Promise<Message> {
     const e = await this.o.store.getEnrollment(m.enrollment);
-    await this.checkEnrolToken(m.enrolToken, { started: e?.tokenId ?? '', live: true });
+    await this.checkEnrolToken(m.enrolToken, { started: e ? (e.tokenId ?? '') : undefined, live: true });
     const pending = e?.machine ? await this.o.store.getMachine(e.machine) : undefined;
     // Re-checked here: the old record may have been revoked since enroll-begin.
     const others = pending ? (await this.o.store.machinesByEkName(pending.ekName)).filter((x) => x.id !== pending.id) : [];
@@ -365,7 +365,7 @@ export class Service {
   private async enrollAbort(m: MessageOf<'enroll-abort'>, ctx: RequestContext): Promise<Message> {
     const e = await this.o.store.getEnrollment(m.enrollment);
     // Abort only undoes: the token that started the enrolment may abort it even if revoked since.
-    await this.checkEnrolToken(m.enrolToken, { started: e?.tokenId ?? '', live: false });
+    await this.checkEnrolToken(m.enrolToken, { started: e ? (e.tokenId ?? '') : undefined, live: false });
     if (!(await this.o.store.abortEnrollment(m.enrollment))) refuse('UNKNOWN_ENROLLMENT', `enrolment ${m.enrollment} is unknown`);
     this.log(kv({ event: 'enroll-abort', result: 'ok', enrollment: m.enrollment, machine: e?.machine, peer: ctx.peer }));
     await this.audit({ who: 'enroll', machine: e?.machine, action: 'enroll-abort', result: 'ok', peer: ctx.peer });

@@ -24,18 +24,23 @@ async function freePort(): Promise<number> {
 }
 
 async function spawnServer(state: string, port: number): Promise<ChildProcess> {
-  const c = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli/main.ts'), 'server', '--state', state, '--listen', `127.0.0.1:${port}`], { cwd: ROOT, stdio: 'ignore' });
-  for (let i = 0; i < 200; i++) {
-    if (c.exitCode !== null) throw new Error(`bootkey server exited with ${c.exitCode}`);
-    const ok = await new Promise<boolean>((r) => {
-      const s = net.connect(port, '127.0.0.1');
-      s.once('connect', () => { s.destroy(); r(true); });
-      s.once('error', () => r(false));
-    });
-    if (ok) return c;
+  // The same port on every restart (the token holds it): wait for THIS process's
+  // event=listening line, so that another program on the port fails loudly instead of passing.
+  const c = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli/main.ts'), 'server', '--state', state, '--listen', `127.0.0.1:${port}`], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  c.stdout!.on('data', (b: Buffer) => { if (out.length < 65536) out += b.toString(); });
+  c.stderr!.on('data', (b: Buffer) => { if (out.length < 65536) out += b.toString(); });
+  for (let i = 0; i < 300; i++) {
+    if (new RegExp(`event=listening .*port=${port}\\b`).test(out)) {
+      c.stdout!.resume();
+      c.stderr!.resume();
+      return c;
+    }
+    if (c.exitCode !== null) throw new Error(`bootkey server exited with ${c.exitCode} instead of listening on ${port}: ${out.trim().split('\n').slice(-3).join(' | ')}`);
     await new Promise((r) => setTimeout(r, 50));
   }
-  throw new Error('bootkey server did not listen');
+  c.kill('SIGKILL');
+  throw new Error(`bootkey server did not report listening on ${port}: ${out.slice(-500)}`);
 }
 
 function sigkill(c: ChildProcess): Promise<void> {
