@@ -18,7 +18,7 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir, cpus } from 'node:os';
 import { join } from 'node:path';
 import { initState } from '../src/server/pki.ts';
-import { SimMachine, BootImage, enrollAll, type SimConfig, type FlowStats } from './sim/machine.ts';
+import { SimMachine, BootImage, enrollAll, createEnrolToken, type SimConfig, type FlowStats } from './sim/machine.ts';
 import { spawnServer, type ServerProc } from './sim/server-proc.ts';
 import { startPg, createDatabase, type Pg } from './sim/pg.ts';
 import { startTang, provision, recover, tangAvailable, type TangBinding } from './sim/tang.ts';
@@ -222,7 +222,8 @@ async function main(): Promise<void> {
       procs.push(s);
       const machines = mk(POOL);
       const te = Date.now();
-      const errs = await enrollAll(machines, { servers: [{ host: '127.0.0.1', port: s.port }], ca, adminToken }, 32);
+      const enrolToken = await createEnrolToken({ server: `https://127.0.0.1:${s.port}`, ca, adminToken }, POOL);
+      const errs = await enrollAll(machines, { servers: [{ host: '127.0.0.1', port: s.port }], ca, enrolToken }, 32);
       if (errs.length) throw new Error(`enrolment failed: ${errs.slice(0, 3).join('; ')}`);
       process.stderr.write(`  sqlite: ${POOL} machines enrolled in ${((Date.now() - te) / 1000).toFixed(1)} s\n`);
       results.push(...(await benchBootkey('sqlite', [s], machines, ca)));
@@ -243,7 +244,8 @@ async function main(): Promise<void> {
       let s = await spawnServer({ stateDir: state, store: url, preload: PRELOAD });
       procs.push(s);
       const te = Date.now();
-      const errs = await enrollAll(machines, { servers: [{ host: '127.0.0.1', port: s.port }], ca, adminToken }, 32);
+      const enrolToken = await createEnrolToken({ server: `https://127.0.0.1:${s.port}`, ca, adminToken }, POOL);
+      const errs = await enrollAll(machines, { servers: [{ host: '127.0.0.1', port: s.port }], ca, enrolToken }, 32);
       if (errs.length) throw new Error(`enrolment failed: ${errs.slice(0, 3).join('; ')}`);
       process.stderr.write(`  postgres: ${POOL} machines enrolled in ${((Date.now() - te) / 1000).toFixed(1)} s\n`);
       results.push(...(await benchBootkey('postgres-1', [s], machines, ca, pg)));

@@ -20,7 +20,7 @@ t_of() { awk -v n="$2" '$1==n{print $2; exit}' "$W/$1/console.log.times" 2>/dev/
 
 bk_env_build
 trap 'bk_server_stop "$W/server"' EXIT
-bk_server_start "$W/server" "$BK_PORT"
+bk_server_start "$W/server" "$BK_PORT" || { bk_log "FATAL: the key-release server did not start on port $BK_PORT (see above)"; exit 1; }
 
 bk_build_dracut "$W/initrd-plain.zst" without
 bk_build_dracut "$W/initrd-tpm2.zst" tpm2
@@ -32,16 +32,19 @@ bk_build_esp "$W/esp-tpm2.img" "$W/uki-tpm2.efi:EFI/BOOT/BOOTX64.EFI"
 # (a) enrol once
 bk_vm_new bvm1
 cp "$W/root-fresh.img" "$W/root-bvm1.img"
-bk_vm_boot b-enroll bvm1 "$W/esp-good.img" "$W/root-bvm1.img" rw "$BK_CTL_ENROLL" "$BK_PROMPT=$BK_PASS" || true
+tok=$(bk_enrol_token "$W/server" "$BK_PORT" bench-bvm1)
+bk_vm_boot b-enroll bvm1 "$W/esp-good.img" "$W/root-bvm1.img" rw "$(bk_ctl_enroll "$tok")" "$BK_PROMPT=$BK_PASS" || true
 grep -q 'BOOTKEY-ENROLL-RC=0' "$W/b-enroll/console.txt" || { bk_log "bench: enrolment failed"; exit 1; }
 
 # (b) systemd-cryptenroll against the VM's swtpm on the host, PCR 7 as this firmware sets it
 bk_vm_new bvm2
 cp "$W/root-fresh.img" "$W/root-bvm2.img"
-swtpm socket --tpm2 --tpmstate dir="$W/bvm2" --server type=tcp,port=$((BK_PORT + 10)) \
-  --ctrl type=tcp,port=$((BK_PORT + 11)) --flags not-need-init,startup-clear &
+TPORT=$(bk_free_port 2)    # swtpm's data port and control port (TPORT+1): free ones, never fixed
+swtpm socket --tpm2 --tpmstate dir="$W/bvm2" --server type=tcp,port="$TPORT",bindaddr=127.0.0.1 \
+  --ctrl type=tcp,port=$((TPORT + 1)),bindaddr=127.0.0.1 --flags not-need-init,startup-clear &
 SWTPM=$!; sleep 0.5
-export TPM2TOOLS_TCTI=swtpm:host=127.0.0.1,port=$((BK_PORT + 10))
+kill -0 "$SWTPM" 2>/dev/null || { bk_log "FATAL: swtpm could not start on ports $TPORT/$((TPORT + 1))"; exit 1; }
+export TPM2TOOLS_TCTI=swtpm:host=127.0.0.1,port=$TPORT
 tpm2_eventlog "$BK_ROOT/test/data/qemu/uki-sb-off.bin" 2>/dev/null | awk '
   /PCRIndex:/ {pcr=$NF} /AlgorithmId:/ {alg=$NF} /Digest: "/ && pcr==7 {gsub(/"/, "", $NF); print alg, $NF}' |
   while read -r alg hex; do tpm2_pcrextend "7:$alg=$hex"; done

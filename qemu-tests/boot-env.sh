@@ -3,7 +3,7 @@
 # builds (cached) the SEA, the dracut initrd with the bootkey module, the UKIs and ESPs, the LUKS2
 # root image, the server state, and defines bk_vm_boot. See docs/INITRD.md "Whole-boot tests".
 BK_PASS=bootkey-test-passphrase
-BK_PORT=${BK_PORT:-17443}
+BK_PORT=${BK_PORT:-$(bk_free_port)}   # a free port per run (the enrolment writes it into the token)
 W=$BK_WORK/boot
 mkdir -p "$W"
 BK_TIMEOUT=${BK_VM_TIMEOUT:-240}
@@ -29,11 +29,12 @@ bk_env_build() {
 
   # root filesystem + LUKS2 image (cached by the SEA, lib.sh and the server's CA/token)
   printf '%s' "$BK_PASS" >"$W/passphrase"
-  local key; key=$(bk_key "$BK_ROOT/dist/bootkey-linux-x64" "$(declare -f bk_rootfs bk_build_rootimg)" "$W/server/ca.pem" "$W/server/admin.token")
+  # (no admin token in the guest: enrolment gets a one-use enrolment token through the control disk)
+  local key; key=$(bk_key "$BK_ROOT/dist/bootkey-linux-x64" "$(declare -f bk_rootfs bk_build_rootimg)" "$W/server/ca.pem")
   if [ "$(cat "$W/root-fresh.img.key" 2>/dev/null)" != "$key" ]; then
     bk_log "root image"
     bk_rootfs "$W/rootfs" "bootkey whole-boot test root"
-    cp "$W/server/ca.pem" "$W/server/admin.token" "$W/passphrase" "$W/rootfs/etc/bkt/"
+    cp "$W/server/ca.pem" "$W/passphrase" "$W/rootfs/etc/bkt/"
     bk_build_rootimg "$W/root-fresh.img" "$W/passphrase" "$W/rootfs" 256 >"$W/root.uuid"
     echo "$key" >"$W/root-fresh.img.key"
   fi
@@ -76,9 +77,14 @@ bk_vm_boot() {
 # Control scripts for the root's /sbin/init (see bk_rootfs). The network: the initrd's DHCP
 # lease may be gone after switch-root, so set QEMU's user-net address statically.
 BK_CTL_NET='for n in /sys/class/net/*; do [ "${n##*/}" = lo ] || IF=${n##*/}; done; ip link set "$IF" up; ip addr add 10.0.2.15/24 dev "$IF" 2>/dev/null'
-BK_CTL_ENROLL="$BK_CTL_NET
-bootkey enroll --server https://10.0.2.2:$BK_PORT --ca /etc/bkt/ca.pem --admin-token /etc/bkt/admin.token --device \"\$BK_DISK\" --key-file /etc/bkt/passphrase --machine-id bootkey-qemu-vm1 --tpm device:/dev/tpmrm0
-echo \"BOOTKEY-ENROLL-RC=\$?\""
+# bk_ctl_enroll TOKEN: the control script that enrols the booted guest with a one-use enrolment
+# token (made on the host by bk_enrol_token; the admin token never enters the guest).
+bk_ctl_enroll() {
+  printf '%s\n' "$BK_CTL_NET" \
+    "printf '%s' '$1' >/tmp/enrol.token" \
+    "bootkey enroll --server https://10.0.2.2:$BK_PORT --ca /etc/bkt/ca.pem --enrol-token /tmp/enrol.token --device \"\$BK_DISK\" --key-file /etc/bkt/passphrase --machine-id bootkey-qemu-vm1 --tpm device:/dev/tpmrm0" \
+    'echo "BOOTKEY-ENROLL-RC=$?"'
+}
 BK_CTL_AGAIN="$BK_CTL_NET
 bootkey unlock --test --device \"\$BK_DISK\" --tpm device:/dev/tpmrm0 --deadline 20
 echo \"BOOTKEY-AGAIN-RC=\$?\""

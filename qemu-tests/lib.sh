@@ -247,7 +247,11 @@ bk_check_replay() {
 #   bk_build_rootimg OUT PASSFILE DIR      ext4 of DIR, encrypted offline to LUKS2 (PBKDF2 1000)
 #   bk_rootfs DIR MARKER             busybox + /sbin/init (marker, control script, poweroff) + the
 #                                    SEA + cryptsetup with its libraries
-#   bk_server_start DIR PORT / bk_server_stop DIR   `bootkey server` on 127.0.0.1:PORT (node)
+#   bk_free_port [COUNT]             a free port P on 127.0.0.1 (P..P+COUNT-1 all free): never fixed ports
+#   bk_server_start DIR PORT / bk_server_stop DIR   `bootkey server` on 127.0.0.1:PORT (node); fails
+#                                    loudly (its own log lines) when it cannot bind, never a later TLS error
+#   bk_enrol_token DIR PORT COMMENT  a one-use enrolment token from that server (the admin token
+#                                    stays on the host; the guest gets only this)
 #   bk_console SOCK LOG [PATTERN=REPLY ...]   python3 console driver (background): logs the serial
 #                                    console, types REPLY + CR when PATTERN (a regex) first shows
 # ---------------------------------------------------------------------------------------------
@@ -341,16 +345,56 @@ bk_build_rootimg() {
   cryptsetup luksUUID "$out"
 }
 
+# bk_free_port [COUNT]: a port P that the kernel just gave out (bind to port 0) with P..P+COUNT-1
+# all free at this moment. Fixed ports collide with other runs on a shared host.
+bk_free_port() {
+  node -e '
+    const net = require("net");
+    const n = Number(process.argv[1] || 1);
+    const free = (p) => new Promise((r) => { const s = net.createServer(); s.once("error", () => r(false)); s.listen(p, "127.0.0.1", () => s.close(() => r(true))); });
+    (async () => {
+      for (let tries = 0; tries < 50; tries++) {
+        const a = net.createServer(); await new Promise((r) => a.listen(0, "127.0.0.1", r));
+        const p = a.address().port; await new Promise((r) => a.close(r));
+        if (p + n - 1 > 65535) continue;
+        let ok = true; for (let i = 0; i < n && ok; i++) ok = await free(p + i);
+        if (ok) { console.log(p); return; }
+      }
+      console.error("bk_free_port: no free port range found"); process.exit(1);
+    })();' "${1:-1}"
+}
+
 # bk_server_start DIR PORT: state in DIR (created once), log DIR/server.log, pid DIR/server.pid.
+# Success only when THIS process logs event=listening on PORT; if it exits first (e.g. the port is
+# taken: "cannot listen on 127.0.0.1:PORT: EADDRINUSE"), its log lines are shown and it fails.
 bk_server_start() {
   local dir=$1 port=$2
   [ -f "$dir/ca.pem" ] || node "$BK_ROOT/dist/bootkey.js" server init --state "$dir" >/dev/null
+  touch "$dir/server.log"
+  local from; from=$(( $(wc -l <"$dir/server.log") + 1 ))
   node "$BK_ROOT/dist/bootkey.js" server --state "$dir" --listen "127.0.0.1:$port" >>"$dir/server.log" 2>&1 &
-  echo $! >"$dir/server.pid"
-  local i; for i in $(seq 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0; sleep 0.1
+  local pid=$!
+  echo "$pid" >"$dir/server.pid"
+  local i; for i in $(seq 150); do
+    if tail -n "+$from" "$dir/server.log" | grep -Eq "event=listening .*port=$port( |\$)"; then return 0; fi
+    if ! kill -0 "$pid" 2>/dev/null; then
+      bk_log "FATAL: bootkey server (pid $pid) exited instead of listening on 127.0.0.1:$port:"
+      tail -n "+$from" "$dir/server.log" | tail -5 >&2
+      rm -f "$dir/server.pid"
+      return 1
+    fi
+    sleep 0.1
   done
-  bk_log "server did not start"; tail -5 "$dir/server.log" >&2; return 1
+  bk_log "FATAL: bootkey server (pid $pid) did not report listening on 127.0.0.1:$port within 15 s:"
+  tail -n "+$from" "$dir/server.log" | tail -5 >&2
+  kill "$pid" 2>/dev/null || true; rm -f "$dir/server.pid"
+  return 1
+}
+
+# bk_enrol_token DIR PORT COMMENT: prints a new one-use, one-hour enrolment token.
+bk_enrol_token() {
+  node "$BK_ROOT/dist/bootkey.js" admin --server "https://127.0.0.1:$2" --ca "$1/ca.pem" --admin-token "$1/admin.token" \
+    token create --uses 1 --expires 1h --comment "$3" --json | node -e 'process.stdout.write(JSON.parse(require("fs").readFileSync(0, "utf8")).token)'
 }
 
 bk_server_stop() {

@@ -21,12 +21,13 @@ typed() { [ -s "$W/$1/console.log.typed" ]; }   # console.py typed the passphras
 t0=$(date +%s)
 bk_env_build
 trap 'bk_server_stop "$W/server"' EXIT
-bk_server_start "$W/server" "$BK_PORT"
+bk_server_start "$W/server" "$BK_PORT" || { bk_log "FATAL: the key-release server did not start on port $BK_PORT (see above)"; exit 1; }
 
 test_enroll() {
   bk_vm_new vm1
   cp "$W/root-fresh.img" "$W/root-vm1.img"
-  bk_vm_boot enroll vm1 "$W/esp-good.img" "$W/root-vm1.img" rw "$BK_CTL_ENROLL" "$BK_PROMPT=$BK_PASS" || true
+  local tok; tok=$(bk_enrol_token "$W/server" "$BK_PORT" qemu-vm1) || { bad enroll "no enrolment token from the server"; return 1; }
+  bk_vm_boot enroll vm1 "$W/esp-good.img" "$W/root-vm1.img" rw "$(bk_ctl_enroll "$tok")" "$BK_PROMPT=$BK_PASS" || true
   if has enroll 'BOOTKEY-ENROLL-RC=0' && has enroll 'BOOTKEY-MARKER'; then ok enroll; else bad enroll "enrolment in the booted guest failed"; return 1; fi
 }
 
@@ -49,7 +50,7 @@ test_3() {
   bk_server_stop "$W/server"
   bk_vm_boot t3 vm1 "$W/esp-good.img" "$W/root-vm1.img" snapshot "" \
     "no key-release server reachable[\s\S]*$BK_PROMPT|$BK_PROMPT[\s\S]*no key-release server reachable=$BK_PASS" || true
-  bk_server_start "$W/server" "$BK_PORT"
+  bk_server_start "$W/server" "$BK_PORT" || { bad t3 "the server did not restart on port $BK_PORT (see above)"; return 0; }
   if has t3 'no key-release server reachable within' && has t3 'BOOTKEY-MARKER'; then ok "3-server-down-prompt-after-deadline"
   else bad t3 "expected the deadline message, then the passphrase boot"; fi
 }

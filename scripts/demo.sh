@@ -59,13 +59,26 @@ reboot_into() {
 
 step "Key-release server: bootkey server init, then bootkey server on 127.0.0.1 (SQLite)"
 bootkey server init --state "$work/server" >/dev/null
-sport=$(free_port_pair)
+# Port 0: the kernel picks a free port and the server logs the one it got (never a fixed port,
+# and a server that cannot bind exits at once with the reason instead of a later TLS error).
 # (node directly, not the shell function, so that $! is the server's own pid)
-node dist/bootkey.js server --state "$work/server" --listen "127.0.0.1:$sport" >"$work/server.log" 2>&1 &
+node dist/bootkey.js server --state "$work/server" --listen "127.0.0.1:0" >"$work/server.log" 2>&1 &
 srvpid=$!
-wait_port "$sport"
+sport=
+for _ in $(seq 150); do
+  sport=$(sed -n 's/^event=listening .* port=\([0-9]*\).*/\1/p' "$work/server.log" | head -1)
+  [ -n "$sport" ] && break
+  kill -0 "$srvpid" 2>/dev/null || { echo "demo: the server exited:" >&2; cat "$work/server.log" >&2; exit 1; }
+  sleep 0.1
+done
+[ -n "$sport" ] || { echo "demo: the server did not report listening:" >&2; cat "$work/server.log" >&2; exit 1; }
 SERVER="https://127.0.0.1:$sport"
-echo "   listening at $SERVER; CA $work/server/ca.pem (clients pin it), admin token in admin.token"
+echo "   listening at $SERVER; CA $work/server/ca.pem (clients pin it); the CA key is in $work/server-ca, not in the state"
+# The admin token stays here; the enrolling host gets a one-use enrolment token.
+bootkey admin --server "$SERVER" --ca "$work/server/ca.pem" --admin-token "$work/server/admin.token" \
+  token create --uses 1 --expires 1h --comment demo-machine >"$work/enrol.out"
+head -1 "$work/enrol.out" >"$work/enrol.token"
+echo "   enrolment token $(sed -n 's/^# enrolment token \(t-[0-9a-f]*\).*/\1/p' "$work/enrol.out"): 1 use, 1 hour, can only enrol (bootkey admin token create)"
 
 step "The machine's TPM: a swtpm with an EK certificate, booted into $GOOD"
 mkdir -p "$work/tpm"
@@ -81,12 +94,13 @@ cryptsetup luksFormat --batch-mode --type luks2 --pbkdf pbkdf2 --pbkdf-force-ite
 echo "   $work/disk.img: keyslot 0 = the passphrase"
 
 step "Enrol: prove the AK lives in this TPM, send quote + event log, add a keyslot and a bootkey token"
-bootkey enroll --server "$SERVER" --ca "$work/server/ca.pem" --admin-token "$work/server/admin.token" \
+bootkey enroll --server "$SERVER" --ca "$work/server/ca.pem" --enrol-token "$work/enrol.token" \
   --tpm "$TPM" --device "$work/disk.img" --key-file "$work/pass" --eventlog "$GOOD" --machine-id demo-machine 2>&1 | sed 's/^/   /'
 cryptsetup token export --token-id 0 "$work/disk.img" | node -e '
   const t = JSON.parse(require("fs").readFileSync(0, "utf8"));
   console.log(`   token 0: type ${t.type}, keyslots ${t.keyslots}, servers ${t.servers}, machine ${t.machine}, released PCR ${t.released_pcr},`);
-  console.log(`            EK ${t.ek_alg} pinned (${t.ek.length} base64 chars), CA pinned, disk share ${t.share.slice(0, 8)}… (useless without the server share)`);'
+  console.log(`            EK ${t.ek_alg} pinned (${t.ek.length} base64 chars), CA pinned, disk share ${t.share.slice(0, 8)}… (useless without the server share),`);
+  console.log(`            signed by the server: machine, EK and released PCR (${t.sig.slice(0, 8)}…)`);'
 proves "the server knows this EK/AK and the boot it expects; the disk holds only half of the key"
 
 step "Boot: bootkey unlock --test (attest, receive the sealed share, unseal, extend PCR 15, check the key)"

@@ -46,7 +46,8 @@ export interface Target {
 export interface SimConfig {
   servers: Target[];
   ca: Buffer;
-  adminToken?: string;
+  /** An enrolment token (createEnrolToken); needed by enroll(). */
+  enrolToken?: string;
   /** Per-message timeout; default 30 s. */
   timeoutMs?: number;
   /** Total deadline per flow; default 120 s. */
@@ -145,6 +146,12 @@ export class SimMachine {
   readonly akPublic: TPMTPublic;
   readonly akName: Buffer;
   id = '';
+  /** The released PCR the server enrolled this machine with (the LUKS2 token's released_pcr). */
+  releasedPcr = 15;
+  /** What the real client sends from its LUKS2 token in attest-begin/-finish: pinned EK Name, released PCR. */
+  binding(): { ekName: Buffer; releasedPcr: number } {
+    return { ekName: objectName(this.ekPublic), releasedPcr: this.releasedPcr };
+  }
   share?: Buffer;
   resetCount = 1;
   restartCount = 0;
@@ -208,20 +215,21 @@ export class SimMachine {
 
   /** enroll-begin → software ActivateCredential + quote → enroll-finish → enroll-commit. */
   async enroll(cfg: SimConfig): Promise<string> {
-    if (!cfg.adminToken) throw new Error('enrolment needs the admin token');
-    const token = cfg.adminToken;
+    if (!cfg.enrolToken) throw new Error('enrolment needs an enrolment token (createEnrolToken)');
+    const token = cfg.enrolToken;
     const timeout = cfg.timeoutMs ?? 30_000;
     return this.withServer(cfg, async (c) => {
       const ch = await request(c, {
-        t: 'enroll-begin', adminToken: token, ekPublic: marshalPublic2B(this.ekPublic), akPublic: marshalPublic2B(this.akPublic),
+        t: 'enroll-begin', enrolToken: token, ekPublic: marshalPublic2B(this.ekPublic), akPublic: marshalPublic2B(this.akPublic),
         machineId: this.index.toString(16).padStart(32, '0'), hostname: `sim-${this.index}`,
       }, ['enroll-challenge'], timeout);
       const proof = activateCredentialSoft({ ekPublic: this.ekPublic, ekPrivate: this.ekKey.privateKey, akName: this.akName, credentialBlob: ch.credentialBlob, encryptedSecret: ch.encryptedSecret });
       const q = this.quote(ch.pcrSelection, ch.nonce);
-      const acc = await request(c, { t: 'enroll-finish', adminToken: token, enrollment: ch.enrollment, proof, quote: q.quote, signature: q.signature, pcrs: q.pcrs, eventLog: this.image.log }, ['enroll-accepted'], timeout);
-      await request(c, { t: 'enroll-commit', adminToken: token, enrollment: ch.enrollment }, ['ok'], timeout);
+      const acc = await request(c, { t: 'enroll-finish', enrolToken: token, enrollment: ch.enrollment, proof, quote: q.quote, signature: q.signature, pcrs: q.pcrs, eventLog: this.image.log }, ['enroll-accepted'], timeout);
+      await request(c, { t: 'enroll-commit', enrolToken: token, enrollment: ch.enrollment }, ['ok'], timeout);
       this.id = acc.machine;
       this.share = acc.serverShare;
+      this.releasedPcr = acc.releasedPcr;
       return acc.machine;
     });
   }
@@ -234,12 +242,19 @@ export class SimMachine {
   async release(cfg: SimConfig, stats?: FlowStats, start?: number): Promise<{ released: MessageOf<'released'>; nonce: Buffer; server: number }> {
     const timeout = cfg.timeoutMs ?? 30_000;
     return this.withServer(cfg, async (c, server) => {
-      const ch = await request(c, { t: 'attest-begin', machine: this.id, akName: this.akName }, ['attest-challenge'], timeout);
+      const ch = await request(c, { t: 'attest-begin', machine: this.id, akName: this.akName, ekName: objectName(this.ekPublic), releasedPcr: this.releasedPcr }, ['attest-challenge'], timeout);
       const q = this.quote(ch.pcrSelection, ch.nonce);
-      const released = await request(c, { t: 'attest-finish', machine: this.id, akName: this.akName, nonce: ch.nonce, quote: q.quote, signature: q.signature, pcrs: q.pcrs, eventLog: this.image.log }, ['released'], timeout);
+      const released = await request(c, { t: 'attest-finish', machine: this.id, akName: this.akName, ekName: objectName(this.ekPublic), releasedPcr: this.releasedPcr, nonce: ch.nonce, quote: q.quote, signature: q.signature, pcrs: q.pcrs, eventLog: this.image.log }, ['released'], timeout);
       return { released, nonce: ch.nonce, server };
     }, stats, start);
   }
+}
+
+/** Creates an enrolment token with `uses` uses through the admin interface (the admin token stays here). */
+export async function createEnrolToken(o: { server: string; ca: Buffer; adminToken: string }, uses: number): Promise<string> {
+  const { adminRequest } = await import('../../src/server/admin-client.ts');
+  const r = (await adminRequest({ server: o.server, ca: o.ca, adminToken: o.adminToken }, 'token-create', { uses, comment: 'bench/sim' })) as { token: string };
+  return r.token;
 }
 
 /** Enrols machines with bounded concurrency; returns the failures (should be none). */

@@ -38,7 +38,7 @@ function machineId(args: Parsed): string {
 const enrollCmd: Command = {
   path: ['enroll'],
   summary: 'enrol this TPM with a key-release server and add a bootkey keyslot to a LUKS2 device',
-  help: `usage: bootkey enroll --server https://HOST:PORT [--server ...] --ca FILE --admin-token FILE
+  help: `usage: bootkey enroll --server https://HOST:PORT [--server ...] --ca FILE --enrol-token FILE
                       --device DEV --key-file FILE [--tpm SPEC] [--eventlog FILE]
                       [--ek-alg rsa|ecc] [--ak-alg ecc|rsa] [--machine-id ID] [--json]
 
@@ -46,12 +46,14 @@ Proves to the server (TLS 1.3, CA pinned from --ca) that this TPM holds the AK (
 activation in an EK session salted to the EK, parameters encrypted) and what it booted (quote +
 event log), receives the server's key share, adds a LUKS2 keyslot whose key is
 HKDF(server share ‖ random disk share, machine id), stores a "bootkey" token (servers, CA,
-machine, EK public, disk share) in the LUKS2 header, checks the key, then commits. On any
-failure the token and keyslot are removed and the enrolment is aborted on the server.
+machine, EK public, disk share, the server's signature over machine/EK/released PCR) in the LUKS2
+header, checks the key, then commits. On any failure the token and keyslot are removed and the
+enrolment is aborted on the server.
 
   --server URL       key-release server; repeat for failover (all go into the token)
   --ca FILE          the server CA certificate (PEM), pinned into the token
-  --admin-token FILE file holding the server's admin token
+  --enrol-token FILE file holding an enrolment token (\`bootkey admin token create\` on the admin's
+                     host); the admin token is refused here (it never leaves the admin's host)
   --device DEV       LUKS2 block device or image file
   --key-file FILE    an existing passphrase of DEV (file contents, no newline added)
   --tpm SPEC         device:/dev/tpmrm0 (default; $BOOTKEY_TPM), swtpm:host=H,port=N, swtpm:path=S
@@ -62,7 +64,7 @@ failure the token and keyslot are removed and the enrolment is aborted on the se
   --json             print the result as JSON
 `,
   options: {
-    server: { type: 'string', multiple: true }, ca: { type: 'string' }, 'admin-token': { type: 'string' }, tpm: { type: 'string' },
+    server: { type: 'string', multiple: true }, ca: { type: 'string' }, 'enrol-token': { type: 'string' }, 'admin-token': { type: 'string' }, tpm: { type: 'string' },
     device: { type: 'string' }, 'key-file': { type: 'string' }, eventlog: { type: 'string' }, 'ek-alg': { type: 'string' },
     'ak-alg': { type: 'string' }, 'machine-id': { type: 'string' }, json: { type: 'boolean' }, verbose: { type: 'boolean', short: 'v' },
   },
@@ -78,7 +80,10 @@ failure the token and keyslot are removed and the enrolment is aborted on the se
     }
     const ca = readInput(req(args, 'ca'), 'CA certificate').toString();
     if (!ca.includes('-----BEGIN CERTIFICATE-----')) throw new InputError('BAD_CA', `--ca ${req(args, 'ca')}: not a PEM certificate`);
-    const adminToken = readInput(req(args, 'admin-token'), 'admin token').toString().trim();
+    if (opt(args, 'admin-token') !== undefined) {
+      throw new UsageError('--admin-token is not accepted by enroll: create an enrolment token on the admin host (`bootkey admin token create --uses 1 --expires 24h`) and pass it with --enrol-token FILE');
+    }
+    const enrolToken = readInput(req(args, 'enrol-token'), 'enrolment token').toString().trim();
     const device = req(args, 'device');
     const keyFile = req(args, 'key-file');
     const eventLog = readInput(opt(args, 'eventlog') ?? DEFAULT_EVENTLOG, 'event log');
@@ -87,7 +92,7 @@ failure the token and keyslot are removed and the enrolment is aborted on the se
     const tpm = await Tpm.open(opt(args, 'tpm'));
     try {
       const r = await enroll({
-        servers, ca, adminToken, tpm, device, keyFile, eventLog, ekAlg: keyAlg(args, 'ek-alg', 'rsa'), akAlg: keyAlg(args, 'ak-alg', 'ecc'),
+        servers, ca, enrolToken, tpm, device, keyFile, eventLog, ekAlg: keyAlg(args, 'ek-alg', 'rsa'), akAlg: keyAlg(args, 'ak-alg', 'ecc'),
         machineId: machineId(args), hostname: hostname(),
         log: verbose ? (l) => process.stderr.write(`enroll: ${l}\n`) : undefined,
       });

@@ -20,24 +20,30 @@ function intOpt(args: Parsed, name: string, min: number, max: number): number | 
 const init: Command = {
   path: ['server', 'init'],
   summary: 'create a server state directory (CA, TLS certificate, master key, admin token)',
-  help: `usage: bootkey server init --state DIR [--san NAME|IP]... [--json]
+  help: `usage: bootkey server init --state DIR [--ca-dir CADIR] [--san NAME|IP]... [--json]
 
-Creates DIR (mode 0700) with ca.pem/ca.key (the CA clients pin with --ca), server.pem/server.key
-(ECDSA P-256; SANs localhost, 127.0.0.1, ::1, 10.0.2.2 and every --san), master.key (0600, encrypts
-server shares at rest), admin.token (0600) and the SQLite database. Existing files are kept
-(delete server.pem and server.key to re-issue the certificate with new names). Needs the openssl command.`,
-  options: { state: { type: 'string' }, san: { type: 'string', multiple: true }, json: { type: 'boolean' } },
+Creates DIR (mode 0700) with ca.pem (the CA clients pin with --ca), server.pem/server.key
+(ECDSA P-256; SANs localhost, 127.0.0.1, ::1, 10.0.2.2 and every --san), token-signing.key
+(Ed25519, signs each machine's LUKS2 token), master.key (0600, encrypts server shares at rest),
+admin.token (0600) and the SQLite database. The CA's private key goes to CADIR/ca.key (default:
+the sibling directory DIR-ca, mode 0700), never into DIR: no server or replica needs it (move it
+offline; re-issuing server.pem needs it back via --ca-dir). A DIR/ca.key left by an older init is
+moved there. Existing files are kept (delete server.pem and server.key to re-issue the certificate
+with new names). Needs the openssl command.`,
+  options: { state: { type: 'string' }, 'ca-dir': { type: 'string' }, san: { type: 'string', multiple: true }, json: { type: 'boolean' } },
   async run(args) {
     const dir = req(args, 'state');
     const sans = (args.values.san as string[] | undefined) ?? [];
     const { initState } = await import('../server/pki.ts');
-    const r = await initState(dir, { sans });
+    const r = await initState(dir, { sans, caDir: opt(args, 'ca-dir') });
     if (flag(args, 'json')) printJson(r);
     else {
       process.stdout.write(`bootkey server state in ${r.dir}\n`);
       if (r.created.length) process.stdout.write(`created: ${r.created.join(', ')}\n`);
       if (r.kept.length) process.stdout.write(`kept: ${r.kept.join(', ')}\n`);
-      process.stdout.write(`clients pin ${dir}/ca.pem; enrolment and admin use the token in ${dir}/admin.token\n`);
+      if (r.moved.length) process.stdout.write(`moved: ${r.moved.join(', ')}\n`);
+      process.stdout.write(`clients pin ${dir}/ca.pem; admin uses ${dir}/admin.token (keep it on this host); enrolling hosts get an enrolment token: bootkey admin token create\n`);
+      process.stdout.write(`the CA private key is ${r.caDir}/ca.key: no server needs it, keep it offline\n`);
     }
     return EXIT_OK;
   },
@@ -49,7 +55,8 @@ const serve: Command = {
   help: `usage: bootkey server --state DIR [--listen HOST:PORT] [--released-pcr N] [--ek-ca FILE] [--nonce-ttl SECONDS] [--store URL]
 
 Serves enrolment, boot-time attestation and admin requests over TLS 1.3 (default listen
-0.0.0.0:7443, DEFAULT_LISTEN in src/server/server.ts). --released-pcr: the PCR the client extends after a release (default 15).
+0.0.0.0:7443, DEFAULT_LISTEN in src/server/server.ts). --released-pcr: the PCR the client extends after a release (default 15; not 16-23, which can be
+reset during a boot, and not a PCR of the default policy 0,2,4,7).
 --ek-ca: PEM bundle of TPM manufacturer CAs; enrolment then requires an EK certificate that
 chains to it. Logs one key=value line per event on stdout (journald-friendly); never a secret.
 The master key comes from DIR/master.key or BOOTKEY_MASTER_KEY (hex or base64).
@@ -61,6 +68,13 @@ BOOTKEY_STORE); several servers on one PostgreSQL database are replicas (docs/SC
   },
   async run(args) {
     const ttl = intOpt(args, 'nonce-ttl', 5, 3600);
+    const releasedPcr = intOpt(args, 'released-pcr', 0, 23);
+    if (releasedPcr !== undefined) {
+      const { releasedPcrProblem } = await import('../server/released-pcr.ts');
+      const { ENROLL_PCRS } = await import('../server/service.ts');
+      const bad = releasedPcrProblem(releasedPcr, ENROLL_PCRS);
+      if (bad) throw new UsageError(`--released-pcr: ${bad}`);
+    }
     const log = (line: string) => process.stdout.write(line + '\n');
     const { createStore, STORE_ENV } = await import('../server/store-factory.ts');
     const store = createStore(opt(args, 'store') ?? process.env[STORE_ENV], req(args, 'state'), { log });
@@ -68,7 +82,7 @@ BOOTKEY_STORE); several servers on one PostgreSQL database are replicas (docs/SC
     const srv = await startServer({
       stateDir: req(args, 'state'),
       listen: opt(args, 'listen'),
-      releasedPcr: intOpt(args, 'released-pcr', 0, 23),
+      releasedPcr,
       nonceTtlMs: ttl === undefined ? undefined : ttl * 1000,
       ekCaFile: opt(args, 'ek-ca'),
       log,
@@ -91,7 +105,8 @@ BOOTKEY_STORE); several servers on one PostgreSQL database are replicas (docs/SC
   },
 };
 
-const OPS = ['list', 'show', 'set-policy', 'put-policy', 'add-boot', 'revoke', 'unrevoke', 'rotate', 'delete', 'audit', 'gc'];
+const OPS = ['list', 'show', 'set-policy', 'put-policy', 'add-boot', 'revoke', 'unrevoke', 'rotate', 'delete', 'audit', 'gc', 'token'];
+const TOKEN_OPS = ['create', 'list', 'revoke'];
 
 function time(t: unknown): string {
   return typeof t === 'number' ? new Date(t).toISOString().replace(/\.\d+Z$/, 'Z') : '-';
@@ -105,6 +120,15 @@ function printPlain(op: string, r: unknown): void {
       out.push([String(m.id).padEnd(20), String(m.state).padEnd(8), String(m.hostname).padEnd(24), String(m.lastResult ?? '-').padEnd(24), time(m.lastTime)].join(' '));
     }
     if (!r.length) out.push('(no machines)');
+  } else if (op === 'token-list' && Array.isArray(r)) {
+    out.push(['ID'.padEnd(20), 'STATE'.padEnd(8), 'USES LEFT'.padEnd(10), 'EXPIRES'.padEnd(21), 'LAST USED'.padEnd(21), 'COMMENT'].join(' '));
+    for (const t of r as Record<string, unknown>[]) {
+      out.push([String(t.id).padEnd(20), String(t.state).padEnd(8), `${t.usesLeft}/${t.uses}`.padEnd(10), time(t.expiresAt).padEnd(21), time(t.lastUsed).padEnd(21), String(t.comment ?? '')].join(' '));
+    }
+    if (!r.length) out.push('(no enrolment tokens)');
+  } else if (op === 'token-create' && r && typeof r === 'object') {
+    const t = r as Record<string, unknown>;
+    out.push(String(t.token), `# enrolment token ${t.id}: ${t.uses} use(s), expires ${time(t.expiresAt)}. Shown once: give it to the enrolling host (bootkey enroll --enrol-token FILE).`);
   } else if (op === 'audit' && Array.isArray(r)) {
     for (const a of r as Record<string, unknown>[]) {
       const reasons = Array.isArray(a.reasons) && a.reasons.length ? ` — ${(a.reasons as string[]).join('; ')}` : '';
@@ -131,33 +155,80 @@ const admin: Command = {
   path: ['admin'],
   summary: 'administer a key-release server (list, show, set-policy, revoke, ...)',
   help: `usage: bootkey admin --server https://HOST:PORT --ca FILE --admin-token FILE <op> [MACHINE|NAME]
-                     [--policy FILE] [--eventlog FILE] [--limit N] [--allow-secureboot-off] [--json]
+                     [--policy FILE] [--allow-permissive] [--eventlog FILE] [--limit N] [--allow-secureboot-off] [--json]
 
 ops: list                      machines with state, last result and time
      show MACHINE              one machine, its policy and its last failure reasons
      set-policy MACHINE --policy FILE   replace the machine's policy (validated)
      put-policy NAME --policy FILE      store a named policy for \`bootkey enroll --policy NAME\`
+                               both refuse a policy that pins no code (no rules, only allow-any,
+                               no firmware/boot-chain/Secure Boot keys/PCR 0,2,4) unless --allow-permissive
      add-boot MACHINE --eventlog FILE   merge another known-good boot into the policy
-     revoke MACHINE / unrevoke MACHINE
+     revoke MACHINE / unrevoke MACHINE  (a revoked machine's EK cannot re-enrol until unrevoked or deleted)
      rotate MACHINE            new server share (the machine must then be re-enrolled, see docs/SERVER.md)
-     delete MACHINE
+     delete MACHINE            only a revoked (or pending) machine: revoke it first
      audit [MACHINE] [--limit N]        the audit log, newest last
-     gc                        delete stale pending enrolments now`,
+     gc                        delete stale pending enrolments now
+     token create [--uses N] [--expires DURATION] [--comment TEXT]
+                               an enrolment token (default 1 use, 24h; DURATION like 30m, 24h, 7d):
+                               printed once; it can only enrol (bootkey enroll --enrol-token FILE)
+     token list                enrolment tokens (never the secrets)
+     token revoke ID           ends an enrolment token at once`,
   options: {
     server: { type: 'string' }, ca: { type: 'string' }, 'admin-token': { type: 'string' }, policy: { type: 'string' }, eventlog: { type: 'string' },
     limit: { type: 'string' }, 'allow-secureboot-off': { type: 'boolean' }, json: { type: 'boolean' },
+    'allow-permissive': { type: 'boolean' }, uses: { type: 'string' }, expires: { type: 'string' }, comment: { type: 'string' },
   },
-  positionals: [1, 2],
+  positionals: [1, 3],
   async run(args) {
-    const [op, target] = args.positionals;
+    let [op, target] = args.positionals;
     if (!OPS.includes(op)) throw new UsageError(`admin: unknown operation "${op}" (${OPS.join(', ')})`);
-    const needsTarget = !['list', 'audit', 'gc'].includes(op);
+    const fields: { machine?: string; policy?: string; eventLog?: Buffer; limit?: number; flag?: boolean; allowPermissive?: boolean; uses?: number; ttl?: number; comment?: string } = {};
+    if (op === 'token') {
+      const sub = args.positionals[1];
+      if (!TOKEN_OPS.includes(sub)) throw new UsageError(`admin token: expected ${TOKEN_OPS.join(', ')}`);
+      op = `token-${sub}`;
+      target = args.positionals[2];
+      if (sub === 'revoke' && !target) throw new UsageError('admin token revoke: needs a token id (t-…, see `admin token list`)');
+      if (sub !== 'revoke' && target) throw new UsageError(`admin token ${sub}: takes no argument`);
+      if (sub === 'create') {
+        const uses = intOpt(args, 'uses', 1, 100000);
+        if (uses !== undefined) fields.uses = uses;
+        const exp = opt(args, 'expires');
+        if (exp !== undefined) {
+          const { parseDuration } = await import('../server/enrol-tokens.ts');
+          try {
+            fields.ttl = parseDuration(exp);
+          } catch (e) {
+            throw new UsageError(`--expires: ${(e as Error).message}`);
+          }
+        }
+        const comment = opt(args, 'comment');
+        if (comment !== undefined) {
+          if (comment.length > 255) throw new UsageError('--comment: at most 255 characters');
+          fields.comment = comment;
+        }
+      }
+    } else if (args.positionals.length > 2) throw new UsageError(`admin ${op}: too many arguments`);
+    const needsTarget = !['list', 'audit', 'gc', 'token-create', 'token-list'].includes(op);
     if (needsTarget && !target) throw new UsageError(`admin ${op}: needs a ${op === 'put-policy' ? 'policy name' : 'machine id'}`);
     const token = readInput(req(args, 'admin-token'), 'admin token').toString('utf8').trim();
     const ca = readInput(req(args, 'ca'), 'CA certificate');
-    const fields: { machine?: string; policy?: string; eventLog?: Buffer; limit?: number; flag?: boolean } = {};
     if (target) fields.machine = target;
-    if (op === 'set-policy' || op === 'put-policy') fields.policy = readInput(req(args, 'policy'), 'policy').toString('utf8');
+    if (op === 'set-policy' || op === 'put-policy') {
+      fields.policy = readInput(req(args, 'policy'), 'policy').toString('utf8');
+      // Checked here too (the server checks it in any case), to refuse before sending.
+      const { parsePolicy } = await import('../measuredboot/policy-load.ts');
+      const { permissiveReason } = await import('../measuredboot/policy-lint.ts');
+      let why: string | undefined;
+      try {
+        why = permissiveReason(parsePolicy(fields.policy));
+      } catch {
+        why = undefined; // an invalid policy: the server names the error
+      }
+      if (why && !flag(args, 'allow-permissive')) throw new InputError('PERMISSIVE_POLICY', `--policy: ${why} (give --allow-permissive to store it anyway)`);
+      if (flag(args, 'allow-permissive')) fields.allowPermissive = true;
+    }
     if (op === 'add-boot') fields.eventLog = readInput(req(args, 'eventlog'), 'event log');
     const limit = intOpt(args, 'limit', 1, 100000);
     if (limit !== undefined) fields.limit = limit;

@@ -4,19 +4,30 @@
  * ```json
  * {"type": "bootkey", "keyslots": ["1"], "servers": ["https://host:8443"], "ca": "<PEM>",
  *  "machine": "<id>", "ek": "<base64 TPM2B_PUBLIC>", "share": "<base64 32-byte disk share>",
- *  "ek_alg": "rsa", "ak_alg": "ecc", "ak_template": "v2", "released_pcr": 15}
+ *  "ek_alg": "rsa", "ak_alg": "ecc", "ak_template": "v2", "released_pcr": 15, "sig": "<base64 Ed25519 signature>"}
  * ```
  *
  * `ak_template` names the AK template the machine was enrolled with (src/tpm/templates.ts):
  * "v2" has noDA; tokens written before it existed have no `ak_template` and mean "v1".
+ *
+ * `sig` is the server's Ed25519 signature (its token-signing key, STATE/token-signing.key) over
+ * {@link tokenStatement}: the machine id, the pinned EK's Name and the released PCR. The header
+ * is writable by whoever holds the disk, so the client trusts none of these fields on its own:
+ * it sends the pinned EK Name and the released PCR to the server with every attest request (the
+ * server refuses TOKEN_EK / TOKEN_RELEASED_PCR when they are not the enrolled ones), and before
+ * it uses the pinned EK it checks `sig` with the token-signing public key that the server sent
+ * in attest-challenge over TLS authenticated by the pinned CA (TOKEN_SIGNATURE). See
+ * docs/THREATS.md ("Rewritten LUKS2 header").
  *
  * The header is not secret: an attacker with the disk has the disk share but not the
  * server's share. The EK public is PINNED here: every session that carries a secret from the
  * TPM is salted to it, never to an EK read back from the TPM at boot.
  * @module
  */
+import { createPublicKey, verify as verifySig } from 'node:crypto';
 import { BootkeyError } from '../errors.ts';
 import { unmarshalPublic2B, type TPMTPublic } from '../tpm/structures.ts';
+import { objectName } from '../tpm/crypto.ts';
 import type { Luks2Metadata, Luks2Token } from '../luks/cryptsetup.ts';
 import { SHARE_SIZE } from './key.ts';
 import type { AKTemplateVersion } from '../tpm/templates.ts';
@@ -36,6 +47,8 @@ export interface BootkeyToken extends Luks2Token {
   /** Absent in tokens written before AK template v2: read it with {@link tokenAKTemplate}. */
   ak_template?: AKTemplateVersion;
   released_pcr: number;
+  /** base64 Ed25519 signature over tokenStatement(machine, EK Name, released_pcr). */
+  sig: string;
 }
 
 export class TokenError extends BootkeyError {
@@ -66,7 +79,34 @@ export function validateToken(t: unknown): BootkeyToken {
   need(o.ak_alg === 'rsa' || o.ak_alg === 'ecc', 'ak_alg must be rsa or ecc');
   need(o.ak_template === undefined || o.ak_template === 'v1' || o.ak_template === 'v2', 'ak_template must be "v1" or "v2"');
   need(typeof o.released_pcr === 'number' && Number.isInteger(o.released_pcr) && o.released_pcr >= 0 && o.released_pcr <= 23, 'released_pcr must be 0..23');
+  need(typeof o.sig === 'string' && /^[A-Za-z0-9+/]+={0,2}$/.test(o.sig) && Buffer.from(o.sig, 'base64').length === 64, 'sig must be a 64-byte signature in base64 (enrolled by an older bootkey? re-enrol)');
   return o as BootkeyToken;
+}
+
+/** What the server signs at enrolment: the fields the initrd trusts from the token (see the module doc). */
+export function tokenStatement(machine: string, ekName: Uint8Array, releasedPcr: number): Buffer {
+  return Buffer.from(JSON.stringify(['bootkey-token-v1', machine, Buffer.from(ekName).toString('hex'), releasedPcr]), 'utf8');
+}
+
+/** The Name of the token's pinned EK. */
+export function tokenEkName(t: BootkeyToken): Buffer {
+  return objectName(tokenEK(t));
+}
+
+/**
+ * Checks the token's `sig` with the server's token-signing key (SPKI DER, Ed25519, as sent in
+ * attest-challenge). @throws TokenError TOKEN_SIGNATURE
+ */
+export function verifyTokenSignature(t: BootkeyToken, keySpki: Uint8Array): void {
+  let ok = false;
+  try {
+    const key = createPublicKey({ key: Buffer.from(keySpki), format: 'der', type: 'spki' });
+    if (key.asymmetricKeyType !== 'ed25519') throw new Error(`a ${key.asymmetricKeyType} key`);
+    ok = verifySig(null, tokenStatement(t.machine, tokenEkName(t), t.released_pcr), key, Buffer.from(t.sig, 'base64'));
+  } catch (e) {
+    throw new TokenError('TOKEN_SIGNATURE', `the server's token-signing key is unusable (${(e as Error).message})`);
+  }
+  if (!ok) throw new TokenError('TOKEN_SIGNATURE', 'the bootkey token (machine, pinned EK, released PCR) is not as the server signed it at enrolment: the LUKS2 header was altered');
 }
 
 /** The pinned EK public of a token. */

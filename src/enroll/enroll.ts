@@ -1,5 +1,6 @@
 /**
- * Enrolment, on the running system, authorised by an admin token:
+ * Enrolment, on the running system, authorised by an enrolment token (scoped to enrolment,
+ * limited uses and lifetime; `bootkey admin token create`):
  *
  *  1. EK public (+ certificate from NV when there is one) and the AK (a primary from a fixed
  *     template: the same AK on every boot; template v2, noDA) from the TPM.
@@ -7,7 +8,8 @@
  *  3. ActivateCredential in an EK policy session salted to the EK public just read and with
  *     parameter encryption (proves the AK is in the TPM that holds that EK), quote the
  *     challenge's selection with its nonce, read those PCRs.
- *  4. enroll-finish{proof, quote, PCRs, event log} → enroll-accepted{machine, serverShare, releasedPcr}.
+ *  4. enroll-finish{proof, quote, PCRs, event log} → enroll-accepted{machine, serverShare, releasedPcr,
+ *     tokenSig (the server's signature over machine, EK Name, released PCR; stored in the token)}.
  *  5. A random 32-byte disk share; LUKS key = HKDF(serverShare ‖ diskShare, machine id).
  *  6. `cryptsetup luksAddKey` (new key on stdin), `cryptsetup token import` of the bootkey
  *     token, `open --test-passphrase` with the derived key.
@@ -38,7 +40,8 @@ export interface EnrollOptions {
   servers: string[];
   /** The server CA (PEM): pinned into the token. */
   ca: string;
-  adminToken: string;
+  /** An enrolment token (`bootkey admin token create`); never the admin token. */
+  enrolToken: string;
   tpm: Tpm;
   device: string;
   /** A file with an existing passphrase of the device. */
@@ -103,7 +106,7 @@ export async function enroll(o: EnrollOptions): Promise<EnrollResult> {
 
     const accepted = await withServer(keepOpen, async (s) => {
       const ch = await s.request(
-        { t: 'enroll-begin', adminToken: o.adminToken, ekPublic: marshalPublic2B(ek!.public), ekCert, akPublic: marshalPublic2B(ak!.public), machineId: o.machineId, hostname: o.hostname },
+        { t: 'enroll-begin', enrolToken: o.enrolToken, ekPublic: marshalPublic2B(ek!.public), ekCert, akPublic: marshalPublic2B(ak!.public), machineId: o.machineId, hostname: o.hostname },
         ['enroll-challenge'],
       );
       enrollment = ch.enrollment;
@@ -113,7 +116,7 @@ export async function enroll(o: EnrollOptions): Promise<EnrollResult> {
       try {
         const q = await quotePCRs(o.tpm, ak!, { selection: toTpmSelection(ch.pcrSelection), nonce: ch.nonce });
         return await s.request(
-          { t: 'enroll-finish', adminToken: o.adminToken, enrollment: ch.enrollment, proof, quote: q.quoted, signature: marshalSignature(q.signature), pcrs: q.pcrs, eventLog: o.eventLog },
+          { t: 'enroll-finish', enrolToken: o.enrolToken, enrollment: ch.enrollment, proof, quote: q.quoted, signature: marshalSignature(q.signature), pcrs: q.pcrs, eventLog: o.eventLog },
           ['enroll-accepted'],
         );
       } finally {
@@ -140,6 +143,7 @@ export async function enroll(o: EnrollOptions): Promise<EnrollResult> {
       ak_alg: akAlg,
       ...(akVersion === 'v1' ? {} : { ak_template: akVersion }),
       released_pcr: accepted.releasedPcr,
+      sig: accepted.tokenSig.toString('base64'),
     };
     tokenId = await importToken(o.device, token);
     log(`LUKS: bootkey token ${tokenId} imported`);
@@ -148,7 +152,7 @@ export async function enroll(o: EnrollOptions): Promise<EnrollResult> {
     log('LUKS: the derived key opens the new keyslot (open --test-passphrase)');
     await o.hook?.('verified');
 
-    await commit(clientOpts, session, { t: 'enroll-commit', adminToken: o.adminToken, enrollment: enrollment! });
+    await commit(clientOpts, session, { t: 'enroll-commit', enrolToken: o.enrolToken, enrollment: enrollment! });
     committed = true;
     log(`server: enrolment ${enrollment} committed`);
     await removeSuperseded(o.device, token, tokenId, log);
@@ -200,7 +204,7 @@ async function removeSuperseded(device: string, current: BootkeyToken, currentId
 }
 
 /** enroll-commit on the open connection, else on a new one. */
-async function commit(opts: ClientOptions, s: ServerSession | undefined, m: { t: 'enroll-commit'; adminToken: string; enrollment: string }): Promise<void> {
+async function commit(opts: ClientOptions, s: ServerSession | undefined, m: { t: 'enroll-commit'; enrolToken: string; enrollment: string }): Promise<void> {
   if (s && !s.conn.stream.destroyed) {
     try {
       await s.request(m, ['ok']);
@@ -226,7 +230,7 @@ async function rollback(
     await killSlot(o.device, done.slot).then(() => log(`rollback: keyslot ${done.slot} killed`), (e: Error) => log(`rollback: killing keyslot ${done.slot} failed: ${e.message}`));
   }
   if (done.enrollment) {
-    const m = { t: 'enroll-abort' as const, adminToken: o.adminToken, enrollment: done.enrollment };
+    const m = { t: 'enroll-abort' as const, enrolToken: o.enrolToken, enrollment: done.enrollment };
     try {
       if (s && !s.conn.stream.destroyed) await s.request(m, ['ok']);
       else await withServer({ ...opts, deadlineMs: 15_000, maxAttempts: 2 }, (n) => n.request(m, ['ok']));

@@ -4,7 +4,9 @@
  *
  *  1. AK from the TPM (a primary from bootkey's template, in the version the token names: the
  *     enrolled AK, same Name; "v1" for tokens written before AK template v2, templates.ts).
- *  2. attest-begin{machine, AK name} → attest-challenge{nonce, selection, releasedPcr}.
+ *  2. attest-begin{machine, AK name, token's EK name and released PCR} → attest-challenge{nonce,
+ *     selection, releasedPcr, token-signing key}; the token's signature is checked with that key
+ *     (TOKEN_SIGNATURE) before anything else uses the token's fields.
  *  3. Quote the selection with the nonce, read those PCRs → attest-finish{quote, PCRs, event log}.
  *  4. released{blob, sealedTo}: the server share in a sealed object wrapped to the enrolled EK,
  *     its policy PolicyPCR over this boot's values (the released PCR included).
@@ -37,7 +39,7 @@ import type { MessageOf } from '../protocol/index.ts';
 import { readMetadata, testKey, openDevice } from '../luks/cryptsetup.ts';
 import { deriveLuksKey, SHARE_SIZE } from '../client/key.ts';
 import { ClientError, withServer, type ClientOptions, type ServerSession } from '../client/connect.ts';
-import { findTokens, tokenAKTemplate, tokenEK, tokenShare, type BootkeyToken } from '../client/token.ts';
+import { findTokens, tokenAKTemplate, tokenEK, tokenEkName, tokenShare, verifyTokenSignature, TokenError, type BootkeyToken } from '../client/token.ts';
 import { toTpmSelection } from '../client/selection.ts';
 
 /** What is extended into the released PCR: H_bank(RELEASED_EVENT) in every bank. */
@@ -118,16 +120,26 @@ export async function attest(
   phase: NonNullable<UnlockOptions['phase']> = () => undefined,
 ): Promise<Released> {
   let t = process.hrtime.bigint();
-  const ch = await s.request({ t: 'attest-begin', machine: token.machine, akName: ak.name }, ['attest-challenge']);
+  // The token's pinned EK and released PCR go to the server, which refuses them unless they are
+  // the enrolled ones (TOKEN_EK, TOKEN_RELEASED_PCR): a rewritten header is caught server-side.
+  const ekName = tokenEkName(token);
+  const ch = await s.request({ t: 'attest-begin', machine: token.machine, akName: ak.name, ekName, releasedPcr: token.released_pcr }, ['attest-challenge']);
   phase('begin', since(t));
   if (ch.releasedPcr !== token.released_pcr) {
     throw new ClientError('PROTOCOL', `the server's released PCR ${ch.releasedPcr} is not the token's ${token.released_pcr}`);
+  }
+  // And client-side, before the pinned EK is used: the token as the server signed it.
+  try {
+    verifyTokenSignature(token, ch.tokenKey);
+  } catch (e) {
+    if (e instanceof TokenError) throw new ClientError(e.code, e.message, { server: s.server });
+    throw e;
   }
   t = process.hrtime.bigint();
   const q = await quotePCRs(tpm, ak, { selection: toTpmSelection(ch.pcrSelection), nonce: ch.nonce });
   phase('tpm', since(t));
   let finish: AttestFinish = {
-    t: 'attest-finish', machine: token.machine, akName: ak.name, nonce: ch.nonce,
+    t: 'attest-finish', machine: token.machine, akName: ak.name, ekName, releasedPcr: token.released_pcr, nonce: ch.nonce,
     quote: q.quoted, signature: marshalSignature(q.signature), pcrs: q.pcrs, eventLog,
   };
   if (tamper) finish = await tamper(finish);

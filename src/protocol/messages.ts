@@ -4,7 +4,7 @@
  * checks the version, the type and every field (type and size) and returns a typed value, or
  * throws ProtocolError('BAD_MESSAGE' | 'TOO_LARGE' | 'BAD_VERSION') naming the field.
  *
- * Enrolment (admin-authorised, from the running system):
+ * Enrolment (authorised by an enrolment token, never the admin token; from the running system):
  *   enroll-begin → enroll-challenge → enroll-finish → enroll-accepted → enroll-commit → ok
  *   (enroll-abort → ok undoes a pending enrolment)
  * Boot-time release:
@@ -34,6 +34,10 @@ export const LIMITS = {
   message: 4096,
   failures: 256,
   notices: 8,
+  /** Ed25519 signature of the LUKS2 token statement (src/client/token.ts). */
+  tokenSig: 128,
+  /** The token-signing public key, SPKI DER. */
+  tokenKey: 256,
 } as const;
 
 export interface PcrSelection {
@@ -64,17 +68,23 @@ export interface Notice {
 }
 
 export type Message =
-  | { t: 'enroll-begin'; adminToken: string; ekPublic: Buffer; ekCert?: Buffer; akPublic: Buffer; machineId: string; hostname: string }
+  | { t: 'enroll-begin'; enrolToken: string; ekPublic: Buffer; ekCert?: Buffer; akPublic: Buffer; machineId: string; hostname: string }
   | { t: 'enroll-challenge'; enrollment: string; credentialBlob: Buffer; encryptedSecret: Buffer; nonce: Buffer; pcrSelection: PcrSelection[] }
-  | { t: 'enroll-finish'; adminToken: string; enrollment: string; proof: Buffer; quote: Buffer; signature: Buffer; pcrs: PcrValues; eventLog: Buffer; policy?: string }
-  | { t: 'enroll-accepted'; machine: string; serverShare: Buffer; releasedPcr: number; policySummary: string }
-  | { t: 'enroll-commit'; adminToken: string; enrollment: string }
-  | { t: 'enroll-abort'; adminToken: string; enrollment: string }
-  | { t: 'attest-begin'; machine: string; akName: Buffer }
-  | { t: 'attest-challenge'; nonce: Buffer; pcrSelection: PcrSelection[]; releasedPcr: number; expiresIn: number }
-  | { t: 'attest-finish'; machine: string; akName: Buffer; nonce: Buffer; quote: Buffer; signature: Buffer; pcrs: PcrValues; eventLog: Buffer }
+  | { t: 'enroll-finish'; enrolToken: string; enrollment: string; proof: Buffer; quote: Buffer; signature: Buffer; pcrs: PcrValues; eventLog: Buffer; policy?: string }
+  | { t: 'enroll-accepted'; machine: string; serverShare: Buffer; releasedPcr: number; policySummary: string; tokenSig: Buffer }
+  | { t: 'enroll-commit'; enrolToken: string; enrollment: string }
+  | { t: 'enroll-abort'; enrolToken: string; enrollment: string }
+  | { t: 'attest-begin'; machine: string; akName: Buffer; ekName: Buffer; releasedPcr: number }
+  | { t: 'attest-challenge'; nonce: Buffer; pcrSelection: PcrSelection[]; releasedPcr: number; expiresIn: number; tokenKey: Buffer }
+  | { t: 'attest-finish'; machine: string; akName: Buffer; ekName: Buffer; releasedPcr: number; nonce: Buffer; quote: Buffer; signature: Buffer; pcrs: PcrValues; eventLog: Buffer }
   | { t: 'released'; blob: ImportBlobWire; sealedTo: PcrSelection[]; notices?: Notice[] }
-  | { t: 'admin'; adminToken: string; op: string; machine?: string; policy?: string; eventLog?: Buffer; limit?: number; flag?: boolean }
+  | {
+      t: 'admin'; adminToken: string; op: string; machine?: string; policy?: string; eventLog?: Buffer; limit?: number; flag?: boolean;
+      /** set-policy / put-policy: accept a policy that pins no code (policy-lint.ts). */
+      allowPermissive?: boolean;
+      /** token-create: uses, lifetime in seconds, free-text comment. */
+      uses?: number; ttl?: number; comment?: string;
+    }
   | { t: 'admin-result'; json: string }
   | { t: 'ok' }
   | { t: 'error'; code: string; message: string; failures?: string[] };
@@ -182,7 +192,7 @@ function notices(o: Obj, t: string, k: string): Notice[] | undefined {
 
 const PARSERS: { [T in MessageType]: (o: Obj, t: T) => MessageOf<T> } = {
   'enroll-begin': (o, t) => ({
-    t, adminToken: str(o, t, 'adminToken', LIMITS.token), ekPublic: bytes(o, t, 'ekPublic', LIMITS.tpmPublic),
+    t, enrolToken: str(o, t, 'enrolToken', LIMITS.token), ekPublic: bytes(o, t, 'ekPublic', LIMITS.tpmPublic),
     ekCert: optBytes(o, t, 'ekCert', LIMITS.ekCert), akPublic: bytes(o, t, 'akPublic', LIMITS.tpmPublic),
     machineId: str(o, t, 'machineId', LIMITS.id), hostname: str(o, t, 'hostname', LIMITS.hostname),
   }),
@@ -191,23 +201,28 @@ const PARSERS: { [T in MessageType]: (o: Obj, t: T) => MessageOf<T> } = {
     encryptedSecret: bytes(o, t, 'encryptedSecret', LIMITS.credential), nonce: bytes(o, t, 'nonce', LIMITS.nonce), pcrSelection: selection(o, t, 'pcrSelection'),
   }),
   'enroll-finish': (o, t) => ({
-    t, adminToken: str(o, t, 'adminToken', LIMITS.token), enrollment: str(o, t, 'enrollment', LIMITS.id, ID_RE),
+    t, enrolToken: str(o, t, 'enrolToken', LIMITS.token), enrollment: str(o, t, 'enrollment', LIMITS.id, ID_RE),
     proof: bytes(o, t, 'proof', 64), quote: bytes(o, t, 'quote', LIMITS.attest), signature: bytes(o, t, 'signature', LIMITS.signature),
     pcrs: pcrValues(o, t, 'pcrs'), eventLog: bytes(o, t, 'eventLog', LIMITS.eventLog), policy: optStr(o, t, 'policy', LIMITS.id),
   }),
   'enroll-accepted': (o, t) => ({
     t, machine: str(o, t, 'machine', LIMITS.id, ID_RE), serverShare: bytes(o, t, 'serverShare', 32, 32),
     releasedPcr: int(o, t, 'releasedPcr', 0, 23), policySummary: str(o, t, 'policySummary', LIMITS.message),
+    tokenSig: bytes(o, t, 'tokenSig', LIMITS.tokenSig),
   }),
-  'enroll-commit': (o, t) => ({ t, adminToken: str(o, t, 'adminToken', LIMITS.token), enrollment: str(o, t, 'enrollment', LIMITS.id, ID_RE) }),
-  'enroll-abort': (o, t) => ({ t, adminToken: str(o, t, 'adminToken', LIMITS.token), enrollment: str(o, t, 'enrollment', LIMITS.id, ID_RE) }),
-  'attest-begin': (o, t) => ({ t, machine: str(o, t, 'machine', LIMITS.id, ID_RE), akName: bytes(o, t, 'akName', 2 + 64) }),
+  'enroll-commit': (o, t) => ({ t, enrolToken: str(o, t, 'enrolToken', LIMITS.token), enrollment: str(o, t, 'enrollment', LIMITS.id, ID_RE) }),
+  'enroll-abort': (o, t) => ({ t, enrolToken: str(o, t, 'enrolToken', LIMITS.token), enrollment: str(o, t, 'enrollment', LIMITS.id, ID_RE) }),
+  'attest-begin': (o, t) => ({
+    t, machine: str(o, t, 'machine', LIMITS.id, ID_RE), akName: bytes(o, t, 'akName', 2 + 64), ekName: bytes(o, t, 'ekName', 2 + 64),
+    releasedPcr: int(o, t, 'releasedPcr', 0, 23),
+  }),
   'attest-challenge': (o, t) => ({
     t, nonce: bytes(o, t, 'nonce', LIMITS.nonce), pcrSelection: selection(o, t, 'pcrSelection'),
-    releasedPcr: int(o, t, 'releasedPcr', 0, 23), expiresIn: int(o, t, 'expiresIn', 0, 3600),
+    releasedPcr: int(o, t, 'releasedPcr', 0, 23), expiresIn: int(o, t, 'expiresIn', 0, 3600), tokenKey: bytes(o, t, 'tokenKey', LIMITS.tokenKey),
   }),
   'attest-finish': (o, t) => ({
-    t, machine: str(o, t, 'machine', LIMITS.id, ID_RE), akName: bytes(o, t, 'akName', 2 + 64), nonce: bytes(o, t, 'nonce', LIMITS.nonce),
+    t, machine: str(o, t, 'machine', LIMITS.id, ID_RE), akName: bytes(o, t, 'akName', 2 + 64), ekName: bytes(o, t, 'ekName', 2 + 64),
+    releasedPcr: int(o, t, 'releasedPcr', 0, 23), nonce: bytes(o, t, 'nonce', LIMITS.nonce),
     quote: bytes(o, t, 'quote', LIMITS.attest), signature: bytes(o, t, 'signature', LIMITS.signature),
     pcrs: pcrValues(o, t, 'pcrs'), eventLog: bytes(o, t, 'eventLog', LIMITS.eventLog),
   }),
@@ -217,6 +232,9 @@ const PARSERS: { [T in MessageType]: (o: Obj, t: T) => MessageOf<T> } = {
     machine: o.machine === undefined ? undefined : str(o, t, 'machine', LIMITS.id, ID_RE), policy: optStr(o, t, 'policy', LIMITS.policyJson),
     eventLog: optBytes(o, t, 'eventLog', LIMITS.eventLog), limit: o.limit === undefined ? undefined : int(o, t, 'limit', 1, 100000),
     flag: o.flag === undefined ? undefined : o.flag === true,
+    allowPermissive: o.allowPermissive === undefined ? undefined : o.allowPermissive === true,
+    uses: o.uses === undefined ? undefined : int(o, t, 'uses', 1, 100000), ttl: o.ttl === undefined ? undefined : int(o, t, 'ttl', 60, 366 * 86400),
+    comment: optStr(o, t, 'comment', LIMITS.hostname),
   }),
   'admin-result': (o, t) => ({ t, json: str(o, t, 'json', 16 * 1024 * 1024) }),
   ok: (_o, t) => ({ t }),

@@ -80,4 +80,17 @@ export const PG_MIGRATIONS: string[] = [
    CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit FOR EACH ROW EXECUTE FUNCTION bootkey_audit_append_only();
    CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit FOR EACH ROW EXECUTE FUNCTION bootkey_audit_append_only();
    CREATE TRIGGER audit_no_truncate BEFORE TRUNCATE ON audit FOR EACH STATEMENT EXECUTE FUNCTION bootkey_audit_append_only();`,
+  // 2: enrolment tokens (hashed; scoped to enrolment), and which token started an enrolment
+  `CREATE TABLE enrol_tokens (
+     id TEXT PRIMARY KEY,
+     hash BYTEA NOT NULL,
+     comment TEXT NOT NULL,
+     created BIGINT NOT NULL,
+     expires_at BIGINT NOT NULL,
+     uses INTEGER NOT NULL,
+     uses_left INTEGER NOT NULL CHECK (uses_left >= 0),
+     revoked_at BIGINT,
+     last_used BIGINT
+   );
+   ALTER TABLE enrollments ADD COLUMN token_id TEXT;`,
 ];

@@ -1,15 +1,21 @@
 /**
  * `bootkey server init`: the state directory (mode 0700) with a private CA and the server's
  * TLS certificate (ECDSA P-256, made with the `openssl` CLI since node:crypto cannot create
- * X.509 certificates), the master key and the admin token. Idempotent: existing files are kept,
- * missing ones are created (delete server.pem/server.key to re-issue the server certificate,
- * e.g. with new --san names).
+ * X.509 certificates), the master key, the token-signing key and the admin token. Idempotent:
+ * existing files are kept, missing ones are created (delete server.pem/server.key to re-issue
+ * the server certificate, e.g. with new --san names; that needs the CA directory).
  *
- *   ca.pem, ca.key (0600)          the CA clients pin (`--ca`)
- *   server.pem, server.key (0600)  SANs: localhost, 127.0.0.1, ::1, 10.0.2.2 (QEMU's host) + --san
- *   master.key (0600)              32 random bytes; encrypts server shares in the database
- *   admin.token (0600)             enrolment and admin authorisation
- *   bootkey.db                     SQLite (created by the first start or init)
+ *   STATE/ca.pem                      the CA clients pin (`--ca`)
+ *   STATE/server.pem, server.key      SANs: localhost, 127.0.0.1, ::1, 10.0.2.2 (QEMU's host) + --san
+ *   STATE/token-signing.key (0600)    Ed25519; signs each machine's LUKS2 token statement
+ *   STATE/master.key (0600)           32 random bytes; encrypts server shares in the database
+ *   STATE/admin.token (0600)          admin authorisation (enrolment uses enrolment tokens)
+ *   STATE/bootkey.db                  SQLite (created by the first start or init)
+ *   CADIR/ca.key (0600)               the CA's private key, OUTSIDE the state directory
+ *                                     (default: the sibling directory STATE-ca, mode 0700):
+ *                                     no server or replica needs it; keep it offline
+ *
+ * A ca.key found inside STATE (made by an older init) is moved to CADIR.
  * @module
  */
 import { execFileSync } from 'node:child_process';
@@ -19,8 +25,11 @@ import { hostname } from 'node:os';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { ServerError } from './errors.ts';
+import { generateKeyPairSync } from 'node:crypto';
+import { renameSync, copyFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { createMasterKeyFile } from './secrets.ts';
-import { ADMIN_TOKEN_FILE, DB_FILE } from './server.ts';
+import { ADMIN_TOKEN_FILE, DB_FILE, TOKEN_SIGNING_KEY_FILE } from './server.ts';
 import { SqliteStore } from './store-sqlite.ts';
 
 export const DEFAULT_SANS = ['localhost', '127.0.0.1', '::1', '10.0.2.2'];
@@ -48,17 +57,43 @@ function sanLines(sans: string[]): string {
 
 export interface InitResult {
   dir: string;
+  /** Where the CA's private key is (not in `dir`). */
+  caDir: string;
   created: string[];
   kept: string[];
+  /** Files moved out of the state directory (an old STATE/ca.key). */
+  moved: string[];
 }
 
-export async function initState(dir: string, opts: { sans?: string[]; days?: number } = {}): Promise<InitResult> {
+/** The default CA directory: the state directory's sibling "STATE-ca". */
+export function defaultCaDir(stateDir: string): string {
+  return resolve(stateDir) + '-ca';
+}
+
+export async function initState(dir: string, opts: { sans?: string[]; days?: number; caDir?: string } = {}): Promise<InitResult> {
   const created: string[] = [];
   const kept: string[] = [];
+  const moved: string[] = [];
   if (!existsSync(dir)) {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
   }
   chmodSync(dir, 0o700);
+  const caDir = resolve(opts.caDir ?? defaultCaDir(dir));
+  if (caDir === resolve(dir)) throw new ServerError('CONFIG', '--ca-dir must not be the state directory (replicas copy the state directory; the CA key must stay out of it)');
+  if (!existsSync(caDir)) mkdirSync(caDir, { recursive: true, mode: 0o700 });
+  chmodSync(caDir, 0o700);
+  const caKey = join(caDir, 'ca.key');
+  if (existsSync(join(dir, 'ca.key'))) {
+    if (existsSync(caKey)) throw new ServerError('CONFIG', `both ${join(dir, 'ca.key')} and ${caKey} exist: keep the right one in ${caDir} and remove the other`);
+    try {
+      renameSync(join(dir, 'ca.key'), caKey);
+    } catch {
+      copyFileSync(join(dir, 'ca.key'), caKey);
+      rmSync(join(dir, 'ca.key'));
+    }
+    chmodSync(caKey, 0o600);
+    moved.push(`ca.key → ${caKey}`);
+  }
   const has = (f: string) => existsSync(join(dir, f));
   const tmp = mkdtempSync(join(dir, '.init-'));
   try {
@@ -85,16 +120,18 @@ ${sanLines(sans)}
 `, { mode: 0o600 });
     const serial = () => '0x' + randomBytes(16).toString('hex').replace(/^[89a-f]/, '7');
     let newCa = false;
-    if (!has('ca.key') || !has('ca.pem')) {
+    if (!has('ca.pem')) {
+      if (existsSync(caKey)) throw new ServerError('CONFIG', `${caKey} exists but ${join(dir, 'ca.pem')} does not: restore ca.pem (or remove the CA key to start a new CA)`);
       if (has('server.pem')) rmSync(join(dir, 'server.pem'));
-      openssl(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', 'ca.key'], dir);
-      chmodSync(join(dir, 'ca.key'), 0o600);
-      openssl(['req', '-config', cnf, '-new', '-x509', '-key', 'ca.key', '-out', 'ca.pem', '-days', String(opts.days ?? 3650),
+      openssl(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', caKey], dir);
+      chmodSync(caKey, 0o600);
+      openssl(['req', '-config', cnf, '-new', '-x509', '-key', caKey, '-out', 'ca.pem', '-days', String(opts.days ?? 3650),
         '-extensions', 'v3_ca', '-set_serial', serial(), '-subj', `/CN=bootkey CA ${hostname().replace(/[^A-Za-z0-9.-]/g, '')}/O=bootkey`], dir);
-      created.push('ca.key', 'ca.pem');
+      created.push(caKey, 'ca.pem');
       newCa = true;
-    } else kept.push('ca.key', 'ca.pem');
+    } else kept.push('ca.pem');
     if (newCa || !has('server.key') || !has('server.pem')) {
+      if (!existsSync(caKey)) throw new ServerError('CONFIG', `issuing server.pem needs the CA key, which is not at ${caKey} (give --ca-dir DIR where ca.key is kept offline)`);
       if (!has('server.key')) {
         openssl(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', 'server.key'], dir);
         created.push('server.key');
@@ -102,7 +139,7 @@ ${sanLines(sans)}
       chmodSync(join(dir, 'server.key'), 0o600);
       const csr = join(tmp, 'server.csr');
       openssl(['req', '-config', cnf, '-new', '-key', 'server.key', '-out', csr, '-subj', '/CN=bootkey server/O=bootkey'], dir);
-      openssl(['x509', '-req', '-in', csr, '-CA', 'ca.pem', '-CAkey', 'ca.key', '-set_serial', serial(), '-days', String(Math.min(opts.days ?? 825, 825)),
+      openssl(['x509', '-req', '-in', csr, '-CA', 'ca.pem', '-CAkey', caKey, '-set_serial', serial(), '-days', String(Math.min(opts.days ?? 825, 825)),
         '-extfile', cnf, '-extensions', 'v3_server', '-out', 'server.pem'], dir);
       created.push('server.pem');
     } else kept.push('server.key', 'server.pem');
@@ -110,13 +147,19 @@ ${sanLines(sans)}
       createMasterKeyFile(dir);
       created.push('master.key');
     } else kept.push('master.key');
+    if (!has(TOKEN_SIGNING_KEY_FILE)) {
+      const pem = generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' });
+      writeFileSync(join(dir, TOKEN_SIGNING_KEY_FILE), pem, { mode: 0o600, flag: 'wx' });
+      created.push(TOKEN_SIGNING_KEY_FILE);
+    } else kept.push(TOKEN_SIGNING_KEY_FILE);
     if (!has(ADMIN_TOKEN_FILE)) {
       writeFileSync(join(dir, ADMIN_TOKEN_FILE), randomBytes(32).toString('base64url') + '\n', { mode: 0o600, flag: 'wx' });
       created.push(ADMIN_TOKEN_FILE);
     } else kept.push(ADMIN_TOKEN_FILE);
-    for (const f of ['ca.key', 'server.key', 'master.key', ADMIN_TOKEN_FILE]) {
+    for (const f of ['server.key', 'master.key', TOKEN_SIGNING_KEY_FILE, ADMIN_TOKEN_FILE]) {
       if ((statSync(join(dir, f)).mode & 0o077) !== 0) chmodSync(join(dir, f), 0o600);
     }
+    if (existsSync(caKey) && (statSync(caKey).mode & 0o077) !== 0) chmodSync(caKey, 0o600);
     const db = !has(DB_FILE);
     const store = new SqliteStore(join(dir, DB_FILE));
     await store.migrate();
@@ -128,5 +171,5 @@ ${sanLines(sans)}
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }
-  return { dir, created, kept };
+  return { dir, caDir, created, kept, moved };
 }

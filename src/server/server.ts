@@ -6,13 +6,15 @@
  * Requests are self-contained (all state is in the store), so a client may reconnect between
  * attest-begin and attest-finish and reach another replica.
  *
- * State directory layout (made by `bootkey server init`, see pki.ts): ca.pem, ca.key,
- * server.pem, server.key, master.key, admin.token, bootkey.db (SQLite), policies/ (optional
- * named policies NAME.json).
+ * State directory layout (made by `bootkey server init`, see pki.ts): ca.pem, server.pem,
+ * server.key, token-signing.key, master.key, admin.token, bootkey.db (SQLite), policies/
+ * (optional named policies NAME.json). The CA's private key is NOT in it (init keeps it in a
+ * separate CA directory): the server never needs it, and replicas copy the state directory.
  * @module
  */
 import tls from 'node:tls';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { createPrivateKey } from 'node:crypto';
 import { join } from 'node:path';
 import { Connection } from '../protocol/connection.ts';
 import { ProtocolError } from '../protocol/errors.ts';
@@ -28,6 +30,7 @@ import { loadCaBundle } from './ekcert.ts';
 export const DEFAULT_LISTEN = '0.0.0.0:7443';
 export const DB_FILE = 'bootkey.db';
 export const ADMIN_TOKEN_FILE = 'admin.token';
+export const TOKEN_SIGNING_KEY_FILE = 'token-signing.key';
 
 export interface ServerOptions {
   stateDir: string;
@@ -84,14 +87,31 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const adminToken = readState(dir, ADMIN_TOKEN_FILE, 'admin token').toString('utf8').trim();
   if (adminToken.length < 16) throw new ServerError('CONFIG', `${join(dir, ADMIN_TOKEN_FILE)}: the admin token is too short`);
   const vault = new Vault(loadMasterKey(dir));
+  let tokenSigningKey;
+  try {
+    tokenSigningKey = createPrivateKey(readState(dir, TOKEN_SIGNING_KEY_FILE, 'token-signing key'));
+  } catch (e) {
+    if (e instanceof ServerError) throw e;
+    throw new ServerError('CONFIG', `${join(dir, TOKEN_SIGNING_KEY_FILE)}: not a private key (${(e as Error).message})`);
+  }
+  if (existsSync(join(dir, 'ca.key'))) {
+    log(logLine({ event: 'warning', reason: `${join(dir, 'ca.key')}: the CA private key is in the state directory; the server does not need it and replicas copy this directory: move it offline (bootkey server init --state DIR --ca-dir OFFLINE moves it)` }));
+  }
   const ekCa = opts.ekCaFile ? loadCaBundle(opts.ekCaFile) : undefined;
   const store = opts.store ?? new SqliteStore(join(dir, DB_FILE));
   await store.migrate();
-  const service = new Service({ store, vault, adminToken, releasedPcr: opts.releasedPcr, nonceTtlMs: opts.nonceTtlMs, ekCa, policiesDir: join(dir, 'policies'), log });
+  const perPeer = new RateLimiter(opts.rateLimit?.perPeer ?? { burst: 60, perSecond: 5 });
+  // Charged by the service only after a request passed the cheap checks (see Service.chargeMachine).
+  const perMachine = new RateLimiter(opts.rateLimit?.perMachine ?? { burst: 20, perSecond: 0.5 });
+  let service: Service;
+  try {
+    service = new Service({ store, vault, adminToken, releasedPcr: opts.releasedPcr, nonceTtlMs: opts.nonceTtlMs, ekCa, policiesDir: join(dir, 'policies'), tokenSigningKey, machineLimiter: perMachine, log });
+  } catch (e) {
+    await store.close().catch(() => undefined);
+    throw e;
+  }
   const msgTimeout = opts.messageTimeoutMs ?? 10_000;
   const connTimeout = opts.connectionTimeoutMs ?? 30_000;
-  const perPeer = new RateLimiter(opts.rateLimit?.perPeer ?? { burst: 60, perSecond: 5 });
-  const perMachine = new RateLimiter(opts.rateLimit?.perMachine ?? { burst: 20, perSecond: 0.5 });
   /** Open sockets; `busy` while a request is being handled (close() waits for those only). */
   const sockets = new Map<tls.TLSSocket, { busy: boolean }>();
   const active = new Set<Promise<void>>();
@@ -131,10 +151,10 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
         }
         frame.fill(0); // parseMessage copied every byte field
         if (msg.t === 'error') return;
+        // By source first; the per-machine budget is charged inside the service, only for
+        // requests that passed the cheap checks (an attacker who read a machine id from a LUKS
+        // header cannot spend that machine's budget).
         if (!perPeer.take(peer)) return await fail('RATE_LIMITED', `too many requests from ${peer}; retry later`);
-        if ((msg.t === 'attest-begin' || msg.t === 'attest-finish') && !perMachine.take(msg.machine)) {
-          return await fail('RATE_LIMITED', `too many requests for machine ${msg.machine}; retry later`);
-        }
         const st = sockets.get(sock);
         if (st) st.busy = true;
         try {
@@ -169,13 +189,21 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   srv.on('error', (e) => log(logLine({ event: 'server-error', error: e.message })));
 
   const { host, port } = parseListen(opts.listen ?? DEFAULT_LISTEN);
-  await new Promise<void>((resolve, reject) => {
-    srv.once('error', reject);
-    srv.listen(port, host, () => {
-      srv.off('error', reject);
-      resolve();
+  try {
+    await new Promise<void>((resolve, reject) => {
+      srv.once('error', reject);
+      srv.listen(port, host, () => {
+        srv.off('error', reject);
+        resolve();
+      });
     });
-  });
+  } catch (e) {
+    // Loud and specific: a port already taken must not look like a TLS problem to clients.
+    await store.close().catch(() => undefined);
+    const code = (e as NodeJS.ErrnoException).code ?? 'ERROR';
+    log(logLine({ event: 'listen', result: 'failed', host, port, code }));
+    throw new ServerError('LISTEN', `cannot listen on ${host.includes(':') ? `[${host}]` : host}:${port}: ${code}${code === 'EADDRINUSE' ? ' (the port is already in use by another process)' : ''} (${(e as Error).message})`);
+  }
   const addr = srv.address();
   const bound = typeof addr === 'object' && addr ? addr : { port, address: host };
   const gcTimer = setInterval(() => void service.gc().catch(() => undefined), 60_000);

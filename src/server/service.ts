@@ -4,7 +4,7 @@
  * `key=value` line, never a secret) and appended to the audit table.
  * @module
  */
-import { randomBytes, type X509Certificate } from 'node:crypto';
+import { createPublicKey, generateKeyPairSync, randomBytes, sign, type KeyObject, type X509Certificate } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { checkAKAttributes, makeCredential, objectName } from '../tpm/verify.ts';
@@ -31,6 +31,12 @@ import { ServerError } from './errors.ts';
 import { ctEqualSecret, ctEqual, randomId, sha256, type Vault } from './secrets.ts';
 import { verifyAttestation, verifyQuoteAndLog, requiredSelection, DEFAULT_RELEASED_PCR, DEFAULT_NONCE_TTL_MS } from './attest.ts';
 import { checkEkCertificate } from './ekcert.ts';
+import { permissiveReason } from '../measuredboot/policy-lint.ts';
+import { releasedPcrProblem } from './released-pcr.ts';
+import { enrolTokenHash, enrolTokenId, newEnrolToken, DEFAULT_TOKEN_TTL_S, DEFAULT_TOKEN_USES } from './enrol-tokens.ts';
+import type { RateLimiter } from './ratelimit.ts';
+import { tokenStatement } from '../client/token.ts';
+import type { EnrolTokenRecord } from './store.ts';
 
 export const ENROLLMENT_TTL_MS = 5 * 60_000;
 export const PENDING_MACHINE_TTL_MS = 10 * 60_000;
@@ -45,6 +51,17 @@ export interface ServiceOptions {
   ekCa?: X509Certificate[];
   /** Directory of named policies (NAME.json), looked up after the store's named policies. */
   policiesDir?: string;
+  /**
+   * Ed25519 private key that signs each machine's LUKS2 token statement (STATE/token-signing.key).
+   * Default: a fresh key per Service (tests); a real server loads the state's key.
+   */
+  tokenSigningKey?: KeyObject;
+  /**
+   * Per-machine budget for attest-begin/-finish, spent only by requests that passed the cheap
+   * checks (machine active, AK name, token binding), so that a stranger who read the machine id
+   * from a LUKS header cannot exhaust it. Default: none.
+   */
+  machineLimiter?: RateLimiter;
   log?: (line: string) => void;
   now?: () => number;
 }
@@ -87,15 +104,31 @@ export function policySummary(p: Policy, releasedPcr: number, origin: string): s
   return `${origin}; bank ${p.bank}, quoted PCRs ${sel.pcrs.join(',')} (released PCR ${releasedPcr}); rules: ${parts.join(', ') || 'none'}`;
 }
 
+/** The PCRs a policy quotes by itself (its PCRs and those carrying the kernel command line). */
+export function policyPcrs(p: Policy): number[] {
+  if (!p.pcrs.length) return [];
+  return requiredSelection(p, p.pcrs[0])[0].pcrs;
+}
+
+const ADMIN_READS = new Set(['list', 'show', 'audit', 'token-list']);
+
 export class Service {
   readonly releasedPcr: number;
   readonly nonceTtlMs: number;
+  /** The token-signing public key (SPKI DER), sent in every attest-challenge. */
+  readonly tokenKey: Buffer;
+  private readonly signingKey: KeyObject;
   private readonly now: () => number;
   private readonly log: (line: string) => void;
 
   constructor(private readonly o: ServiceOptions) {
     this.releasedPcr = o.releasedPcr ?? DEFAULT_RELEASED_PCR;
-    if (!Number.isInteger(this.releasedPcr) || this.releasedPcr < 0 || this.releasedPcr > 23) throw new ServerError('CONFIG', `released PCR ${this.releasedPcr} is not 0-23`);
+    // A generated policy reads at most the enrolment quote's PCRs (ENROLL_PCRS).
+    const bad = releasedPcrProblem(this.releasedPcr, ENROLL_PCRS);
+    if (bad) throw new ServerError('CONFIG', `--released-pcr: ${bad}`);
+    this.signingKey = o.tokenSigningKey ?? generateKeyPairSync('ed25519').privateKey;
+    if (this.signingKey.asymmetricKeyType !== 'ed25519' || this.signingKey.type !== 'private') throw new ServerError('CONFIG', 'the token-signing key must be an Ed25519 private key');
+    this.tokenKey = createPublicKey(this.signingKey).export({ type: 'spki', format: 'der' });
     this.nonceTtlMs = o.nonceTtlMs ?? DEFAULT_NONCE_TTL_MS;
     this.now = o.now ?? Date.now;
     this.log = o.log ?? (() => undefined);
@@ -158,7 +191,50 @@ export class Service {
   }
 
   private checkAdmin(token: string): void {
+    if (enrolTokenId(token)) refuse('TOKEN_SCOPE', 'an enrolment token cannot administer: use the admin token (on the admin\'s host)');
     if (!ctEqualSecret(token, this.o.adminToken)) refuse('AUTH', 'admin token refused');
+  }
+
+  /**
+   * Authenticates an enrolment token (constant-time digest comparison). `started`: the token id
+   * the enrolment was begun with (finish/commit/abort must present that same token). `live`:
+   * also refuse a revoked or expired token (begin, finish, commit; abort only undoes).
+   */
+  private async checkEnrolToken(token: string, o: { started?: string; live: boolean }): Promise<EnrolTokenRecord> {
+    const id = enrolTokenId(token);
+    if (!id) {
+      if (ctEqualSecret(token, this.o.adminToken)) refuse('TOKEN_SCOPE', 'the admin token does not enrol: create an enrolment token with `bootkey admin token create` and give that to the enrolling host');
+      refuse('AUTH', 'enrolment token refused');
+    }
+    const t = await this.o.store.getEnrolToken(id);
+    // Compare against a dummy digest when the id is unknown, so both paths do the same work.
+    const ok = ctEqual(enrolTokenHash(token), t?.hash ?? Buffer.alloc(32));
+    if (!t || !ok) refuse('AUTH', 'enrolment token refused');
+    if (o.started !== undefined && o.started !== t.id) refuse('AUTH', 'this enrolment was started with another enrolment token');
+    if (o.live) {
+      if (t.revokedAt !== undefined) refuse('TOKEN_REVOKED', `enrolment token ${t.id} was revoked`);
+      if (t.expiresAt <= this.now()) refuse('TOKEN_EXPIRED', `enrolment token ${t.id} expired at ${new Date(t.expiresAt).toISOString()}`);
+    }
+    return t;
+  }
+
+  /** Refuses EK_REVOKED when a revoked record holds this EK (un-revoke or delete it first, explicitly). */
+  private async checkEkNotRevoked(ekName: Buffer): Promise<void> {
+    const revoked = (await this.o.store.machinesByEkName(ekName)).filter((x) => x.state === 'revoked');
+    if (revoked.length) {
+      refuse('EK_REVOKED', `this TPM's EK is enrolled as revoked machine ${revoked.map((x) => x.id).join(', ')}: an admin must \`admin unrevoke\` it (or \`admin delete\` the revoked record) before it can enrol again`);
+    }
+  }
+
+  /** The token's pinned EK and released PCR, as the client sent them, are the enrolled ones. */
+  private checkTokenBinding(m: MachineRecord, b: { ekName: Buffer; releasedPcr: number }): void {
+    if (!ctEqual(b.ekName, m.ekName)) refuse('TOKEN_EK', `the EK pinned in the LUKS2 token is not the EK enrolled for machine ${m.id}: the header was altered`);
+    if (b.releasedPcr !== m.releasedPcr) refuse('TOKEN_RELEASED_PCR', `the LUKS2 token says released PCR ${b.releasedPcr}, machine ${m.id} was enrolled with ${m.releasedPcr}: the header was altered`);
+  }
+
+  /** Spends one unit of the machine's budget (only after the cheap checks passed). */
+  private chargeMachine(id: string): void {
+    if (this.o.machineLimiter && !this.o.machineLimiter.take(id)) refuse('RATE_LIMITED', `too many requests for machine ${id}; retry later`);
   }
 
   /** Deletes pending machines older than 10 minutes, expired enrolments and old nonces. */
@@ -181,7 +257,8 @@ export class Service {
   }
 
   private async enrollBegin(m: MessageOf<'enroll-begin'>, ctx: RequestContext): Promise<Message> {
-    this.checkAdmin(m.adminToken);
+    // Authenticate first (spends nothing), validate, and only then take one use of the token.
+    await this.checkEnrolToken(m.enrolToken, { live: true });
     await this.gc();
     const ek = this.parseKey(m.ekPublic, 'EK public');
     const ak = this.parseKey(m.akPublic, 'AK public');
@@ -192,6 +269,14 @@ export class Service {
       throw e;
     }
     if (this.o.ekCa) checkEkCertificate(m.ekCert, ek, this.o.ekCa, this.now());
+    await this.checkEkNotRevoked(objectName(ek));
+    const tokenId = enrolTokenId(m.enrolToken)!;
+    const use = await this.o.store.useEnrolToken(tokenId, this.now());
+    if (use === 'revoked') refuse('TOKEN_REVOKED', `enrolment token ${tokenId} was revoked`);
+    if (use === 'expired') refuse('TOKEN_EXPIRED', `enrolment token ${tokenId} expired`);
+    if (use === 'used-up') refuse('TOKEN_USED_UP', `enrolment token ${tokenId} has no uses left`);
+    if (use !== 'ok') refuse('AUTH', 'enrolment token refused');
+    await this.audit({ who: 'enroll', action: 'token-use', result: 'ok', reasons: [`token ${tokenId}`, `hostname ${m.hostname}`], peer: ctx.peer });
     const secret = randomBytes(32);
     const secretHash = sha256(secret);
     let cred;
@@ -208,11 +293,12 @@ export class Service {
     const now = this.now();
     await this.o.store.putEnrollment({
       id, machineId: m.machineId, hostname: m.hostname, ekPublic: m.ekPublic, akPublic: m.akPublic,
-      secretHash, nonce, expiresAt: now + ENROLLMENT_TTL_MS, created: now,
+      secretHash: sha256(secret), nonce, expiresAt: now + ENROLLMENT_TTL_MS, created: now, tokenId,
     });
-    this.log(kv({ event: 'enroll-begin', result: 'ok', enrollment: id, hostname: m.hostname, peer: ctx.peer }));
-    // Every boot PCR (0–14): the policy generated from this boot reads the command-line PCRs
-    // (8, 9, 12) and PCR 5 besides DEFAULT_PCRS, and may only read what this quote covers.
+    this.log(kv({ event: 'enroll-begin', result: 'ok', enrollment: id, token: tokenId, hostname: m.hostname, peer: ctx.peer }));
+    // Every boot PCR the firmware log accounts for (ENROLL_PCRS): the policy generated from this
+    // boot reads the command-line PCRs (8, 9, 12) and PCR 5 besides DEFAULT_PCRS, and may only
+    // read what this quote covers.
     const pcrs = [...new Set([...ENROLL_PCRS, this.releasedPcr])].sort((a, b) => a - b);
     return { t: 'enroll-challenge', enrollment: id, credentialBlob: cred.credentialBlob, encryptedSecret: cred.secret, nonce, pcrSelection: [{ bank: 'sha256', pcrs }] };
   }
@@ -231,8 +317,8 @@ export class Service {
   }
 
   private async enrollFinish(m: MessageOf<'enroll-finish'>, ctx: RequestContext): Promise<Message> {
-    this.checkAdmin(m.adminToken);
     const e = await this.o.store.getEnrollment(m.enrollment);
+    await this.checkEnrolToken(m.enrolToken, { started: e ? (e.tokenId ?? '') : undefined, live: true });
     const now = this.now();
     if (!e || e.machine) refuse('UNKNOWN_ENROLLMENT', `enrolment ${m.enrollment} is unknown or already finished`);
     if (e.expiresAt <= now) refuse('ENROLLMENT_EXPIRED', `enrolment ${m.enrollment} expired; start again`);
@@ -256,6 +342,8 @@ export class Service {
     }
     const res = checkPolicy(policy, v.trusted);
     if (!res.pass) refuse('POLICY', `this boot does not match the ${origin}: ${res.failures.length} rule(s) failed`, res.failures.map((f) => `${f.rule}: ${f.message}`));
+    const pcrProblem = releasedPcrProblem(this.releasedPcr, policyPcrs(policy));
+    if (pcrProblem) refuse('BAD_RELEASED_PCR', pcrProblem);
 
     const id = randomId('m-');
     const share = randomBytes(32);
@@ -267,21 +355,32 @@ export class Service {
     if (!(await this.o.store.finishEnrollment(e.id, rec))) refuse('UNKNOWN_ENROLLMENT', `enrolment ${m.enrollment} was already finished`);
     this.log(kv({ event: 'enroll-finish', result: 'ok', enrollment: e.id, machine: id, hostname: e.hostname, peer: ctx.peer }));
     await this.audit({ who: 'enroll', machine: id, action: 'enroll-finish', result: 'ok', reasons: [origin], peer: ctx.peer });
-    return { t: 'enroll-accepted', machine: id, serverShare: share, releasedPcr: this.releasedPcr, policySummary: policySummary(policy, this.releasedPcr, origin).slice(0, 4000) };
+    const tokenSig = sign(null, tokenStatement(id, rec.ekName, this.releasedPcr), this.signingKey);
+    return { t: 'enroll-accepted', machine: id, serverShare: share, releasedPcr: this.releasedPcr, policySummary: policySummary(policy, this.releasedPcr, origin).slice(0, 4000), tokenSig };
   }
 
   private async enrollCommit(m: MessageOf<'enroll-commit'>, ctx: RequestContext): Promise<Message> {
-    this.checkAdmin(m.adminToken);
+    const e = await this.o.store.getEnrollment(m.enrollment);
+    await this.checkEnrolToken(m.enrolToken, { started: e ? (e.tokenId ?? '') : undefined, live: true });
+    const pending = e?.machine ? await this.o.store.getMachine(e.machine) : undefined;
+    // Re-checked here: the old record may have been revoked since enroll-begin.
+    const others = pending ? (await this.o.store.machinesByEkName(pending.ekName)).filter((x) => x.id !== pending.id) : [];
+    if (pending) await this.checkEkNotRevoked(pending.ekName);
     const id = await this.o.store.commitEnrollment(m.enrollment, this.now());
     if (!id) refuse('UNKNOWN_ENROLLMENT', `enrolment ${m.enrollment} is unknown, not finished, or its machine was garbage-collected`);
-    this.log(kv({ event: 'enroll-commit', result: 'ok', enrollment: m.enrollment, machine: id, peer: ctx.peer }));
-    await this.audit({ who: 'enroll', machine: id, action: 'enroll-commit', result: 'ok', peer: ctx.peer });
+    this.log(kv({ event: 'enroll-commit', result: 'ok', enrollment: m.enrollment, machine: id, token: e?.tokenId, peer: ctx.peer }));
+    await this.audit({ who: 'enroll', machine: id, action: 'enroll-commit', result: 'ok', reasons: [`token ${e?.tokenId ?? '-'}`], peer: ctx.peer });
+    // Re-enrolment replaced the active record(s) of the same EK: say so, per old record.
+    for (const o of others.filter((x) => x.state === 'active')) {
+      await this.audit({ who: 'enroll', machine: o.id, action: 'superseded', result: 'ok', reasons: [`re-enrolled as ${id}; the old record was deleted`], peer: ctx.peer });
+    }
     return { t: 'ok' };
   }
 
   private async enrollAbort(m: MessageOf<'enroll-abort'>, ctx: RequestContext): Promise<Message> {
-    this.checkAdmin(m.adminToken);
     const e = await this.o.store.getEnrollment(m.enrollment);
+    // Abort only undoes: the token that started the enrolment may abort it even if revoked since.
+    await this.checkEnrolToken(m.enrolToken, { started: e ? (e.tokenId ?? '') : undefined, live: false });
     if (!(await this.o.store.abortEnrollment(m.enrollment))) refuse('UNKNOWN_ENROLLMENT', `enrolment ${m.enrollment} is unknown`);
     this.log(kv({ event: 'enroll-abort', result: 'ok', enrollment: m.enrollment, machine: e?.machine, peer: ctx.peer }));
     await this.audit({ who: 'enroll', machine: e?.machine, action: 'enroll-abort', result: 'ok', peer: ctx.peer });
@@ -301,17 +400,24 @@ export class Service {
 
   private async attestBegin(msg: MessageOf<'attest-begin'>, ctx: RequestContext): Promise<Message> {
     const m = await this.activeMachine(msg.machine, msg.akName);
+    this.checkTokenBinding(m, msg);
+    this.chargeMachine(m.id);
     const policy = parsePolicy(m.policy);
     const nonce = randomBytes(32);
     await this.o.store.putNonce({ hash: sha256(nonce), machine: m.id, purpose: 'attest', expiresAt: this.now() + this.nonceTtlMs });
     this.log(kv({ event: 'attest-begin', result: 'ok', machine: m.id, peer: ctx.peer }));
-    return { t: 'attest-challenge', nonce, pcrSelection: requiredSelection(policy, m.releasedPcr), releasedPcr: m.releasedPcr, expiresIn: Math.ceil(this.nonceTtlMs / 1000) };
+    return { t: 'attest-challenge', nonce, pcrSelection: requiredSelection(policy, m.releasedPcr), releasedPcr: m.releasedPcr, expiresIn: Math.ceil(this.nonceTtlMs / 1000), tokenKey: this.tokenKey };
   }
 
   private async attestFinish(msg: MessageOf<'attest-finish'>, ctx: RequestContext): Promise<Message> {
     const m = await this.o.store.getMachine(msg.machine);
     const now = this.now();
     try {
+      // Cheap checks before the machine's budget is spent (verifyAttestation repeats the first ones).
+      if (m && m.state === 'active' && ctEqual(msg.akName, m.akName)) {
+        this.checkTokenBinding(m, msg);
+        this.chargeMachine(m.id);
+      }
       const r = await verifyAttestation({
         machine: m, msg,
         consumeNonce: (h) => this.o.store.consumeNonce(h, msg.machine, this.now()),
@@ -344,9 +450,13 @@ export class Service {
     this.checkAdmin(msg.adminToken);
     const now = this.now();
     const result = await this.adminOp(msg, now);
-    this.log(kv({ event: 'admin', op: msg.op, result: 'ok', machine: msg.machine, peer: ctx.peer }));
-    if (msg.op !== 'list' && msg.op !== 'show' && msg.op !== 'audit') {
-      await this.audit({ who: 'admin', machine: msg.machine, action: `admin-${msg.op}`, result: 'ok', peer: ctx.peer });
+    const tokenOp = msg.op.startsWith('token-');
+    const subject = tokenOp ? (result as { id?: string }).id : msg.machine;
+    this.log(kv({ event: 'admin', op: msg.op, result: 'ok', [tokenOp ? 'token' : 'machine']: subject, peer: ctx.peer }));
+    if (!ADMIN_READS.has(msg.op)) {
+      const reasons = tokenOp ? [`token ${subject}`, ...(msg.op === 'token-create' ? [`uses ${(result as { uses: number }).uses}`, `expires ${new Date((result as { expiresAt: number }).expiresAt).toISOString()}`, ...(msg.comment ? [`comment ${msg.comment}`] : [])] : [])]
+        : msg.allowPermissive ? ['--allow-permissive'] : undefined;
+      await this.audit({ who: 'admin', machine: tokenOp ? undefined : msg.machine, action: `admin-${msg.op}`, result: 'ok', reasons, peer: ctx.peer });
     }
     return { t: 'admin-result', json: JSON.stringify(result) };
   }
@@ -374,6 +484,9 @@ export class Service {
         const m = await this.machineOrRefuse(msg.machine);
         if (!msg.policy) refuse('BAD_REQUEST', 'set-policy needs a policy');
         const p = parsePolicy(msg.policy);
+        this.lintPolicy(p, msg.allowPermissive === true);
+        const pcrProblem = releasedPcrProblem(m.releasedPcr, policyPcrs(p));
+        if (pcrProblem) refuse('BAD_RELEASED_PCR', `machine ${m.id}: ${pcrProblem}`);
         await st.setPolicy(m.id, JSON.stringify(p), now);
         return { machine: m.id, policy: 'replaced', quotedSelection: requiredSelection(p, m.releasedPcr) };
       }
@@ -381,6 +494,7 @@ export class Service {
         // Named policy for enrolment (`enroll --policy NAME`); the name travels in `machine`.
         if (!msg.machine || !msg.policy) refuse('BAD_REQUEST', 'put-policy needs a name and a policy');
         const p = parsePolicy(msg.policy);
+        this.lintPolicy(p, msg.allowPermissive === true);
         await st.putNamedPolicy(msg.machine, JSON.stringify(p), now);
         return { name: msg.machine, policy: 'stored' };
       }
@@ -418,16 +532,46 @@ export class Service {
         };
       }
       case 'delete': {
+        // Two explicit, audited steps: revoke, then delete (a pending enrolment may go at once).
         const m = await this.machineOrRefuse(msg.machine);
+        if (m.state === 'active') refuse('NOT_REVOKED', `machine ${m.id} is active: \`admin revoke ${m.id}\` first, then delete it`);
         await st.deleteMachine(m.id);
-        return { machine: m.id, deleted: true };
+        return { machine: m.id, deleted: true, was: m.state };
+      }
+      case 'token-create': {
+        const uses = msg.uses ?? DEFAULT_TOKEN_USES;
+        const t = newEnrolToken();
+        const rec: EnrolTokenRecord = {
+          id: t.id, hash: t.hash, comment: (msg.comment ?? '').replace(/[\x00-\x1f\x7f]/g, ' '), created: now,
+          expiresAt: now + (msg.ttl ?? DEFAULT_TOKEN_TTL_S) * 1000, uses, usesLeft: uses,
+        };
+        await st.putEnrolToken(rec);
+        // The secret leaves only here, once, in this reply (never logged, never stored).
+        return { id: t.id, token: t.token, uses, expiresAt: rec.expiresAt, comment: rec.comment };
+      }
+      case 'token-list':
+        return (await st.listEnrolTokens()).map((t) => ({
+          id: t.id, comment: t.comment, created: t.created, expiresAt: t.expiresAt, uses: t.uses, usesLeft: t.usesLeft,
+          revokedAt: t.revokedAt ?? null, lastUsed: t.lastUsed ?? null,
+          state: t.revokedAt !== undefined ? 'revoked' : t.expiresAt <= now ? 'expired' : t.usesLeft <= 0 ? 'used-up' : 'valid',
+        }));
+      case 'token-revoke': {
+        if (!msg.machine || !/^t-[0-9a-f]{16}$/.test(msg.machine)) refuse('BAD_REQUEST', 'token-revoke needs a token id (t-…)');
+        if (!(await st.getEnrolToken(msg.machine))) refuse('UNKNOWN_TOKEN', `no enrolment token ${msg.machine}`);
+        if (!(await st.revokeEnrolToken(msg.machine, now))) refuse('BAD_REQUEST', `enrolment token ${msg.machine} is already revoked`);
+        return { id: msg.machine, revoked: true };
       }
       case 'audit':
         return await st.queryAudit({ machine: msg.machine, limit: msg.limit ?? 100 });
       case 'gc':
         return { removed: await this.gc() };
       default:
-        refuse('BAD_REQUEST', `unknown admin operation "${msg.op}" (list, show, set-policy, put-policy, add-boot, revoke, unrevoke, rotate, delete, audit, gc)`);
+        refuse('BAD_REQUEST', `unknown admin operation "${msg.op}" (list, show, set-policy, put-policy, add-boot, revoke, unrevoke, rotate, delete, audit, gc, token-create, token-list, token-revoke)`);
     }
+  }
+
+  private lintPolicy(p: Policy, allowPermissive: boolean): void {
+    const why = permissiveReason(p);
+    if (why && !allowPermissive) refuse('PERMISSIVE_POLICY', `${why} (give --allow-permissive to store it anyway)`);
   }
 }

@@ -18,10 +18,10 @@
  * @module
  */
 import pg from 'pg';
-import type { AuditEntry, AuditRow, ConsumeResult, EnrollmentRecord, MachineRecord, MachineState, NonceRecord, Store } from './store.ts';
+import type { AuditEntry, AuditRow, ConsumeResult, EnrollmentRecord, EnrolTokenRecord, MachineRecord, MachineState, NonceRecord, Store, TokenUseResult } from './store.ts';
 import { ServerError } from './errors.ts';
 import { PG_MIGRATIONS, MIGRATION_LOCK } from './migrations-pg.ts';
-import { machineFromRow, enrollmentFromRow, num, type Row } from './store-rows.ts';
+import { machineFromRow, enrollmentFromRow, enrolTokenFromRow, tokenRefusal, num, type Row } from './store-rows.ts';
 
 type Queryable = Pick<pg.PoolClient, 'query'>;
 
@@ -185,6 +185,10 @@ export class PgStore implements Store {
     return (await this.q('SELECT * FROM machines ORDER BY created, id', [], 'list machines')).rows.map(machineFromRow);
   }
 
+  async machinesByEkName(ekName: Buffer): Promise<MachineRecord[]> {
+    return (await this.q('SELECT * FROM machines WHERE ek_name = $1 ORDER BY created, id', [ekName], 'machines by EK')).rows.map(machineFromRow);
+  }
+
   async setMachineState(id: string, state: MachineState, now: number, from?: MachineState[]): Promise<boolean> {
     const r = from && from.length
       ? await this.q('UPDATE machines SET state = $1, updated = $2 WHERE id = $3 AND state = ANY($4::text[])', [state, now, id, from], 'set state')
@@ -250,9 +254,9 @@ export class PgStore implements Store {
   }
 
   async putEnrollment(e: EnrollmentRecord): Promise<void> {
-    await this.q(`INSERT INTO enrollments (id, machine_id, hostname, ek_public, ak_public, secret_hash, nonce, expires_at, created, machine)
-      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
-    [e.id, e.machineId, e.hostname, e.ekPublic, e.akPublic, e.secretHash, e.nonce, e.expiresAt, e.created, e.machine ?? null], 'put enrolment');
+    await this.q(`INSERT INTO enrollments (id, machine_id, hostname, ek_public, ak_public, secret_hash, nonce, expires_at, created, machine, token_id)
+      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+    [e.id, e.machineId, e.hostname, e.ekPublic, e.akPublic, e.secretHash, e.nonce, e.expiresAt, e.created, e.machine ?? null, e.tokenId ?? null], 'put enrolment');
   }
 
   async getEnrollment(id: string): Promise<EnrollmentRecord | undefined> {
@@ -276,7 +280,7 @@ export class PgStore implements Store {
       const m = (await c.query<{ ek_name: Buffer }>("SELECT ek_name FROM machines WHERE id = $1 AND state = 'pending' FOR UPDATE", [e.machine])).rows[0];
       if (!m) return undefined;
       await c.query("UPDATE machines SET state = 'active', updated = $1 WHERE id = $2", [now, e.machine]);
-      const old = (await c.query<{ id: string }>("SELECT id FROM machines WHERE ek_name = $1 AND id <> $2 AND state <> 'pending' FOR UPDATE", [m.ek_name, e.machine])).rows.map((r) => r.id);
+      const old = (await c.query<{ id: string }>("SELECT id FROM machines WHERE ek_name = $1 AND id <> $2 AND state = 'active' FOR UPDATE", [m.ek_name, e.machine])).rows.map((r) => r.id);
       if (old.length) {
         await c.query('DELETE FROM nonces WHERE machine = ANY($1::text[])', [old]);
         await c.query('DELETE FROM machines WHERE id = ANY($1::text[])', [old]);
@@ -294,6 +298,34 @@ export class PgStore implements Store {
       await c.query('DELETE FROM enrollments WHERE id = $1', [enrollment]);
       return true;
     });
+  }
+
+  async putEnrolToken(t: EnrolTokenRecord): Promise<void> {
+    await this.q(`INSERT INTO enrol_tokens (id, hash, comment, created, expires_at, uses, uses_left, revoked_at, last_used)
+      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+    [t.id, t.hash, t.comment, t.created, t.expiresAt, t.uses, t.usesLeft, t.revokedAt ?? null, t.lastUsed ?? null], 'put enrolment token');
+  }
+
+  async getEnrolToken(id: string): Promise<EnrolTokenRecord | undefined> {
+    const r = await this.q('SELECT * FROM enrol_tokens WHERE id = $1', [id], 'get enrolment token');
+    return r.rows[0] ? enrolTokenFromRow(r.rows[0]) : undefined;
+  }
+
+  async listEnrolTokens(): Promise<EnrolTokenRecord[]> {
+    return (await this.q('SELECT * FROM enrol_tokens ORDER BY created, id', [], 'list enrolment tokens')).rows.map(enrolTokenFromRow);
+  }
+
+  async useEnrolToken(id: string, now: number): Promise<TokenUseResult> {
+    // One conditional UPDATE decides (row lock + re-check under READ COMMITTED, as for nonces).
+    const won = await this.q('UPDATE enrol_tokens SET uses_left = uses_left - 1, last_used = $1 WHERE id = $2 AND revoked_at IS NULL AND expires_at > $1 AND uses_left > 0 RETURNING 1 AS ok',
+      [now, id], 'use enrolment token');
+    if (won.rowCount === 1) return 'ok';
+    const r = (await this.q('SELECT * FROM enrol_tokens WHERE id = $1', [id], 'use enrolment token')).rows[0];
+    return r ? tokenRefusal(enrolTokenFromRow(r), now) : 'unknown';
+  }
+
+  async revokeEnrolToken(id: string, now: number): Promise<boolean> {
+    return (await this.q('UPDATE enrol_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL', [now, id], 'revoke enrolment token')).rowCount === 1;
   }
 
   async getNamedPolicy(name: string): Promise<string | undefined> {

@@ -3,7 +3,7 @@
  * may come back as strings from PostgreSQL's BIGINT, hence num()).
  * @module
  */
-import type { MachineRecord, MachineState, EnrollmentRecord } from './store.ts';
+import type { MachineRecord, MachineState, EnrollmentRecord, EnrolTokenRecord, TokenUseResult } from './store.ts';
 
 export type Row = Record<string, unknown>;
 
@@ -48,6 +48,30 @@ export function enrollmentFromRow(r: Row): EnrollmentRecord {
     created: num(r.created),
   };
   if (r.machine != null) e.machine = r.machine as string;
+  if (r.token_id != null) e.tokenId = r.token_id as string;
   return e;
 }
 
+export function enrolTokenFromRow(r: Row): EnrolTokenRecord {
+  const t: EnrolTokenRecord = {
+    id: r.id as string,
+    hash: r.hash as Buffer,
+    comment: r.comment as string,
+    created: num(r.created),
+    expiresAt: num(r.expires_at),
+    uses: num(r.uses),
+    usesLeft: num(r.uses_left),
+  };
+  if (r.revoked_at != null) t.revokedAt = num(r.revoked_at);
+  if (r.last_used != null) t.lastUsed = num(r.last_used);
+  return t;
+}
+
+
+/** Why a token's use was refused (revocation first, then expiry, then uses), for a token that exists. */
+export function tokenRefusal(t: EnrolTokenRecord, now: number): TokenUseResult {
+  if (t.revokedAt !== undefined) return 'revoked';
+  if (t.expiresAt <= now) return 'expired';
+  if (t.usesLeft <= 0) return 'used-up';
+  return 'unknown';
+}

@@ -6,9 +6,9 @@
  * @module
  */
 import Database from 'better-sqlite3';
-import type { AuditEntry, AuditRow, ConsumeResult, EnrollmentRecord, MachineRecord, MachineState, NonceRecord, Store } from './store.ts';
+import type { AuditEntry, AuditRow, ConsumeResult, EnrollmentRecord, EnrolTokenRecord, MachineRecord, MachineState, NonceRecord, Store, TokenUseResult } from './store.ts';
 import { ServerError } from './errors.ts';
-import { machineFromRow, enrollmentFromRow, type Row } from './store-rows.ts';
+import { machineFromRow, enrollmentFromRow, enrolTokenFromRow, tokenRefusal, type Row } from './store-rows.ts';
 
 const MIGRATIONS: string[] = [
   // 1: initial schema
@@ -72,6 +72,19 @@ const MIGRATIONS: string[] = [
    CREATE INDEX audit_machine ON audit (machine, seq);
    CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
    CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;`,
+  // 2: enrolment tokens (hashed; scoped to enrolment), and which token started an enrolment
+  `CREATE TABLE enrol_tokens (
+     id TEXT PRIMARY KEY,
+     hash BLOB NOT NULL,
+     comment TEXT NOT NULL,
+     created INTEGER NOT NULL,
+     expires_at INTEGER NOT NULL,
+     uses INTEGER NOT NULL,
+     uses_left INTEGER NOT NULL CHECK (uses_left >= 0),
+     revoked_at INTEGER,
+     last_used INTEGER
+   );
+   ALTER TABLE enrollments ADD COLUMN token_id TEXT;`,
 ];
 
 
@@ -137,6 +150,10 @@ export class SqliteStore implements Store {
 
   async listMachines(): Promise<MachineRecord[]> {
     return (this.db.prepare('SELECT * FROM machines ORDER BY created, id').all() as Row[]).map(machineFromRow);
+  }
+
+  async machinesByEkName(ekName: Buffer): Promise<MachineRecord[]> {
+    return (this.db.prepare('SELECT * FROM machines WHERE ek_name = ? ORDER BY created, id').all(ekName) as Row[]).map(machineFromRow);
   }
 
   async setMachineState(id: string, state: MachineState, now: number, from?: MachineState[]): Promise<boolean> {
@@ -206,8 +223,8 @@ export class SqliteStore implements Store {
   }
 
   async putEnrollment(e: EnrollmentRecord): Promise<void> {
-    this.db.prepare(`INSERT INTO enrollments (id, machine_id, hostname, ek_public, ak_public, secret_hash, nonce, expires_at, created, machine)
-      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`).run(e.id, e.machineId, e.hostname, e.ekPublic, e.akPublic, e.secretHash, e.nonce, e.expiresAt, e.created, e.machine ?? null);
+    this.db.prepare(`INSERT INTO enrollments (id, machine_id, hostname, ek_public, ak_public, secret_hash, nonce, expires_at, created, machine, token_id)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`).run(e.id, e.machineId, e.hostname, e.ekPublic, e.akPublic, e.secretHash, e.nonce, e.expiresAt, e.created, e.machine ?? null, e.tokenId ?? null);
   }
 
   async getEnrollment(id: string): Promise<EnrollmentRecord | undefined> {
@@ -232,7 +249,7 @@ export class SqliteStore implements Store {
       const m = this.db.prepare("SELECT ek_name FROM machines WHERE id = ? AND state = 'pending'").get(e.machine) as { ek_name: Buffer } | undefined;
       if (!m) return undefined;
       this.db.prepare("UPDATE machines SET state = 'active', updated = ? WHERE id = ?").run(now, e.machine);
-      const old = (this.db.prepare("SELECT id FROM machines WHERE ek_name = ? AND id <> ? AND state <> 'pending'").all(m.ek_name, e.machine) as { id: string }[]).map((r) => r.id);
+      const old = (this.db.prepare("SELECT id FROM machines WHERE ek_name = ? AND id <> ? AND state = 'active'").all(m.ek_name, e.machine) as { id: string }[]).map((r) => r.id);
       for (const id of old) {
         this.db.prepare('DELETE FROM nonces WHERE machine = ?').run(id);
         this.db.prepare('DELETE FROM machines WHERE id = ?').run(id);
@@ -252,6 +269,32 @@ export class SqliteStore implements Store {
       return true;
     });
     return tx.immediate();
+  }
+
+  async putEnrolToken(t: EnrolTokenRecord): Promise<void> {
+    this.db.prepare(`INSERT INTO enrol_tokens (id, hash, comment, created, expires_at, uses, uses_left, revoked_at, last_used)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`).run(t.id, t.hash, t.comment, t.created, t.expiresAt, t.uses, t.usesLeft, t.revokedAt ?? null, t.lastUsed ?? null);
+  }
+
+  async getEnrolToken(id: string): Promise<EnrolTokenRecord | undefined> {
+    const r = this.db.prepare('SELECT * FROM enrol_tokens WHERE id = ?').get(id) as Row | undefined;
+    return r ? enrolTokenFromRow(r) : undefined;
+  }
+
+  async listEnrolTokens(): Promise<EnrolTokenRecord[]> {
+    return (this.db.prepare('SELECT * FROM enrol_tokens ORDER BY created, id').all() as Row[]).map(enrolTokenFromRow);
+  }
+
+  async useEnrolToken(id: string, now: number): Promise<TokenUseResult> {
+    const changed = this.db.prepare('UPDATE enrol_tokens SET uses_left = uses_left - 1, last_used = ? WHERE id = ? AND revoked_at IS NULL AND expires_at > ? AND uses_left > 0')
+      .run(now, id, now).changes;
+    if (changed === 1) return 'ok';
+    const r = this.db.prepare('SELECT * FROM enrol_tokens WHERE id = ?').get(id) as Row | undefined;
+    return r ? tokenRefusal(enrolTokenFromRow(r), now) : 'unknown';
+  }
+
+  async revokeEnrolToken(id: string, now: number): Promise<boolean> {
+    return this.db.prepare('UPDATE enrol_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL').run(now, id).changes === 1;
   }
 
   async getNamedPolicy(name: string): Promise<string | undefined> {

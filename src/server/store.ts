@@ -63,7 +63,30 @@ export interface EnrollmentRecord {
   created: number;
   /** Set by enroll-finish: the pending machine it created. */
   machine?: string;
+  /** The enrolment token that started it (finish, commit and abort must present the same one). */
+  tokenId?: string;
 }
+
+/**
+ * An enrolment token: authorises enrol-* requests only (never admin operations), for a number
+ * of enrolments and until it expires or is revoked. The secret is never stored: `hash` is
+ * SHA-256 of the whole token string (256 random bits, so a fast hash is enough).
+ */
+export interface EnrolTokenRecord {
+  /** "t-" + 16 hex digits; also the token string's public prefix. */
+  id: string;
+  hash: Buffer;
+  comment: string;
+  created: number;
+  expiresAt: number;
+  uses: number;
+  usesLeft: number;
+  revokedAt?: number;
+  lastUsed?: number;
+}
+
+/** What `useEnrolToken` decided: 'ok' took one use. */
+export type TokenUseResult = 'ok' | 'unknown' | 'revoked' | 'expired' | 'used-up';
 
 export interface AuditEntry {
   time: number;
@@ -91,6 +114,8 @@ export interface Store {
   createMachine(m: MachineRecord): Promise<void>;
   getMachine(id: string): Promise<MachineRecord | undefined>;
   listMachines(): Promise<MachineRecord[]>;
+  /** Every machine (any state) enrolled with this EK Name. */
+  machinesByEkName(ekName: Buffer): Promise<MachineRecord[]>;
   /** Changes the state; with `from`, only if the current state is one of them. True if changed. */
   setMachineState(id: string, state: MachineState, now: number, from?: MachineState[]): Promise<boolean>;
   setPolicy(id: string, policy: string, now: number): Promise<boolean>;
@@ -116,12 +141,24 @@ export interface Store {
    */
   finishEnrollment(enrollment: string, m: MachineRecord): Promise<boolean>;
   /**
-   * enroll-commit, in one transaction: pending → active, supersedes (deletes) other machines
-   * with the same EK name (re-enrolment), deletes the enrolment. Returns the machine id or undefined.
+   * enroll-commit, in one transaction: pending → active, supersedes (deletes) other ACTIVE
+   * machines with the same EK name (re-enrolment; a revoked record is never deleted here: the
+   * service refuses EK_REVOKED before), deletes the enrolment. Returns the machine id or undefined.
    */
   commitEnrollment(enrollment: string, now: number): Promise<string | undefined>;
   /** enroll-abort, in one transaction: deletes the enrolment and its pending machine. */
   abortEnrollment(enrollment: string): Promise<boolean>;
+
+  putEnrolToken(t: EnrolTokenRecord): Promise<void>;
+  getEnrolToken(id: string): Promise<EnrolTokenRecord | undefined>;
+  listEnrolTokens(): Promise<EnrolTokenRecord[]>;
+  /**
+   * Atomically takes one use of a token that is not revoked, not expired and not used up
+   * (one conditional UPDATE: concurrent callers on several replicas never over-spend it).
+   */
+  useEnrolToken(id: string, now: number): Promise<TokenUseResult>;
+  /** Marks a token revoked; false if unknown or already revoked. */
+  revokeEnrolToken(id: string, now: number): Promise<boolean>;
 
   getNamedPolicy(name: string): Promise<string | undefined>;
   putNamedPolicy(name: string, policy: string, now: number): Promise<void>;

@@ -64,7 +64,7 @@ async function deadPort(): Promise<number> {
   return p;
 }
 
-const ping = (o: Parameters<typeof withServer>[0]) => withServer(o, (s) => s.request({ t: 'attest-begin', machine: 'm', akName: Buffer.alloc(34) }, ['ok']));
+const ping = (o: Parameters<typeof withServer>[0]) => withServer(o, (s) => s.request({ t: 'attest-begin', machine: 'm', akName: Buffer.alloc(34), ekName: Buffer.alloc(34), releasedPcr: 15 }, ['ok']));
 
 async function clientError(p: Promise<unknown>, code: string): Promise<ClientError> {
   try {
@@ -100,12 +100,14 @@ test('deriveLuksKey = base64(HKDF-SHA256(server‖disk, salt=machine id, info)) 
 
 test('token validator names the bad field', () => {
   const ek = Buffer.from('001a0001000b00030072000000060080004300100800000000000000', 'hex'); // a short RSA TPMT in a 2B
-  const base = { type: 'bootkey', keyslots: ['1'], servers: ['https://127.0.0.1:8443'], ca: good.caPem, machine: 'm1', ek: ek.toString('base64'), share: Buffer.alloc(32).toString('base64'), ek_alg: 'rsa', ak_alg: 'ecc', released_pcr: 15 };
+  const base = { type: 'bootkey', keyslots: ['1'], servers: ['https://127.0.0.1:8443'], ca: good.caPem, machine: 'm1', ek: ek.toString('base64'), share: Buffer.alloc(32).toString('base64'), ek_alg: 'rsa', ak_alg: 'ecc', released_pcr: 15, sig: Buffer.alloc(64, 1).toString('base64') };
   const bad = (patch: Record<string, unknown>, what: RegExp): void => {
     assert.throws(() => validateToken({ ...base, ...patch }), (e: unknown) => e instanceof TokenError && what.test((e as Error).message));
   };
   assert.is(validateToken(base).machine, 'm1');
   bad({ type: 'clevis' }, /type/);
+  bad({ sig: undefined }, /sig must be a 64-byte signature/);
+  bad({ sig: Buffer.alloc(63).toString('base64') }, /sig must be/);
   bad({ keyslots: [1] }, /keyslots/);
   bad({ servers: ['http://x:1'] }, /servers/);
   bad({ ca: 'nope' }, /ca/);

@@ -10,7 +10,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import net from 'node:net';
 import { join } from 'node:path';
 import { readFileSync } from 'node:fs';
-import { tempDir, serverState, luksImage, machine, enrollMachine, unlockImage, refused, admin, metadata, fails, ROOT, type TestServer } from './helpers.ts';
+import { tempDir, serverState, luksImage, machine, enrollMachine, unlockImage, refused, admin, metadata, fails, newEnrolToken, ROOT, type TestServer } from './helpers.ts';
 import { withServer } from '../../src/client/connect.ts';
 
 const tmp = tempDir('crash');
@@ -24,18 +24,23 @@ async function freePort(): Promise<number> {
 }
 
 async function spawnServer(state: string, port: number): Promise<ChildProcess> {
-  const c = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli/main.ts'), 'server', '--state', state, '--listen', `127.0.0.1:${port}`], { cwd: ROOT, stdio: 'ignore' });
-  for (let i = 0; i < 200; i++) {
-    if (c.exitCode !== null) throw new Error(`bootkey server exited with ${c.exitCode}`);
-    const ok = await new Promise<boolean>((r) => {
-      const s = net.connect(port, '127.0.0.1');
-      s.once('connect', () => { s.destroy(); r(true); });
-      s.once('error', () => r(false));
-    });
-    if (ok) return c;
+  // The same port on every restart (the token holds it): wait for THIS process's
+  // event=listening line, so that another program on the port fails loudly instead of passing.
+  const c = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli/main.ts'), 'server', '--state', state, '--listen', `127.0.0.1:${port}`], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  c.stdout!.on('data', (b: Buffer) => { if (out.length < 65536) out += b.toString(); });
+  c.stderr!.on('data', (b: Buffer) => { if (out.length < 65536) out += b.toString(); });
+  for (let i = 0; i < 300; i++) {
+    if (new RegExp(`event=listening .*port=${port}\\b`).test(out)) {
+      c.stdout!.resume();
+      c.stderr!.resume();
+      return c;
+    }
+    if (c.exitCode !== null) throw new Error(`bootkey server exited with ${c.exitCode} instead of listening on ${port}: ${out.trim().split('\n').slice(-3).join(' | ')}`);
     await new Promise((r) => setTimeout(r, 50));
   }
-  throw new Error('bootkey server did not listen');
+  c.kill('SIGKILL');
+  throw new Error(`bootkey server did not report listening on ${port}: ${out.slice(-500)}`);
 }
 
 function sigkill(c: ChildProcess): Promise<void> {
@@ -53,12 +58,13 @@ test('SIGKILL during enrolments and releases, 5 rounds: DB intact, nothing half-
   const port = await freePort();
   const srv: TestServer = {
     url: `https://127.0.0.1:${port}`, port, state, ca: readFileSync(join(state, 'ca.pem'), 'utf8'),
-    adminToken: readFileSync(join(state, 'admin.token'), 'utf8').trim(), close: async () => undefined,
+    adminToken: readFileSync(join(state, 'admin.token'), 'utf8').trim(), enrolToken: '', close: async () => undefined,
   };
   // One machine (a blank swtpm: its own seeds, so its own EK) per round: the server keeps one
   // machine per EK, and every completed enrolment must still unlock at the end.
   const machines: Awaited<ReturnType<typeof machine>>[] = [];
   let child = await spawnServer(state, port);
+  srv.enrolToken = await newEnrolToken(srv, 100);
   const completed: { m: Awaited<ReturnType<typeof machine>>; image: string }[] = [];
   const steps = ['accepted', 'keyslot', 'token', 'verified', 'accepted'] as const;
   try {
@@ -97,7 +103,7 @@ test('SIGKILL during enrolments and releases, 5 rounds: DB intact, nothing half-
       const k = list.filter((x) => x.machineId === `crash-killed-${round}`);
       assert.ok(k.every((x) => x.state !== 'active'), `crash-killed-${round} not active: ${JSON.stringify(k)}`);
       for (const x of k) {
-        await refused(withServer({ servers: [srv.url], ca: srv.ca }, (s) => s.request({ t: 'attest-begin', machine: x.id, akName: Buffer.alloc(34) }, ['attest-challenge'])), /^(PENDING|UNKNOWN_MACHINE)$/);
+        await refused(withServer({ servers: [srv.url], ca: srv.ca }, (s) => s.request({ t: 'attest-begin', machine: x.id, akName: Buffer.alloc(34), ekName: Buffer.alloc(34), releasedPcr: 15 }, ['attest-challenge'])), /^(PENDING|UNKNOWN_MACHINE)$/);
       }
     }
     // every completed enrolment is active and unlocks (each machine after a fresh boot)

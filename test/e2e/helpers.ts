@@ -65,6 +65,8 @@ export interface TestServer {
   state: string;
   ca: string;
   adminToken: string;
+  /** An enrolment token (1000 uses) once a server runs (testServer sets it; see newEnrolToken). */
+  enrolToken: string;
   close(): Promise<void>;
 }
 
@@ -75,12 +77,20 @@ export async function testServer(dir: string, opts: { nonceTtlMs?: number; relea
     stateDir: state, listen: '127.0.0.1:0', nonceTtlMs: opts.nonceTtlMs, releasedPcr: opts.releasedPcr, log: () => undefined,
     rateLimit: { perPeer: lots, perMachine: lots },
   });
-  return {
+  const srv: TestServer = {
     url: `https://127.0.0.1:${s.port}`, port: s.port, state,
     ca: readFileSync(join(state, 'ca.pem'), 'utf8'),
     adminToken: readFileSync(join(state, 'admin.token'), 'utf8').trim(),
+    enrolToken: '',
     close: () => s.close(),
   };
+  srv.enrolToken = await newEnrolToken(srv, 1000);
+  return srv;
+}
+
+/** Creates an enrolment token through the admin interface (the admin token stays in the test). */
+export async function newEnrolToken(srv: Pick<TestServer, 'url' | 'ca' | 'adminToken'>, uses = 1, extra: { ttl?: number; comment?: string } = {}): Promise<string> {
+  return ((await admin(srv, 'token-create', undefined, { uses, ...extra })) as { token: string }).token;
 }
 
 /** A 20 MiB LUKS2 image (PBKDF2, 1000 iterations) with passphrase file `pass`. */
@@ -259,7 +269,7 @@ export async function enrollMachine(
   srv: TestServer, m: Machine, img: { image: string; pass: string }, extra: Partial<EnrollOptions> = {},
 ): Promise<EnrollResult> {
   return enroll({
-    servers: [srv.url], ca: srv.ca, adminToken: srv.adminToken, tpm: m.tpm, device: img.image, keyFile: img.pass,
+    servers: [srv.url], ca: srv.ca, enrolToken: srv.enrolToken, tpm: m.tpm, device: img.image, keyFile: img.pass,
     eventLog: m.eventLog, machineId: `e2e-${process.pid}-${++machineCounter}`, hostname: 'e2e', client: { deadlineMs: 30_000 }, ...extra,
   });
 }
@@ -295,8 +305,8 @@ export async function fails(p: Promise<unknown>, code: string): Promise<Error & 
 }
 
 /** An admin operation; returns the parsed JSON result. */
-export async function admin(srv: TestServer, op: string, machineId?: string): Promise<unknown> {
-  const r = await withServer({ servers: [srv.url], ca: srv.ca, deadlineMs: 10_000 }, (s) => s.request({ t: 'admin', adminToken: srv.adminToken, op, machine: machineId }, ['admin-result']));
+export async function admin(srv: Pick<TestServer, 'url' | 'ca' | 'adminToken'>, op: string, machineId?: string, fields: { uses?: number; ttl?: number; comment?: string; policy?: string; allowPermissive?: boolean } = {}): Promise<unknown> {
+  const r = await withServer({ servers: [srv.url], ca: srv.ca, deadlineMs: 10_000 }, (s) => s.request({ t: 'admin', adminToken: srv.adminToken, op, machine: machineId, ...fields }, ['admin-result']));
   return JSON.parse(r.json);
 }
 

@@ -18,7 +18,11 @@ import { marshalPublic2B, marshalSignature } from '../../src/tpm/structures.ts';
 import { toTpmSelection } from '../../src/client/selection.ts';
 import { parseEventLog } from '../../src/measuredboot/index.ts';
 import { frame, encodeCbor, Connection } from '../../src/protocol/index.ts';
-import { findTokens } from '../../src/client/token.ts';
+import { findTokens, type BootkeyToken } from '../../src/client/token.ts';
+import { importToken, removeToken } from '../../src/luks/cryptsetup.ts';
+import { unmarshalPublic2B } from '../../src/tpm/structures.ts';
+import { TPM_ALG } from '../../src/tpm/constants.ts';
+import type { ClientError } from '../../src/client/connect.ts';
 import { metadata } from './helpers.ts';
 
 const tmp = tempDir('refusals');
@@ -191,7 +195,7 @@ test('enrolment with a NON-restricted signing key as "AK" → AK_ATTRIBUTES', as
   const ek = await createPrimary(m.tpm, TPM_RH.ENDORSEMENT, (await import('../../src/tpm/templates.ts')).ekTemplate('rsa'));
   try {
     await refused(withServer({ servers: [srv.url], ca: srv.ca }, (s) => s.request({
-      t: 'enroll-begin', adminToken: srv.adminToken, ekPublic: marshalPublic2B(ek.public), akPublic: marshalPublic2B(key.public), machineId: 'unrestricted', hostname: 'x',
+      t: 'enroll-begin', enrolToken: srv.enrolToken, ekPublic: marshalPublic2B(ek.public), akPublic: marshalPublic2B(key.public), machineId: 'unrestricted', hostname: 'x',
     }, ['enroll-challenge'])), 'AK_ATTRIBUTES');
   } finally {
     await flushKey(m.tpm, key);
@@ -224,6 +228,39 @@ test('garbage and oversize messages: refused or cut off, the server keeps servin
   big.writeUInt32BE(64 * 1024 * 1024);
   const oversize = await raw(Buffer.concat([big, randomBytes(1024)]));
   assert.match(oversize, /^(TOO_LARGE|closed:CLOSED)$/);
+  await stillWorks();
+});
+
+test('a rewritten LUKS2 header: another pinned EK → TOKEN_EK, another released PCR → TOKEN_RELEASED_PCR (server); a forged signature → TOKEN_SIGNATURE (client); no key released', async () => {
+  const orig = await readToken(image);
+  const other = unmarshalPublic2B(Buffer.from(orig.token.ek, 'base64'));
+  if (other.type !== TPM_ALG.RSA) throw new Error('RSA EK expected');
+  other.unique.rsa = Buffer.from(other.unique.rsa);
+  other.unique.rsa[9] ^= 0x77;
+  const doctored: [BootkeyToken, 'REFUSED' | 'TOKEN_SIGNATURE', string | undefined][] = [
+    [{ ...orig.token, ek: marshalPublic2B(other).toString('base64') }, 'REFUSED', 'TOKEN_EK'],
+    [{ ...orig.token, released_pcr: 14 }, 'REFUSED', 'TOKEN_RELEASED_PCR'],
+    [{ ...orig.token, sig: Buffer.alloc(64, 1).toString('base64') }, 'TOKEN_SIGNATURE', undefined],
+  ];
+  try {
+    for (const [t, code, serverCode] of doctored) {
+      // rewrite the header itself: the client reads the token from the disk
+      await removeToken(image, orig.id);
+      await importToken(image, t, orig.id);
+      let released = false;
+      try {
+        await unlockImage(m, image, { onReleased: () => { released = true; }, deadlineMs: 10_000 });
+        assert.unreachable('unlocked with a doctored token');
+      } catch (e) {
+        assert.is((e as ClientError).code, code, (e as Error).message);
+        if (serverCode) assert.is((e as ClientError).serverCode, serverCode, (e as Error).message);
+      }
+      assert.not.ok(released, 'no key released for a doctored token');
+    }
+  } finally {
+    await removeToken(image, orig.id);
+    await importToken(image, orig.token, orig.id);
+  }
   await stillWorks();
 });
 

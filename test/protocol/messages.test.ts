@@ -7,10 +7,10 @@ import type { Message } from '../../src/protocol/index.ts';
 const pcrs = new Map([['sha256' as const, new Map([[0, Buffer.alloc(32, 1)], [7, Buffer.alloc(32, 7)]])]]);
 
 const samples: Message[] = [
-  { t: 'enroll-begin', adminToken: 'tok', ekPublic: Buffer.from('ek'), akPublic: Buffer.from('ak'), machineId: 'abc', hostname: 'h' },
-  { t: 'attest-begin', machine: 'm-1', akName: Buffer.alloc(34, 2) },
-  { t: 'attest-challenge', nonce: Buffer.alloc(32, 9), pcrSelection: [{ bank: 'sha256', pcrs: [0, 4, 7] }], releasedPcr: 15, expiresIn: 60 },
-  { t: 'attest-finish', machine: 'm-1', akName: Buffer.alloc(34), nonce: Buffer.alloc(32), quote: Buffer.from('q'), signature: Buffer.from('s'), pcrs, eventLog: Buffer.alloc(100) },
+  { t: 'enroll-begin', enrolToken: 'tok', ekPublic: Buffer.from('ek'), akPublic: Buffer.from('ak'), machineId: 'abc', hostname: 'h' },
+  { t: 'attest-begin', machine: 'm-1', akName: Buffer.alloc(34, 2), ekName: Buffer.alloc(34, 3), releasedPcr: 15 },
+  { t: 'attest-challenge', nonce: Buffer.alloc(32, 9), pcrSelection: [{ bank: 'sha256', pcrs: [0, 4, 7] }], releasedPcr: 15, expiresIn: 60, tokenKey: Buffer.alloc(44, 4) },
+  { t: 'attest-finish', machine: 'm-1', akName: Buffer.alloc(34), ekName: Buffer.alloc(34, 5), releasedPcr: 15, nonce: Buffer.alloc(32), quote: Buffer.from('q'), signature: Buffer.from('s'), pcrs, eventLog: Buffer.alloc(100) },
   { t: 'released', blob: { public: Buffer.from('p'), duplicate: Buffer.from('d'), inSymSeed: Buffer.from('s') }, sealedTo: [{ bank: 'sha256', pcrs: [0, 15] }] },
   { t: 'error', code: 'POLICY', message: 'refused', failures: ['PCR 4 event 3: ...'] },
   { t: 'ok' },

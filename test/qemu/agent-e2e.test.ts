@@ -35,14 +35,21 @@ print('ready', flush=True)
 try: sys.stdout.buffer.write(s.recv(4096))
 except socket.timeout: pass`;
   const child = spawn(existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3', ['-c', py, sock, String(timeoutS)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  // "ready\n" may arrive in several chunks (PYTHONUNBUFFERED=1 makes print() write "ready" and
+  // "\n" separately): accumulate until the marker is complete.
+  let head = Buffer.alloc(0);
+  let isReady = false;
   const chunks: Buffer[] = [];
   let ready!: () => void;
   const readyP = new Promise<void>((r) => (ready = r));
   child.stdout.on('data', (b: Buffer) => {
-    const i = b.indexOf('ready\n');
-    if (i >= 0) {
+    if (!isReady) {
+      head = Buffer.concat([head, b]);
+      const i = head.indexOf('ready\n');
+      if (i < 0) return;
+      isReady = true;
       ready();
-      b = b.subarray(i + 6);
+      b = head.subarray(i + 6);
     }
     chunks.push(b);
   });

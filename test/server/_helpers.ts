@@ -20,11 +20,15 @@ import { encodeMessage, parseMessage, type Message, type MessageOf } from '../..
 import { SqliteStore } from '../../src/server/store-sqlite.ts';
 import { Vault } from '../../src/server/secrets.ts';
 import { Service, type ServiceOptions } from '../../src/server/service.ts';
+import { enrolTokenHash } from '../../src/server/enrol-tokens.ts';
 import { toTpmSelection } from '../../src/server/attest.ts';
 
 export const QEMU_DIR = new URL('../data/qemu/', import.meta.url);
 export const qemuLog = (name: string): Buffer => readFileSync(new URL(`${name}.bin`, QEMU_DIR));
 export const ADMIN = 'test-admin-token-0123456789abcdef';
+/** An enrolment token that makeEnv puts in the store (10 000 uses, a year). */
+export const ENROL_ID = 't-00000000000000e1';
+export const ENROL = `bkenrol.${ENROL_ID}.${'A'.repeat(43)}`;
 export const CTX = { peer: '192.0.2.1' };
 export const EK_CA = [join(SWTPM_LOCALCA_DIR, 'issuercert.pem'), join(SWTPM_LOCALCA_DIR, 'swtpm-localca-rootca-cert.pem')]
   .map((f) => new X509Certificate(readFileSync(f)));
@@ -66,6 +70,7 @@ export async function makeEnv(o: Partial<ServiceOptions> = {}): Promise<TestEnv>
   const dir = mkdtempSync(join(tmpdir(), 'bootkey-server-'));
   const store = new SqliteStore(join(dir, 'bootkey.db'));
   await store.migrate();
+  await store.putEnrolToken({ id: ENROL_ID, hash: enrolTokenHash(ENROL), comment: 'tests', created: Date.now(), expiresAt: Date.now() + 365 * 86400_000, uses: 10000, usesLeft: 10000 });
   const vault = new Vault(randomBytes(32));
   const make = (x: Partial<ServiceOptions> = {}) => new Service({ store, vault, adminToken: ADMIN, ...o, ...x });
   return {
@@ -85,6 +90,7 @@ export class TestMachine {
   ekCert?: Buffer;
   id = '';
   share?: Buffer;
+  releasedPcr = 15;
   constructor(readonly sw: Swtpm, public log: Buffer) {}
 
   static async start(log: Buffer): Promise<TestMachine> {
@@ -118,19 +124,19 @@ export class TestMachine {
 
   beginMsg(over: Partial<MessageOf<'enroll-begin'>> = {}): MessageOf<'enroll-begin'> {
     return {
-      t: 'enroll-begin', adminToken: ADMIN, ekPublic: marshalPublic2B(this.ek.public), ekCert: this.ekCert, akPublic: marshalPublic2B(this.ak.public),
+      t: 'enroll-begin', enrolToken: ENROL, ekPublic: marshalPublic2B(this.ek.public), ekCert: this.ekCert, akPublic: marshalPublic2B(this.ak.public),
       machineId: '0123456789abcdef0123456789abcdef', hostname: 'test-host', ...over,
     };
   }
 
   /** enroll-begin → challenge → ActivateCredential + quote → enroll-finish; returns the reply to finish (or the first error). */
-  async enroll(svc: Service, o: { begin?: Partial<MessageOf<'enroll-begin'>>; finish?: (m: MessageOf<'enroll-finish'>) => void; log?: Buffer } = {}): Promise<{ reply: Message; enrollment?: string }> {
-    const ch = await svc.handle(rt(this.beginMsg(o.begin)), CTX);
+  async enroll(svc: Service, o: { begin?: Partial<MessageOf<'enroll-begin'>>; finish?: (m: MessageOf<'enroll-finish'>) => void; log?: Buffer; token?: string } = {}): Promise<{ reply: Message; enrollment?: string }> {
+    const ch = await svc.handle(rt(this.beginMsg({ ...(o.token ? { enrolToken: o.token } : {}), ...o.begin })), CTX);
     if (ch.t !== 'enroll-challenge') return { reply: ch };
     const proof = await activateCredential(this.tpm, { ak: this.ak, ek: this.ek, credentialBlob: ch.credentialBlob, secret: ch.encryptedSecret });
     const q = await quotePCRs(this.tpm, this.ak, { selection: toTpmSelection(ch.pcrSelection), nonce: ch.nonce });
     const fin: MessageOf<'enroll-finish'> = {
-      t: 'enroll-finish', adminToken: ADMIN, enrollment: ch.enrollment, proof, quote: q.quoted, signature: marshalSignature(q.signature), pcrs: q.pcrs,
+      t: 'enroll-finish', enrolToken: o.token ?? ENROL, enrollment: ch.enrollment, proof, quote: q.quoted, signature: marshalSignature(q.signature), pcrs: q.pcrs,
       eventLog: o.log ?? this.log,
     };
     o.finish?.(fin);
@@ -138,25 +144,32 @@ export class TestMachine {
     if (reply.t === 'enroll-accepted') {
       this.id = reply.machine;
       this.share = reply.serverShare;
+      this.releasedPcr = reply.releasedPcr;
     }
     return { reply, enrollment: ch.enrollment };
   }
 
-  async enrollAndCommit(svc: Service): Promise<void> {
-    const r = await this.enroll(svc);
+  async enrollAndCommit(svc: Service, token = ENROL): Promise<MessageOf<'enroll-accepted'>> {
+    const r = await this.enroll(svc, { token });
     if (r.reply.t !== 'enroll-accepted') throw new Error(`enrolment refused: ${JSON.stringify(r.reply)}`);
-    const c = await svc.handle(rt({ t: 'enroll-commit', adminToken: ADMIN, enrollment: r.enrollment! }), CTX);
+    const c = await svc.handle(rt({ t: 'enroll-commit', enrolToken: token, enrollment: r.enrollment! }), CTX);
     if (c.t !== 'ok') throw new Error(`commit refused: ${JSON.stringify(c)}`);
+    return r.reply;
+  }
+
+  /** The LUKS2 token's fields the client sends with attest-begin/-finish. */
+  binding(): { ekName: Buffer; releasedPcr: number } {
+    return { ekName: this.ek.name, releasedPcr: this.releasedPcr };
   }
 
   /** attest-begin → quote → attest-finish; `mutate` may alter the finish message; returns it too. */
-  async attest(svc: Service, o: { mutate?: (m: MessageOf<'attest-finish'>) => void; log?: Buffer; quoteNonce?: Buffer; finishWith?: Service; ak?: KeyHandle } = {}): Promise<{ reply: Message; finish?: MessageOf<'attest-finish'> }> {
-    const ch = await svc.handle(rt({ t: 'attest-begin', machine: this.id, akName: this.ak.name }), CTX);
+  async attest(svc: Service, o: { mutate?: (m: MessageOf<'attest-finish'>) => void; log?: Buffer; quoteNonce?: Buffer; finishWith?: Service; ak?: KeyHandle; begin?: Partial<MessageOf<'attest-begin'>> } = {}): Promise<{ reply: Message; finish?: MessageOf<'attest-finish'> }> {
+    const ch = await svc.handle(rt({ t: 'attest-begin', machine: this.id, akName: this.ak.name, ...this.binding(), ...o.begin }), CTX);
     if (ch.t !== 'attest-challenge') return { reply: ch };
     const ak = o.ak ?? this.ak;
     const q = await quotePCRs(this.tpm, ak, { selection: toTpmSelection(ch.pcrSelection), nonce: o.quoteNonce ?? ch.nonce });
     const fin: MessageOf<'attest-finish'> = {
-      t: 'attest-finish', machine: this.id, akName: this.ak.name, nonce: ch.nonce, quote: q.quoted, signature: marshalSignature(q.signature), pcrs: q.pcrs,
+      t: 'attest-finish', machine: this.id, akName: this.ak.name, ...this.binding(), nonce: ch.nonce, quote: q.quoted, signature: marshalSignature(q.signature), pcrs: q.pcrs,
       eventLog: o.log ?? this.log,
     };
     o.mutate?.(fin);

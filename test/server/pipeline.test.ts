@@ -7,7 +7,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { randomBytes } from 'node:crypto';
-import { TestMachine, makeEnv, qemuLog, rt, code, extendPcr, ADMIN, CTX, EK_CA, type TestEnv } from './_helpers.ts';
+import { TestMachine, makeEnv, qemuLog, rt, code, extendPcr, ADMIN, ENROL, CTX, EK_CA, type TestEnv } from './_helpers.ts';
 import { unsealImported, createAK, flushKey } from '../../src/tpm/keys.ts';
 import { marshalPublic2B, unmarshalPublic2B } from '../../src/tpm/structures.ts';
 import { TPMA_OBJECT } from '../../src/tpm/constants.ts';
@@ -49,7 +49,7 @@ function tampered(change: (events: ReturnType<typeof parseEventLog>['events']) =
 }
 
 test('enrolment: refusals before the machine exists (AUTH, AK_ATTRIBUTES, EK_CERT, CREDENTIAL)', async () => {
-  let r = await mach.enroll(env.service, { begin: { adminToken: 'wrong-token' } });
+  let r = await mach.enroll(env.service, { begin: { enrolToken: 'wrong-token' } });
   assert.is(code(r.reply), 'AUTH');
   const ak = unmarshalPublic2B(marshalPublic2B(mach.ak.public));
   ak.objectAttributes &= ~TPMA_OBJECT.restricted;
@@ -72,7 +72,7 @@ test('enrolment: a pending machine gets no release (PENDING); abort deletes it',
   assert.ok((await env.store.getMachine(id))?.state === 'pending');
   const a = await mach.attest(env.service);
   assert.is(code(a.reply), 'PENDING');
-  const ab = await env.service.handle(rt({ t: 'enroll-abort', adminToken: ADMIN, enrollment: r.enrollment! }), CTX);
+  const ab = await env.service.handle(rt({ t: 'enroll-abort', enrolToken: ENROL, enrollment: r.enrollment! }), CTX);
   assert.is(ab.t, 'ok');
   assert.is(await env.store.getMachine(id), undefined);
 });
@@ -110,9 +110,9 @@ test('enrolment then release: the blob imports and unseals on the same TPM to th
 });
 
 test('UNKNOWN_MACHINE, AK_MISMATCH, REVOKED', async () => {
-  let r = await env.service.handle(rt({ t: 'attest-begin', machine: 'm-0000000000000000', akName: mach.ak.name }), CTX);
+  let r = await env.service.handle(rt({ t: 'attest-begin', machine: 'm-0000000000000000', akName: mach.ak.name, ...mach.binding() }), CTX);
   assert.is(code(r), 'UNKNOWN_MACHINE');
-  r = await env.service.handle(rt({ t: 'attest-begin', machine: mach.id, akName: Buffer.concat([mach.ak.name.subarray(0, 2), randomBytes(32)]) }), CTX);
+  r = await env.service.handle(rt({ t: 'attest-begin', machine: mach.id, akName: Buffer.concat([mach.ak.name.subarray(0, 2), randomBytes(32)]), ...mach.binding() }), CTX);
   assert.is(code(r), 'AK_MISMATCH');
   // attest-finish alone with another AK name
   const a = await mach.attest(env.service, { mutate: (m) => { m.akName = Buffer.concat([m.akName.subarray(0, 2), randomBytes(32)]); } });

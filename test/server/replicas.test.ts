@@ -29,6 +29,7 @@ let a: RunningServer;
 let b: RunningServer;
 let ca: Buffer;
 let token: string;
+let enrolToken: string;
 let mach: TestMachine;
 
 test.before(async () => {
@@ -40,6 +41,7 @@ test.before(async () => {
   a = await startServer({ stateDir: dir, listen: '127.0.0.1:0', rateLimit: { perMachine: { burst: 6, perSecond: 0.01 } } });
   b = await startServer({ stateDir: dir, listen: '127.0.0.1:0' });
   mach = await TestMachine.start(LOG);
+  enrolToken = ((await admin('token-create', { uses: 10 })) as { token: string }).token;
 });
 test.after(async () => {
   await mach?.stop();
@@ -60,25 +62,25 @@ async function request(s: RunningServer, m: Message): Promise<Message> {
 const admin = (op: string, f: Record<string, unknown> = {}) => adminRequest({ server: `https://127.0.0.1:${b.port}`, ca, adminToken: token }, op, f);
 
 async function enroll(policy?: string): Promise<MessageOf<'enroll-accepted'>> {
-  const ch = await request(a, { ...mach.beginMsg(), adminToken: token });
+  const ch = await request(a, { ...mach.beginMsg(), enrolToken });
   assert.is(ch.t, 'enroll-challenge', JSON.stringify(ch));
   const c = ch as MessageOf<'enroll-challenge'>;
   const proof = await activateCredential(mach.tpm, { ak: mach.ak, ek: mach.ek, credentialBlob: c.credentialBlob, secret: c.encryptedSecret });
   const q = await quotePCRs(mach.tpm, mach.ak, { selection: toTpmSelection(c.pcrSelection), nonce: c.nonce });
   const acc = await request(b, {
-    t: 'enroll-finish', adminToken: token, enrollment: c.enrollment, proof, quote: q.quoted, signature: marshalSignature(q.signature), pcrs: q.pcrs, eventLog: LOG,
+    t: 'enroll-finish', enrolToken, enrollment: c.enrollment, proof, quote: q.quoted, signature: marshalSignature(q.signature), pcrs: q.pcrs, eventLog: LOG,
     ...(policy ? { policy } : {}),
   });
   assert.is(acc.t, 'enroll-accepted', JSON.stringify(acc));
-  assert.is((await request(a, { t: 'enroll-commit', adminToken: token, enrollment: c.enrollment })).t, 'ok');
+  assert.is((await request(a, { t: 'enroll-commit', enrolToken, enrollment: c.enrollment })).t, 'ok');
   return acc as MessageOf<'enroll-accepted'>;
 }
 
 async function attest(id: string, begin = a, finish = b): Promise<Message> {
-  const ch = await request(begin, { t: 'attest-begin', machine: id, akName: mach.ak.name });
+  const ch = await request(begin, { t: 'attest-begin', machine: id, akName: mach.ak.name, ...mach.binding() });
   if (ch.t !== 'attest-challenge') return ch;
   const q = await quotePCRs(mach.tpm, mach.ak, { selection: toTpmSelection(ch.pcrSelection), nonce: ch.nonce });
-  return request(finish, { t: 'attest-finish', machine: id, akName: mach.ak.name, nonce: ch.nonce, quote: q.quoted, signature: marshalSignature(q.signature), pcrs: q.pcrs, eventLog: LOG });
+  return request(finish, { t: 'attest-finish', machine: id, akName: mach.ak.name, ...mach.binding(), nonce: ch.nonce, quote: q.quoted, signature: marshalSignature(q.signature), pcrs: q.pcrs, eventLog: LOG });
 }
 
 async function unseal(rel: MessageOf<'released'>): Promise<Buffer> {
@@ -120,6 +122,13 @@ test('named policy (put-policy) at enrolment; re-enrolment supersedes the old re
   assert.not.ok((await unseal(r as MessageOf<'released'>)).equals(acc.serverShare), 'rotated share differs');
   await mach.reboot();
 
+  try {
+    await admin('delete', { machine: acc.machine });
+    assert.unreachable('an active machine was deleted');
+  } catch (e) {
+    assert.is((e as ServerError).code, 'NOT_REVOKED');
+  }
+  await admin('revoke', { machine: acc.machine });
   await admin('delete', { machine: acc.machine });
   r = await attest(acc.machine);
   assert.is(r.t === 'error' && r.code, 'UNKNOWN_MACHINE');
@@ -130,19 +139,27 @@ test('named policy (put-policy) at enrolment; re-enrolment supersedes the old re
     assert.is((e as ServerError).code, 'UNKNOWN_MACHINE');
   }
   const audit = (await admin('audit', { limit: 500 })) as { action: string }[];
-  for (const act of ['enroll-finish', 'enroll-commit', 'release', 'admin-rotate', 'admin-delete', 'admin-add-boot', 'admin-put-policy']) {
+  for (const act of ['token-use', 'enroll-finish', 'enroll-commit', 'superseded', 'release', 'admin-rotate', 'admin-revoke', 'admin-delete', 'admin-add-boot', 'admin-put-policy', 'admin-token-create']) {
     assert.ok(audit.some((x) => x.action === act), `audit lacks ${act}`);
   }
 });
 
-test('per-machine rate limit (replica A: burst 6)', async () => {
-  const codes: string[] = [];
-  for (let i = 0; i < 8; i++) {
-    const r = await request(a, { t: 'attest-begin', machine: 'm-1111111111111111', akName: mach.ak.name });
-    codes.push(r.t === 'error' ? r.code : r.t);
+test('per-machine rate limit (replica A: burst 6): a flood with the victim\'s id and a wrong AK spends nothing; the machine itself is limited', async () => {
+  const acc = await enroll();
+  const wrongAk = Buffer.concat([mach.ak.name.subarray(0, 2), Buffer.alloc(32, 7)]);
+  const flood: string[] = [];
+  for (let i = 0; i < 12; i++) {
+    const r = await request(a, { t: 'attest-begin', machine: acc.machine, akName: wrongAk, ...mach.binding() });
+    flood.push(r.t === 'error' ? r.code : r.t);
   }
-  assert.ok(codes.includes('RATE_LIMITED'), codes.join(','));
-  assert.is(codes[0], 'UNKNOWN_MACHINE');
+  assert.equal([...new Set(flood)], ['AK_MISMATCH'], 'no RATE_LIMITED from a flood that failed the AK check');
+  const own: string[] = [];
+  for (let i = 0; i < 8; i++) {
+    const r = await request(a, { t: 'attest-begin', machine: acc.machine, akName: mach.ak.name, ...mach.binding() });
+    own.push(r.t === 'error' ? r.code : r.t);
+  }
+  assert.is(own[0], 'attest-challenge', own.join(','));
+  assert.ok(own.includes('RATE_LIMITED'), own.join(','));
 });
 
 test.run();

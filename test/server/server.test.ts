@@ -8,7 +8,8 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import tls from 'node:tls';
 import { spawnSync, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { initState } from '../../src/server/pki.ts';
@@ -35,6 +36,7 @@ test.before(async () => {
 test.after(async () => {
   await srv?.close();
   rmSync(join(dir, '..'), { recursive: true, force: true });
+  rmSync(`${dir}-ca`, { recursive: true, force: true });
 });
 
 function connect(o: tls.ConnectionOptions = {}): Promise<tls.TLSSocket> {
@@ -71,7 +73,7 @@ async function stillServes(): Promise<void> {
 
 test('server init: directory 0700, secrets 0600, certificate accepted by node:tls with the CA pinned', async () => {
   assert.is(statSync(dir).mode & 0o777, 0o700);
-  for (const f of ['ca.key', 'server.key', 'master.key', 'admin.token']) assert.is(statSync(join(dir, f)).mode & 0o777, 0o600, f);
+  for (const f of ['server.key', 'master.key', 'token-signing.key', 'admin.token']) assert.is(statSync(join(dir, f)).mode & 0o777, 0o600, f);
   assert.is(statSync(join(dir, 'master.key')).size, 32);
   for (const name of ['localhost', 'bootkey.test']) {
     const s = await connect({ servername: name, checkServerIdentity: (h, c) => tls.checkServerIdentity(name, c) });
@@ -141,13 +143,73 @@ test('slowloris: half a frame, then silence → error TIMEOUT and close', async 
 });
 
 test('requests: unknown machine refused; several requests on one connection', async () => {
-  const att = encodeMessage({ t: 'attest-begin', machine: 'm-0000000000000000', akName: Buffer.alloc(34) });
+  const att = encodeMessage({ t: 'attest-begin', machine: 'm-0000000000000000', akName: Buffer.alloc(34), ekName: Buffer.alloc(34), releasedPcr: 15 });
   const r = await exchange(Buffer.concat([frame(att), frame(att)]), 1500);
   assert.ok(r.replies.length >= 2);
   assert.is((r.replies[0] as { code: string }).code, 'UNKNOWN_MACHINE');
   assert.is((r.replies[1] as { code: string }).code, 'UNKNOWN_MACHINE');
   if (r.replies[2]) assert.is((r.replies[2] as { code: string }).code, 'TIMEOUT', 'an idle connection is closed after the message timeout');
   assert.ok(lines.some((l) => /event=attest-begin result=refused code=UNKNOWN_MACHINE machine=m-0000000000000000 peer=\S+/.test(l)), lines.join('\n'));
+});
+
+test('the CA private key is kept out of the state directory; the server starts and serves without it', async () => {
+  assert.not.ok(existsSync(join(dir, 'ca.key')), 'no ca.key in the state directory replicas copy');
+  assert.is(statSync(`${dir}-ca`).mode & 0o777, 0o700);
+  assert.is(statSync(join(`${dir}-ca`, 'ca.key')).mode & 0o777, 0o600);
+  // srv (started in before()) runs on this state directory: it serves admin requests...
+  await stillServes();
+  assert.not.ok(lines.some((l) => /event=warning/.test(l)), 'no warning without ca.key');
+  // ...and a replica started from a copy of the state directory alone serves too
+  const copy = join(dir, '..', 'replica-copy');
+  spawnSync('cp', ['-a', dir, copy]);
+  assert.not.ok(existsSync(join(copy, 'ca.key')));
+  const r = await startServer({ stateDir: copy, listen: '127.0.0.1:0' });
+  try {
+    const list = await adminRequest({ server: `https://127.0.0.1:${r.port}`, ca, adminToken: token }, 'list');
+    assert.ok(Array.isArray(list));
+  } finally {
+    await r.close();
+  }
+  // init moves an older layout's STATE/ca.key out, and re-issuing server.pem needs the CA dir
+  const old = join(dir, '..', 'old-layout');
+  await initState(old);
+  renameSync(join(`${old}-ca`, 'ca.key'), join(old, 'ca.key'));
+  const moved = await initState(old);
+  assert.equal(moved.moved, [`ca.key → ${join(`${old}-ca`, 'ca.key')}`]);
+  assert.not.ok(existsSync(join(old, 'ca.key')));
+  rmSync(join(old, 'server.pem'));
+  try {
+    await initState(old, { caDir: join(dir, '..', 'elsewhere') });
+    assert.unreachable('re-issued server.pem without the CA key');
+  } catch (e) {
+    assert.is((e as ServerError).code, 'CONFIG');
+    assert.match((e as Error).message, /needs the CA key/);
+  }
+  assert.ok((await initState(old)).created.includes('server.pem'));
+  rmSync(`${old}-ca`, { recursive: true, force: true });
+  rmSync(join(dir, '..', 'elsewhere'), { recursive: true, force: true });
+  // a ca.key left in the state directory is warned about at start
+  const warn: string[] = [];
+  writeFileSync(join(copy, 'ca.key'), 'x', { mode: 0o600 });
+  const w = await startServer({ stateDir: copy, listen: '127.0.0.1:0', log: (l) => warn.push(l) });
+  await w.close();
+  assert.ok(warn.some((l) => /event=warning .*ca\.key/.test(l)), warn.join('\n'));
+});
+
+test('a port already taken: startServer fails with LISTEN / EADDRINUSE (not a TLS error later)', async () => {
+  const taken = net.createServer();
+  await new Promise<void>((r) => taken.listen(0, '127.0.0.1', r));
+  const port = (taken.address() as net.AddressInfo).port;
+  try {
+    await startServer({ stateDir: dir, listen: `127.0.0.1:${port}` });
+    assert.unreachable('listened on a taken port');
+  } catch (e) {
+    assert.ok(e instanceof ServerError);
+    assert.is((e as ServerError).code, 'LISTEN');
+    assert.match((e as Error).message, new RegExp(`cannot listen on 127\\.0\\.0\\.1:${port}: EADDRINUSE`));
+  } finally {
+    taken.close();
+  }
 });
 
 test('admin: wrong token refused (AUTH); the token is never logged', async () => {
@@ -184,6 +246,49 @@ test('CLI: bootkey admin list/audit (plain and --json), usage errors', async () 
   r = await run([...base, 'show', 'm-0000000000000000']);
   assert.is(r.status, 1);
   assert.match(r.stderr, /UNKNOWN_MACHINE/);
+
+  // enrolment tokens
+  r = await run([...base, 'token', 'create', '--uses', '3', '--expires', '2h', '--comment', 'rack 4', '--json']);
+  assert.is(r.status, 0, r.stderr);
+  const created = JSON.parse(r.stdout) as { id: string; token: string; uses: number; expiresAt: number };
+  assert.match(created.token, /^bkenrol\.t-[0-9a-f]{16}\./);
+  assert.is(created.uses, 3);
+  assert.ok(Math.abs(created.expiresAt - Date.now() - 2 * 3600_000) < 120_000);
+  r = await run([...base, 'token', 'create']);
+  assert.is(r.status, 0, r.stderr);
+  assert.match(r.stdout, /^bkenrol\.t-[0-9a-f]{16}\.\S+\n# enrolment token t-[0-9a-f]{16}: 1 use\(s\)/);
+  r = await run([...base, 'token', 'list']);
+  assert.is(r.status, 0, r.stderr);
+  assert.match(r.stdout, new RegExp(`${created.id} +valid +3/3 .*rack 4`));
+  assert.not.ok(r.stdout.includes(created.token.split('.')[2]), 'list shows no secret');
+  r = await run([...base, 'token', 'revoke', created.id]);
+  assert.is(r.status, 0, r.stderr);
+  r = await run([...base, 'token', 'list', '--json']);
+  assert.is((JSON.parse(r.stdout) as { id: string; state: string }[]).find((t) => t.id === created.id)!.state, 'revoked');
+  for (const bad of [['token'], ['token', 'revoke'], ['token', 'create', '--expires', '10s'], ['token', 'create', '--expires', 'soon'], ['token', 'make']]) {
+    r = await run([...base, ...bad]);
+    assert.is(r.status, 2, `${bad.join(' ')}: ${r.stderr}`);
+  }
+  // an enrolment token is not an admin token
+  const tokFile = join(dir, '..', 'enrol.tok');
+  writeFileSync(tokFile, created.token);
+  r = await run(['admin', '--server', `https://127.0.0.1:${srv.port}`, '--ca', join(dir, 'ca.pem'), '--admin-token', tokFile, 'list']);
+  assert.is(r.status, 1);
+  assert.match(r.stderr, /TOKEN_SCOPE/);
+
+  // a permissive policy is refused by the CLI before sending, with the reason
+  const pol = join(dir, '..', 'empty-policy.json');
+  writeFileSync(pol, JSON.stringify({ version: 1, bank: 'sha256', pcrs: [0, 2, 4, 7], options: { allowAnyCmdline: false, allowAnyKernel: false }, rules: {} }));
+  r = await run([...base, 'put-policy', 'empty', '--policy', pol]);
+  assert.is(r.status, 1);
+  assert.match(r.stderr, /no rules: it matches every boot.*--allow-permissive/);
+  r = await run([...base, 'put-policy', 'empty', '--policy', pol, '--allow-permissive']);
+  assert.is(r.status, 0, r.stderr);
+
+  // enroll: --admin-token is refused, --enrol-token is required
+  r = await run(['enroll', '--server', 'https://127.0.0.1:1', '--ca', join(dir, 'ca.pem'), '--admin-token', join(dir, 'admin.token'), '--device', '/nonexistent', '--key-file', '/nonexistent']);
+  assert.is(r.status, 2);
+  assert.match(r.stderr, /--admin-token is not accepted by enroll.*--enrol-token/);
 });
 
 test('CLI: bootkey server init + bootkey server run and stop on SIGTERM', async () => {
@@ -197,12 +302,24 @@ test('CLI: bootkey server init + bootkey server run and stop on SIGTERM', async 
   const until = Date.now() + 15000;
   while (!/event=listening/.test(out) && Date.now() < until) await new Promise((r) => setTimeout(r, 100));
   assert.match(out, /event=listening host=127\.0\.0\.1 port=\d+ releasedPcr=15/);
+  const port = /event=listening host=\S+ port=(\d+)/.exec(out)![1];
+  // a second server on the same port fails loudly (exit 1, LISTEN, EADDRINUSE)
+  const dup = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'server', '--state', d2, '--listen', `127.0.0.1:${port}`], { cwd: ROOT, encoding: 'utf8', timeout: 30_000 });
+  assert.is(dup.status, 1, dup.stderr);
+  assert.match(dup.stderr, /cannot listen on 127\.0\.0\.1:\d+: EADDRINUSE/);
   const code = await new Promise<number | null>((resolve) => {
     child.once('exit', (c) => resolve(c));
     child.kill('SIGTERM');
   });
   assert.is(code, 0);
   assert.match(out, /event=stopped/);
+  // --released-pcr refuses resettable PCRs with the reason (usage error)
+  for (const [pcr, re] of [['16', /debug PCR/], ['23', /application PCR/], ['18', /DRTM/], ['7', /policy's PCRs/]] as const) {
+    const b = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'server', '--state', d2, '--listen', '127.0.0.1:0', '--released-pcr', pcr], { cwd: ROOT, encoding: 'utf8', timeout: 30_000 });
+    assert.is(b.status, 2, b.stderr);
+    assert.match(b.stderr, re);
+  }
+  rmSync(`${d2}-ca`, { recursive: true, force: true });
 });
 
 test.run();

@@ -8,6 +8,8 @@ import * as assert from 'uvu/assert';
 import { randomBytes } from 'node:crypto';
 import type { MachineRecord, Store } from '../../src/server/store.ts';
 import { Vault, sha256 } from '../../src/server/secrets.ts';
+import { newEnrolToken } from '../../src/server/enrol-tokens.ts';
+import type { EnrolTokenRecord } from '../../src/server/store.ts';
 import { ServerError } from '../../src/server/errors.ts';
 
 export interface StoreBackend {
@@ -20,6 +22,8 @@ export interface StoreBackend {
   schemaRows(): Promise<number>;
   /** Asserts that `share` is nowhere in clear at rest (files or raw rows). */
   assertNotAtRest(share: Buffer): Promise<void>;
+  /** Every raw row of a table, as the database returns it. */
+  rawRows(table: string): Promise<Record<string, unknown>[]>;
   /** Backend-specific extra check after migrate (e.g. SQLite's WAL mode). */
   afterMigrate?(): Promise<void>;
   close(): Promise<void>;
@@ -59,12 +63,12 @@ export function storeContract(be: StoreBackend): void {
   };
 
   t('migrations are idempotent and recorded', async () => {
-    assert.is(await a.schemaVersion(), 1);
+    assert.is(await a.schemaVersion(), 2);
     await a.migrate();
     await b.migrate();
     await Promise.all([a.migrate(), b.migrate()]);
-    assert.is(await b.schemaVersion(), 1);
-    assert.is(await be.schemaRows(), 1);
+    assert.is(await b.schemaVersion(), 2);
+    assert.is(await be.schemaRows(), 2);
     await be.afterMigrate?.();
   });
 
@@ -178,6 +182,54 @@ export function storeContract(be: StoreBackend): void {
     assert.is(fin.filter(Boolean).length, 1);
     const com = await Promise.all(Array.from({ length: 10 }, (_, i) => (i % 2 ? a : b).commitEnrollment('e-race', now)));
     assert.is(com.filter((x) => x !== undefined).length, 1);
+  });
+
+  t('enrolment tokens: stored hashed (no row holds the secret); uses taken atomically across two handles; expired, revoked, used-up named', async () => {
+    const now = Date.now();
+    const tok = newEnrolToken();
+    const rec: EnrolTokenRecord = { id: tok.id, hash: tok.hash, comment: 'rack 4', created: now, expiresAt: now + 3600_000, uses: 5, usesLeft: 5 };
+    await a.putEnrolToken(rec);
+    const raw = JSON.stringify((await be.rawRows('enrol_tokens')).map((r) => Object.fromEntries(Object.entries(r).map(([k, v]) => [k, Buffer.isBuffer(v) ? v.toString('hex') : v]))));
+    const secret = tok.token.split('.')[2];
+    assert.ok(raw.includes(tok.id), 'the id is stored');
+    assert.not.ok(raw.includes(secret), 'the secret is not stored');
+    assert.not.ok(raw.includes(Buffer.from(secret).toString('hex')), 'the secret is not stored as bytes');
+    assert.not.ok(raw.includes(Buffer.from(secret, 'base64url').toString('hex')), 'the secret is not stored decoded');
+    assert.ok(raw.includes(tok.hash.toString('hex')), 'its digest is');
+    assert.equal(await b.getEnrolToken(tok.id), rec);
+    // 12 concurrent uses of a 5-use token from two handles: exactly 5 win
+    const uses = await Promise.all(Array.from({ length: 12 }, (_, i) => (i % 2 ? a : b).useEnrolToken(tok.id, now)));
+    assert.is(uses.filter((u) => u === 'ok').length, 5);
+    assert.is(uses.filter((u) => u === 'used-up').length, 7);
+    assert.is((await a.getEnrolToken(tok.id))!.usesLeft, 0);
+    assert.is((await a.getEnrolToken(tok.id))!.lastUsed, now);
+    const exp = newEnrolToken();
+    await b.putEnrolToken({ ...rec, id: exp.id, hash: exp.hash, expiresAt: now - 1 });
+    assert.is(await a.useEnrolToken(exp.id, now), 'expired');
+    const rv = newEnrolToken();
+    await b.putEnrolToken({ ...rec, id: rv.id, hash: rv.hash });
+    assert.ok(await a.revokeEnrolToken(rv.id, now));
+    assert.not.ok(await b.revokeEnrolToken(rv.id, now), 'revoked once');
+    assert.is(await b.useEnrolToken(rv.id, now), 'revoked');
+    assert.is((await b.getEnrolToken(rv.id))!.usesLeft, 5, 'a refused use takes nothing');
+    assert.is(await a.useEnrolToken('t-0000000000000000', now), 'unknown');
+    assert.ok((await b.listEnrolTokens()).map((t) => t.id).includes(rv.id));
+    // enrolments remember their token
+    await a.putEnrollment({ id: 'e-tok', machineId: 'mid', hostname: 'h', ekPublic: Buffer.from('ek'), akPublic: Buffer.from('ak'), secretHash: sha256('s'), nonce: randomBytes(32), expiresAt: now + 300_000, created: now, tokenId: tok.id });
+    assert.is((await b.getEnrollment('e-tok'))!.tokenId, tok.id);
+  });
+
+  t('re-enrolment commit supersedes an active record of the same EK, never a revoked one; machinesByEkName', async () => {
+    const now = Date.now();
+    const ek = Buffer.from('ek-revoked-' + now);
+    await a.createMachine(machine('m-rv-old', randomBytes(32), { ekName: ek, state: 'revoked' }));
+    await a.putEnrollment({ id: 'e-rv', machineId: 'mid', hostname: 'h', ekPublic: Buffer.from('ek'), akPublic: Buffer.from('ak'), secretHash: sha256('s'), nonce: randomBytes(32), expiresAt: now + 300_000, created: now });
+    await a.finishEnrollment('e-rv', machine('m-rv-new', randomBytes(32), { ekName: ek, state: 'pending' }));
+    assert.equal((await b.machinesByEkName(ek)).map((m) => [m.id, m.state]).sort(), [['m-rv-new', 'pending'], ['m-rv-old', 'revoked']]);
+    assert.is(await b.commitEnrollment('e-rv', now), 'm-rv-new');
+    assert.is((await a.getMachine('m-rv-old'))?.state, 'revoked', 'the revoked record is kept');
+    await a.deleteMachine('m-rv-old');
+    await a.deleteMachine('m-rv-new');
   });
 
   t('gc: pending machines older than the cut-off and expired enrolments go; active ones stay', async () => {

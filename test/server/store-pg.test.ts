@@ -16,6 +16,7 @@ import { withServer, type ServerSession } from '../../src/client/connect.ts';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PgStore } from '../../src/server/store-pg.ts';
+import { PG_MIGRATIONS } from '../../src/server/migrations-pg.ts';
 import { createStore } from '../../src/server/store-factory.ts';
 import { SqliteStore } from '../../src/server/store-sqlite.ts';
 import { ServerError } from '../../src/server/errors.ts';
@@ -26,7 +27,7 @@ import { initState } from '../../src/server/pki.ts';
 import { startServer, type RunningServer } from '../../src/server/server.ts';
 import { adminRequest } from '../../src/server/admin-client.ts';
 import type { MessageOf } from '../../src/protocol/messages.ts';
-import { SimMachine, BootImage, enrollAll, openReleased, connect, request, ClientFailure, type SimConfig, type Target } from '../../bench/sim/machine.ts';
+import { SimMachine, BootImage, enrollAll, createEnrolToken, openReleased, connect, request, ClientFailure, type SimConfig, type Target } from '../../bench/sim/machine.ts';
 
 const started = startPg({ fsync: false });
 if ('missing' in started) {
@@ -59,6 +60,14 @@ if ('missing' in started) {
       const x = new PgStore({ url });
       try {
         return Number((await x.pool.query('SELECT COUNT(*) AS n FROM schema_version')).rows[0].n);
+      } finally {
+        await x.close();
+      }
+    },
+    async rawRows(table) {
+      const x = new PgStore({ url });
+      try {
+        return (await x.pool.query(`SELECT * FROM ${table}`)).rows as Record<string, unknown>[];
       } finally {
         await x.close();
       }
@@ -142,7 +151,7 @@ if ('missing' in started) {
     u.username = 'bootkey_app';
     const app = new PgStore({ url: u.toString() });
     await app.migrate();
-    assert.is(await app.schemaVersion(), 1);
+    assert.is(await app.schemaVersion(), PG_MIGRATIONS.length);
     await app.audit({ time: 1, who: 'admin', action: 'x', result: 'ok' });
     await app.putNonce({ hash: sha256('p'), machine: 'm-1', purpose: 'attest', expiresAt: Date.now() + 60_000 });
     assert.is(await app.consumeNonce(sha256('p'), 'm-1', Date.now()), 'ok');
@@ -174,9 +183,9 @@ if ('missing' in started) {
   async function begin(m: SimMachine, s: RunningServer): Promise<MessageOf<'attest-finish'>> {
     const c = await connect(T(s), cfg.ca, m.address, 10_000);
     try {
-      const ch = await request(c, { t: 'attest-begin', machine: m.id, akName: m.akName }, ['attest-challenge'], 10_000);
+      const ch = await request(c, { t: 'attest-begin', machine: m.id, akName: m.akName, ...m.binding() }, ['attest-challenge'], 10_000);
       const q = m.quote(ch.pcrSelection, ch.nonce);
-      return { t: 'attest-finish', machine: m.id, akName: m.akName, nonce: ch.nonce, quote: q.quote, signature: q.signature, pcrs: q.pcrs, eventLog: img.log };
+      return { t: 'attest-finish', machine: m.id, akName: m.akName, ...m.binding(), nonce: ch.nonce, quote: q.quote, signature: q.signature, pcrs: q.pcrs, eventLog: img.log };
     } finally {
       c.close();
     }
@@ -202,7 +211,8 @@ if ('missing' in started) {
     A = await startServer({ stateDir: join(root, 'state'), listen: '127.0.0.1:0', store: new PgStore({ url: replUrl, max: 4 }) });
     B = await startServer({ stateDir: join(root, 'state'), listen: '127.0.0.1:0', store: new PgStore({ url: replUrl, max: 4, connectTimeoutMs: 1000 }) });
     token = readFileSync(join(root, 'state', 'admin.token'), 'utf8').trim();
-    cfg = { servers: [T(A), T(B)], ca: readFileSync(join(root, 'state', 'ca.pem')), adminToken: token, backoffMs: 50 };
+    const ca = readFileSync(join(root, 'state', 'ca.pem'));
+    cfg = { servers: [T(A), T(B)], ca, enrolToken: await createEnrolToken({ server: `https://127.0.0.1:${A.port}`, ca, adminToken: token }, 4), backoffMs: 50 };
     const ms = Array.from({ length: 4 }, (_, i) => new SimMachine(i, img, { ek: i === 3 ? 'rsa' : 'ecc' }));
     assert.equal(await enrollAll(ms, cfg, 4), []);
     const list = (await admin(B, 'list')) as { id: string; state: string }[];
@@ -303,9 +313,9 @@ if ('missing' in started) {
       });
     });
     const flow = async (s: ServerSession): Promise<MessageOf<'released'>> => {
-      const ch = await s.request({ t: 'attest-begin', machine: m.id, akName: m.akName }, ['attest-challenge']);
+      const ch = await s.request({ t: 'attest-begin', machine: m.id, akName: m.akName, ...m.binding() }, ['attest-challenge']);
       const q = m.quote(ch.pcrSelection, ch.nonce);
-      return s.request({ t: 'attest-finish', machine: m.id, akName: m.akName, nonce: ch.nonce, quote: q.quote, signature: q.signature, pcrs: q.pcrs, eventLog: img.log }, ['released']);
+      return s.request({ t: 'attest-finish', machine: m.id, akName: m.akName, ...m.binding(), nonce: ch.nonce, quote: q.quote, signature: q.signature, pcrs: q.pcrs, eventLog: img.log }, ['released']);
     };
     const opts = { servers: [`https://127.0.0.1:${dead}`, `https://127.0.0.1:${B.port}`], ca: cfg.ca, deadlineMs: 30_000, maxAttempts: 20, backoffMs: 200, maxBackoffMs: 1000 };
     m.reboot();

@@ -34,6 +34,9 @@ storeContract({
   async schemaRows() {
     return (a.db.prepare('SELECT COUNT(*) AS n FROM schema_version').get() as { n: number }).n;
   },
+  async rawRows(table) {
+    return a.db.prepare(`SELECT * FROM ${table}`).all() as Record<string, unknown>[];
+  },
   async afterMigrate() {
     assert.is((a.db.pragma('journal_mode', { simple: true }) as string).toLowerCase(), 'wal');
   },

@@ -27,7 +27,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { initState } from '../../src/server/pki.ts';
-import { SimMachine, BootImage, enrollAll, openReleased, type SimConfig, type FlowStats, type Target } from '../../bench/sim/machine.ts';
+import { SimMachine, BootImage, enrollAll, createEnrolToken, openReleased, type SimConfig, type FlowStats, type Target } from '../../bench/sim/machine.ts';
 import { spawnServer, type ServerProc } from '../../bench/sim/server-proc.ts';
 import { startPg, createDatabase, type Pg } from '../../bench/sim/pg.ts';
 
@@ -129,7 +129,8 @@ if ('missing' in started) {
     servers.push(await spawnServer({ stateDir: state, store: url }), await spawnServer({ stateDir: state, store: url }));
     const t0 = Date.now();
     machines = Array.from({ length: N }, (_, i) => new SimMachine(i, image));
-    const errs = await enrollAll(machines, { ...cfgFor(targets()), adminToken }, 48);
+    const enrolToken = await createEnrolToken({ server: `https://127.0.0.1:${servers[0].port}`, ca, adminToken }, N);
+    const errs = await enrollAll(machines, { ...cfgFor(targets()), enrolToken }, 48);
     console.log(`  storm setup: ${N} machines enrolled through 2 replicas in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
     assert.equal(errs, []);
   });
