@@ -94,7 +94,7 @@ export function readConfFile(file: string, optional: boolean): string | undefine
  */
 export function resolveServerConfig(o: { configFile?: string; env?: NodeJS.ProcessEnv; flags?: Partial<Record<string, string>>; defaultFile?: string }): ResolvedServerConfig {
   const env = o.env ?? process.env;
-  const explicit = o.configFile ?? env[CONFIG_ENV];
+  const explicit = o.configFile ?? (env[CONFIG_ENV] || undefined);
   const file = explicit ?? o.defaultFile ?? SERVER_CONF_FILE;
   const text = readConfFile(file, explicit === undefined);
   const settings: Record<string, unknown> = {};
