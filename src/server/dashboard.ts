@@ -120,7 +120,8 @@ export async function startDashboard(o: DashboardOptions): Promise<RunningDashbo
       'content-type': 'text/html; charset=utf-8',
       'content-security-policy': CSP,
       'x-content-type-options': 'nosniff',
-      'referrer-policy': 'no-referrer',
+      // same-origin, not no-referrer: with no-referrer browsers send `Origin: null` on form posts.
+      'referrer-policy': 'same-origin',
       'x-frame-options': 'DENY',
       'cache-control': 'no-store',
       'strict-transport-security': 'max-age=31536000',
@@ -294,6 +295,11 @@ ${rows.map((a) => `<tr><td>${a.seq}</td><td>${time(a.time)}</td><td>${h(a.who)}<
     if (method === 'GET' && path === '/static/dashboard.css') {
       res.writeHead(200, { 'content-type': 'text/css; charset=utf-8', 'cache-control': 'max-age=3600', 'x-content-type-options': 'nosniff', 'content-security-policy': CSP });
       res.end(STYLE);
+      return;
+    }
+    if (method === 'GET' && path === '/favicon.ico') {
+      res.writeHead(204, { 'cache-control': 'max-age=86400' });
+      res.end();
       return;
     }
     if (path === '/login') {

@@ -303,7 +303,7 @@ export class Service {
     const now = this.now();
     await this.o.store.putEnrollment({
       id, machineId: m.machineId, hostname: m.hostname, ekPublic: m.ekPublic, akPublic: m.akPublic,
-      secretHash: sha256(secret), nonce, expiresAt: now + ENROLLMENT_TTL_MS, created: now, tokenId,
+      secretHash, nonce, expiresAt: now + ENROLLMENT_TTL_MS, created: now, tokenId,
     });
     this.log(kv({ event: 'enroll-begin', result: 'ok', enrollment: id, token: tokenId, hostname: m.hostname, peer: ctx.peer }));
     // Every boot PCR the firmware log accounts for (ENROLL_PCRS): the policy generated from this
