@@ -88,6 +88,8 @@ export class Page {
   readonly errors: string[] = [];
   /** Bytes received per navigation's resources (encodedDataLength), by URL. */
   readonly received = new Map<string, number>();
+  /** The last navigation: its loader, when it was asked for, when its first contentful paint was reported (wall clock, ms). */
+  private nav: { loaderId?: string; start: number; fcp?: number } = { start: 0 };
   private loadWaiters: (() => void)[] = [];
   constructor(readonly browser: Browser, readonly sessionId: string) {}
 
@@ -103,9 +105,13 @@ export class Page {
     }));
     b.on('Network.responseReceived', mine((p) => urls.set(p.requestId as string, (p.response as { url: string }).url)));
     b.on('Network.loadingFinished', mine((p) => this.received.set(urls.get(p.requestId as string) ?? String(p.requestId), p.encodedDataLength as number)));
+    b.on('Page.lifecycleEvent', mine((p) => {
+      if (p.name === 'firstContentfulPaint' && p.loaderId === this.nav.loaderId && this.nav.fcp === undefined) this.nav.fcp = performance.now();
+    }));
     b.on('Page.loadEventFired', mine(() => { for (const w of this.loadWaiters.splice(0)) w(); }));
     for (const d of ['Page.enable', 'Runtime.enable', 'Log.enable', 'Network.enable']) await this.send(d);
     await this.send('Network.setCacheDisabled', { cacheDisabled: true });
+    await this.send('Page.setLifecycleEventsEnabled', { enabled: true });
   }
 
   send(method: string, params: Record<string, unknown> = {}): Promise<Record<string, unknown>> {
@@ -119,10 +125,20 @@ export class Page {
     });
   }
 
+  /**
+   * Wall-clock ms from asking for the last navigation (goto) to the browser reporting its first
+   * contentful paint (request, server, transfer, parse, style, paint); undefined if none yet.
+   */
+  firstContentfulPaintMs(): number | undefined {
+    return this.nav.fcp === undefined ? undefined : this.nav.fcp - this.nav.start;
+  }
+
   async goto(url: string): Promise<void> {
     this.received.clear();
+    this.nav = { start: performance.now() };
     const loaded = this.waitLoad();
-    const r = await this.send('Page.navigate', { url }) as { errorText?: string };
+    const r = await this.send('Page.navigate', { url }) as { errorText?: string; loaderId?: string };
+    this.nav.loaderId = r.loaderId;
     if (r.errorText) throw new Error(`navigate ${url}: ${r.errorText}`);
     await loaded;
   }
