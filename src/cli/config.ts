@@ -7,8 +7,8 @@
  */
 import { UsageError } from '../errors.ts';
 import { type Command, flag, opt, EXIT_OK } from './command.ts';
-import { loadMachineConf, MACHINE_CONF_FILE, MACHINE_KEYS } from '../config/machine-conf.ts';
-import { readConfFile, resolveServerConfig, SERVER_CONF_FILE } from '../config/server-conf.ts';
+import { loadMachineConf, exampleMachineConf, MACHINE_CONF_FILE, MACHINE_KEYS } from '../config/machine-conf.ts';
+import { exampleServerConf, readConfFile, resolveServerConfig, SERVER_CONF_FILE } from '../config/server-conf.ts';
 
 const check: Command = {
   path: ['config', 'check'],
@@ -34,4 +34,20 @@ Exit status 0 when the file is valid (or absent, without --config), 1 naming FIL
   },
 };
 
-export const configCommands: Command[] = [check];
+const example: Command = {
+  path: ['config', 'example'],
+  summary: 'print an example server.conf (--server) or bootkey.conf (--machine), every key commented out',
+  help: `usage: bootkey config example --server|--machine
+
+Prints the file packages install as /etc/bootkey/server.conf or /etc/bootkey/bootkey.conf: every
+key, commented out, with what it does and its default.`,
+  options: { machine: { type: 'boolean' }, server: { type: 'boolean' } },
+  run(args) {
+    const machine = flag(args, 'machine'), server = flag(args, 'server');
+    if (machine === server) throw new UsageError('config example: give exactly one of --machine, --server');
+    process.stdout.write(machine ? exampleMachineConf() : exampleServerConf());
+    return EXIT_OK;
+  },
+};
+
+export const configCommands: Command[] = [check, example];

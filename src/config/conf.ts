@@ -75,6 +75,8 @@ export interface KeySpec<T = unknown> {
   parse: KeyParser<T>;
   /** One line for the documentation and --help. */
   doc: string;
+  /** A valid value for the example file (the default when there is one). */
+  example?: string;
 }
 
 /** Checks every entry against `schema` (own keys only); names the key and line of the first problem. */

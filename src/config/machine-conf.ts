@@ -5,7 +5,7 @@
  *   deadline = 60                      seconds the initrd agent tries the servers (then the prompt alone)
  *   servers  = https://a:7443, https://b:7443   default --server for `bootkey enroll` (the token then carries them)
  *   ca       = /etc/bootkey/ca.pem     the pinned server CA: default --ca for enroll; the initrd's pin
- *   tpm      = device                  TPM for the agent (a transport spec; default the device)
+ *   tpm      = device:/dev/tpmrm0       TPM for the agent (a transport spec; default the device)
  *   eventlog = /sys/kernel/security/tpm0/binary_bios_measurements
  *   enabled  = yes                     no: the agent steps aside (also rd.bootkey=0)
  *
@@ -26,12 +26,12 @@ function serverUrls(v: string): string[] {
 }
 
 export const MACHINE_KEYS = {
-  deadline: { parse: numberIn(0.001, 3600), doc: 'seconds the initrd agent keeps trying the servers; default 60' },
-  servers: { parse: serverUrls, doc: 'key-release servers, comma-separated: the default --server of `bootkey enroll`' },
-  ca: { parse: nonEmpty, doc: `the pinned server CA (PEM): the default --ca of enroll, and the initrd's pin; default ${DEFAULT_PINNED_CA}` },
-  tpm: { parse: nonEmpty, doc: 'the TPM the agent uses (transport spec); default the kernel device' },
-  eventlog: { parse: nonEmpty, doc: 'the firmware event log; default /sys/kernel/security/tpm0/binary_bios_measurements' },
-  enabled: { parse: bool, doc: 'no: the initrd agent steps aside (also rd.bootkey=0); default yes' },
+  deadline: { parse: numberIn(0.001, 3600), doc: 'seconds the initrd agent keeps trying the servers; default 60', example: '60' },
+  servers: { parse: serverUrls, doc: 'key-release servers, comma-separated: the default --server of `bootkey enroll`', example: 'https://bootkey.example:7443' },
+  ca: { parse: nonEmpty, doc: `the pinned server CA (PEM): the default --ca of enroll, and the initrd's pin; default ${DEFAULT_PINNED_CA}`, example: '/etc/bootkey/ca.pem' },
+  tpm: { parse: nonEmpty, doc: 'the TPM the agent uses (transport spec); default the kernel device', example: 'device:/dev/tpmrm0' },
+  eventlog: { parse: nonEmpty, doc: 'the firmware event log; default /sys/kernel/security/tpm0/binary_bios_measurements', example: '/sys/kernel/security/tpm0/binary_bios_measurements' },
+  enabled: { parse: bool, doc: 'no: the initrd agent steps aside (also rd.bootkey=0); default yes', example: 'yes' },
 } satisfies Record<string, KeySpec>;
 
 export type MachineSettings = { [K in keyof typeof MACHINE_KEYS]?: ReturnType<(typeof MACHINE_KEYS)[K]['parse']> };
@@ -56,4 +56,16 @@ export function loadMachineConf(text: string, file = MACHINE_CONF_FILE, strict =
     }
   }
   return { settings: settings as MachineSettings, skipped };
+}
+
+/** The example file shipped as /etc/bootkey/bootkey.conf (every key commented out). */
+export function exampleMachineConf(): string {
+  const lines = [
+    '# /etc/bootkey/bootkey.conf: bootkey machine settings (format: bootkey.conf(5), docs/CONFIG.md).',
+    '# key = value, one per line; # starts a comment line. At boot, rd.bootkey.KEY= on the kernel',
+    '# command line overrides a key. Check with: bootkey config check --machine',
+    '',
+  ];
+  for (const [k, s] of Object.entries(MACHINE_KEYS)) lines.push(`# ${s.doc}`, `#${k} = ${s.example}`, '');
+  return lines.join('\n');
 }

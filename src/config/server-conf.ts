@@ -41,20 +41,20 @@ function storeSpec(v: string): string {
 
 /** Every key, its parser and one documentation line (docs/SERVER.md lists the same). */
 export const SERVER_KEYS = {
-  state: { parse: nonEmpty, doc: 'state directory (made by `bootkey server init`); no default' },
-  listen: { parse: listenAddr, doc: 'HOST:PORT or [IPv6]:PORT of the TLS listener; default 0.0.0.0:7443' },
-  store: { parse: storeSpec, doc: 'sqlite (STATE/bootkey.db, the default) or postgres://USER@HOST:PORT/DB[?pool_max=N]' },
-  'released-pcr': { parse: intIn(0, 23), doc: 'the PCR a client extends after a release; default 15' },
-  'ek-ca': { parse: nonEmpty, doc: 'PEM bundle of TPM manufacturer CAs; enrolment then requires a chaining EK certificate' },
-  'nonce-ttl': { parse: intIn(5, 3600), doc: 'attestation nonce lifetime in seconds; default 60' },
-  'max-connections': { parse: intIn(1, 100000), doc: 'simultaneous TLS connections; default 128' },
-  'listen-backlog': { parse: intIn(1, 65535), doc: 'the listen(2) backlog; default 511' },
-  'rate-limit-peer': { parse: bucket, doc: 'requests per peer address, BURST/PER_SECOND; default 60/5' },
-  'rate-limit-machine': { parse: bucket, doc: 'attestations per machine, BURST/PER_SECOND; default 20/0.5' },
-  'message-timeout': { parse: intIn(1, 300), doc: 'seconds to receive one message (and the TLS handshake); default 10' },
-  'connection-timeout': { parse: intIn(1, 3600), doc: 'seconds a connection may stay open; default 30' },
-  metrics: { parse: listenOrOff, doc: 'HOST:PORT of the Prometheus listener (plain HTTP, GET /metrics), or off; default off' },
-  dashboard: { parse: listenOrOff, doc: 'HOST:PORT of the web dashboard (HTTPS, the server certificate), or off; default off' },
+  state: { parse: nonEmpty, doc: 'state directory (made by `bootkey server init`); no default', example: '/var/lib/bootkey' },
+  listen: { parse: listenAddr, doc: 'HOST:PORT or [IPv6]:PORT of the TLS listener; default 0.0.0.0:7443', example: '0.0.0.0:7443' },
+  store: { parse: storeSpec, doc: 'sqlite (STATE/bootkey.db, the default) or postgres://USER@HOST:PORT/DB[?pool_max=N]', example: 'sqlite' },
+  'released-pcr': { parse: intIn(0, 23), doc: 'the PCR a client extends after a release; default 15', example: '15' },
+  'ek-ca': { parse: nonEmpty, doc: 'PEM bundle of TPM manufacturer CAs; enrolment then requires a chaining EK certificate', example: '/etc/bootkey/ek-ca.pem' },
+  'nonce-ttl': { parse: intIn(5, 3600), doc: 'attestation nonce lifetime in seconds; default 60', example: '60' },
+  'max-connections': { parse: intIn(1, 100000), doc: 'simultaneous TLS connections; default 128', example: '128' },
+  'listen-backlog': { parse: intIn(1, 65535), doc: 'the listen(2) backlog; default 511', example: '511' },
+  'rate-limit-peer': { parse: bucket, doc: 'requests per peer address, BURST/PER_SECOND; default 60/5', example: '60/5' },
+  'rate-limit-machine': { parse: bucket, doc: 'attestations per machine, BURST/PER_SECOND; default 20/0.5', example: '20/0.5' },
+  'message-timeout': { parse: intIn(1, 300), doc: 'seconds to receive one message (and the TLS handshake); default 10', example: '10' },
+  'connection-timeout': { parse: intIn(1, 3600), doc: 'seconds a connection may stay open; default 30', example: '30' },
+  metrics: { parse: listenOrOff, doc: 'HOST:PORT of the Prometheus listener (plain HTTP, GET /metrics), or off; default off', example: '127.0.0.1:9464' },
+  dashboard: { parse: listenOrOff, doc: 'HOST:PORT of the web dashboard (HTTPS, the server certificate), or off; default off', example: '127.0.0.1:7444' },
 } satisfies Record<string, KeySpec>;
 
 export type ServerKey = keyof typeof SERVER_KEYS;
@@ -132,11 +132,11 @@ export function resolveServerConfig(o: { configFile?: string; env?: NodeJS.Proce
 /** The example file shipped as /etc/bootkey/server.conf (every key, commented out, with its default). */
 export function exampleServerConf(): string {
   const lines = [
-    '# /etc/bootkey/server.conf: bootkey server settings (format: bootkey.conf(5), docs/SERVER.md).',
+    '# /etc/bootkey/server.conf: bootkey server settings (format: bootkey.conf(5), docs/CONFIG.md).',
     '# key = value, one per line; # starts a comment line. Environment variables BOOTKEY_<KEY>',
     '# and command-line flags --<key> override these. Check with: bootkey server --check-config',
     '',
   ];
-  for (const [k, s] of Object.entries(SERVER_KEYS)) lines.push(`# ${s.doc}`, `#${k} = `, '');
+  for (const [k, s] of Object.entries(SERVER_KEYS)) lines.push(`# ${s.doc}`, `#${k} = ${s.example}`, '');
   return lines.join('\n');
 }

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { parseConf, ConfigError } from '../../src/config/conf.ts';
 import { resolveServerConfig, SERVER_KEYS, exampleServerConf, envName } from '../../src/config/server-conf.ts';
-import { loadMachineConf } from '../../src/config/machine-conf.ts';
+import { loadMachineConf, exampleMachineConf } from '../../src/config/machine-conf.ts';
 import { loadConfig } from '../../src/initrd/agent.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'bootkey-conf-'));
@@ -117,6 +117,17 @@ test('bootkey.conf: strict check names key and line; the initrd agent reads it l
   const r = cli(['config', 'check', '--machine', '--config', m]);
   assert.is(r.status, 1);
   assert.match(r.stderr, /m\.conf:1: key "deadline": expected a number/);
+});
+
+test('the example files (bootkey config example): every key, and each uncommented example is valid', () => {
+  const srv = exampleServerConf();
+  for (const k of Object.keys(SERVER_KEYS)) assert.match(srv, new RegExp(`^#${k} = \\S`, 'm'));
+  const on = file('ex-server.conf', srv.replace(/^#([a-z-]+ = )/gm, '$1'));
+  assert.equal(Object.keys(resolveServerConfig({ configFile: on, env: {} }).settings).sort(), Object.keys(SERVER_KEYS).sort());
+  const m = exampleMachineConf().replace(/^#([a-z-]+ = )/gm, '$1');
+  assert.equal(Object.keys(loadMachineConf(m, 'ex', true).settings).sort(), ['ca', 'deadline', 'enabled', 'eventlog', 'servers', 'tpm']);
+  const r = cli(['config', 'example', '--server']);
+  assert.is(r.stdout, srv);
 });
 
 test.after(() => rmSync(dir, { recursive: true, force: true }));
