@@ -95,6 +95,7 @@ docs/SERVER.md).`,
       const { ENROLL_PCRS } = await import('../server/service.ts');
       const bad = releasedPcrProblem(st['released-pcr'], ENROLL_PCRS);
       const o = cfg.origins['released-pcr'];
+      if (bad && o?.from === 'flag') throw new UsageError(`--released-pcr: ${bad}`);
       if (bad) throw new ConfigError(`${o?.from === 'file' ? `${cfg.file}:${o.line}: key "released-pcr"` : o?.from === 'env' ? envName('released-pcr') : '--released-pcr'}: ${bad}`, { key: 'released-pcr', line: o?.line });
     }
     if (flag(args, 'check-config')) {

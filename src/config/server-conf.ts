@@ -3,13 +3,15 @@
  * conf.ts). Precedence, lowest first: built-in defaults < the file < environment variables
  * (`BOOTKEY_` + the key in upper case with `_` for `-`, e.g. BOOTKEY_LISTEN, BOOTKEY_STORE)
  * < command-line flags. Each value is checked the same way whatever its origin, and an error
- * names its origin (`server.conf:7: key "listen": ...`, `BOOTKEY_LISTEN: ...`, `--listen: ...`).
+ * names its origin (`server.conf:7: key "listen": ...`, `BOOTKEY_LISTEN: ...`, `--listen: ...`;
+ * the last a UsageError, exit 2, as any bad flag).
  *
  * There is no webhook key: the server has no webhooks (it logs to stdout/journald, keeps an
  * audit table, and exports metrics).
  * @module
  */
 import { readFileSync } from 'node:fs';
+import { UsageError } from '../errors.ts';
 import { parseListen } from '../server/listen.ts';
 import { ConfigError, MAX_CONF_BYTES, intIn, nonEmpty, parseConf, validateConf, type KeySpec } from './conf.ts';
 
@@ -90,7 +92,7 @@ export function readConfFile(file: string, optional: boolean): string | undefine
 /**
  * Resolves the server's settings. `configFile`: --config (must exist); else BOOTKEY_CONFIG
  * (must exist); else /etc/bootkey/server.conf when present. `flags`: the raw flag strings.
- * @throws ConfigError naming the key and its origin (file and line, variable, or flag)
+ * @throws ConfigError naming the key and its origin (file and line, or variable); UsageError for a bad flag
  */
 export function resolveServerConfig(o: { configFile?: string; env?: NodeJS.ProcessEnv; flags?: Partial<Record<string, string>>; defaultFile?: string }): ResolvedServerConfig {
   const env = o.env ?? process.env;
@@ -121,7 +123,8 @@ export function resolveServerConfig(o: { configFile?: string; env?: NodeJS.Proce
       try {
         settings[key] = spec.parse(fv.trim());
       } catch (e) {
-        throw new ConfigError(`--${key}: ${(e as Error).message}`, { key });
+        // A bad flag is a usage error (exit 2), as every other flag's.
+        throw new UsageError(`--${key}: ${(e as Error).message}`);
       }
       origins[key] = { from: 'flag' };
     }
