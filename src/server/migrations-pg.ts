@@ -93,4 +93,12 @@ export const PG_MIGRATIONS: string[] = [
      last_used BIGINT
    );
    ALTER TABLE enrollments ADD COLUMN token_id TEXT;`,
+  // 3: the event log of each machine's last refused attestation (latest only, bounded), for the dashboard's diff
+  `CREATE TABLE refused_boots (
+     machine TEXT PRIMARY KEY,
+     time BIGINT NOT NULL,
+     code TEXT NOT NULL,
+     event_log BYTEA NOT NULL,
+     pcrs TEXT NOT NULL
+   );`,
 ];
