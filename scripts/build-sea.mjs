@@ -1,10 +1,13 @@
 // Builds dist/bootkey-linux-x64: a Node single executable application (SEA) for the initrd.
 //   1. esbuild bundles src/initrd/boot-main.ts as ONE CommonJS file (SEA main scripts are CJS
-//      and their require() only loads built-in modules). better-sqlite3 (a native addon) is
-//      external and cbor-extract (optional native speed-up, cbor-x falls back to JS) a stub: the server
-//      commands are imported lazily (src/cli/server.ts), so nothing on the enroll / unlock /
-//      initrd-agent / tpm / eventlog path requires them; `bootkey server` in the SEA fails with
-//      "Cannot find module" — run the server from dist/bootkey.js with node instead.
+//      and their require() only loads built-in modules). cbor-extract (optional native speed-up,
+//      cbor-x falls back to JS) is a stub. better-sqlite3's JS is bundled, and its native addon
+//      is loaded at run time from beside the executable (better_sqlite3.node, copied to
+//      dist/better_sqlite3.node; BOOTKEY_SQLITE_ADDON overrides the path) through
+//      module.createRequire, which a SEA may use for files on disk: the packages ship both in
+//      /usr/libexec/bootkey/ (docs/PACKAGING.md). The server commands are imported lazily
+//      (src/cli/server.ts), so nothing on the enroll / unlock / initrd-agent / tpm / eventlog
+//      path loads the addon (the initrd has only the executable).
 //   2. node --experimental-sea-config → the preparation blob.
 //   3. postject injects it into a stripped copy of this node binary, flipping the SEA fuse.
 // Checks: the bundle's metafile shows no module importing better-sqlite3 outside src/server/,
@@ -36,6 +39,28 @@ const noCborExtract = {
   },
 };
 
+// better-sqlite3 finds its addon with the `bindings` package (a search of node_modules): in
+// the SEA, the addon sits beside the executable instead.
+const sqliteAddon = {
+  name: 'sqlite-addon-beside-executable',
+  setup(b) {
+    b.onResolve({ filter: /^bindings$/ }, () => ({ path: 'bindings', namespace: 'addon' }));
+    b.onLoad({ filter: /.*/, namespace: 'addon' }, () => ({
+      contents: `const { createRequire } = require('node:module');
+const { dirname, join } = require('node:path');
+module.exports = (name) => {
+  const file = process.env.BOOTKEY_SQLITE_ADDON || join(dirname(process.execPath), name);
+  try {
+    return createRequire(process.execPath)(file);
+  } catch (e) {
+    throw new Error('cannot load the SQLite addon ' + file + ' (' + (e.code || e.message) + '): it ships beside the executable; set BOOTKEY_SQLITE_ADDON to its path');
+  }
+};`,
+      loader: 'js',
+    }));
+  },
+};
+
 const result = await build({
   entryPoints: ['src/initrd/boot-main.ts'],
   outfile: `${WORK}/bootkey.cjs`,
@@ -43,16 +68,15 @@ const result = await build({
   platform: 'node',
   target: 'node20',
   format: 'cjs',
-  external: ['better-sqlite3'],
   legalComments: 'none',
   logLevel: 'warning',
   metafile: true,
-  plugins: [noCborExtract],
+  plugins: [noCborExtract, sqliteAddon],
 });
 
-// Nothing outside src/server/ may import better-sqlite3.
+// Nothing outside src/server/ (and better-sqlite3 itself) may import better-sqlite3.
 for (const [file, meta] of Object.entries(result.metafile.inputs)) {
-  if (meta.imports.some((i) => i.path === 'better-sqlite3') && !file.startsWith('src/server/')) {
+  if (meta.imports.some((i) => /(^|\/)better-sqlite3(\/lib\/index\.js)?$/.test(i.path)) && !file.startsWith('src/server/') && !file.includes('node_modules/better-sqlite3/')) {
     throw new Error(`build-sea: ${file} imports better-sqlite3: the initrd executable must not need it`);
   }
 }
@@ -78,6 +102,16 @@ const require = createRequire(import.meta.url);
 const { inject } = require('postject');
 await inject(OUT, 'NODE_SEA_BLOB', readFileSync(`${WORK}/sea-prep.blob`), { sentinelFuse: SENTINEL });
 // Do not strip the result: strip rewrites the ELF notes and the injected blob with them (SIGSEGV).
+
+// The SQLite addon for `bootkey server` from the SEA (same Node ABI: the SEA is this node).
+const require2 = createRequire(import.meta.url);
+const addonSrc = `${require2.resolve('better-sqlite3/package.json').replace(/package\.json$/, '')}build/Release/better_sqlite3.node`;
+copyFileSync(addonSrc, 'dist/better_sqlite3.node');
+try {
+  execFileSync('strip', ['--strip-unneeded', 'dist/better_sqlite3.node'], { stdio: 'ignore' });
+} catch {
+  /* no binutils */
+}
 
 const t0 = process.hrtime.bigint();
 const v = execFileSync(OUT, ['--version']).toString().trim();
