@@ -8,7 +8,7 @@ import { BootkeyError, UsageError } from '../errors.ts';
 import { type Command, parse, EXIT_USAGE, EXIT_REFUSED } from './command.ts';
 import { COMMANDS } from './registry.ts';
 
-const VERSION = '0.1.0';
+import { VERSION } from './version.ts';
 
 function topHelp(prefix: string[] = []): string {
   const lines = [`usage: bootkey ${prefix.length ? prefix.join(' ') + ' ' : ''}<command> [options]`, '', 'commands:'];

@@ -8,5 +8,6 @@ import { enrollCommands } from './enroll.ts';
 import { unlockCommands } from './unlock.ts';
 import { efiCommands } from './efi.ts';
 import { configCommands } from './config.ts';
+import { setupCommands } from './setup.ts';
 
-export const COMMANDS: Command[] = [...tpmCommands, ...eventlogCommands, ...policyCommands, ...serverCommands, ...enrollCommands, ...unlockCommands, ...efiCommands, ...configCommands];
+export const COMMANDS: Command[] = [...tpmCommands, ...eventlogCommands, ...policyCommands, ...serverCommands, ...enrollCommands, ...unlockCommands, ...efiCommands, ...configCommands, ...setupCommands];
