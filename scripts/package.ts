@@ -120,7 +120,7 @@ const DEB: Record<Pkg, { depends: string; description: string; conffiles: string
     conffiles: [],
   },
   'bootkey-server': {
-    depends: `bootkey (= ${VERSION}-${DEB_REVISION}), libc6 (>= 2.28), openssl, systemd, init-system-helpers`,
+    depends: `bootkey (= ${VERSION}-${DEB_REVISION}), libc6 (>= 2.28), openssl, systemd`,
     description: 'bootkey key-release server (systemd service)\n The bootkey key-release server as a hardened systemd service\n (bootkey-server.service, DynamicUser, state in /var/lib/bootkey).\n Set it up with: bootkey setup server.',
     conffiles: ['/etc/bootkey/server.conf'],
   },
