@@ -207,7 +207,7 @@ ${cases}
         fi
     done
     [[ -z $path ]] && subs+=' --help --version'
-    if [[ -n $subs ]]; then mapfile -t COMPREPLY < <(compgen -W "$subs" -- "$cur"); fi
+    if [[ -n $subs ]]; then mapfile -t COMPREPLY < <(compgen -W "$subs" -- "$cur" | sort -u); fi
     [[ \${#COMPREPLY[@]} -eq 0 ]] && mapfile -t COMPREPLY < <(compgen -f -- "$cur")
 }
 complete -o filenames -F _bootkey bootkey

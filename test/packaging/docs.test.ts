@@ -1,0 +1,156 @@
+/**
+ * Man pages and bash completion generated from the CLI registry (scripts/gen-docs.ts), and
+ * `bootkey setup server|machine` steps (--dry-run, --root). No TPM, no packages needed.
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { execFileSync } from 'node:child_process';
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync, copyFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { COMMANDS } from '../../src/cli/registry.ts';
+import { bootkey8, bootkeyServer8, bootkeyConf5, bashCompletion, MACHINE_KEYS, roff } from '../../scripts/gen-docs.ts';
+import { loadConfig } from '../../src/initrd/agent.ts';
+import { initrdCommand } from '../../src/cli/setup.ts';
+import { cli } from '../e2e/helpers.ts';
+
+const ROOT = resolve(import.meta.dirname, '../..');
+const tmp = mkdtempSync(join(tmpdir(), 'bootkey-pkgdocs-'));
+test.after(() => rmSync(tmp, { recursive: true, force: true }));
+
+test('bootkey(8) and bootkey-server(8) hold every command of the registry, each with its --help text', () => {
+  const all = bootkey8() + bootkeyServer8();
+  for (const c of COMMANDS) {
+    assert.ok(all.includes(`.SS "bootkey ${c.path.join(' ')}"`), `no section for ${c.path.join(' ')}`);
+    // the usage line of the help, roff-escaped
+    assert.ok(all.includes(roff(c.help.split('\n')[0])), `no usage line for ${c.path.join(' ')}`);
+  }
+  assert.ok(bootkeyServer8().includes('.SS "bootkey setup server"'));
+  assert.not.ok(bootkey8().includes('.SS "bootkey setup server"'));
+  assert.ok(bootkey8().includes('.SS "bootkey setup machine"'));
+  assert.match(bootkeyServer8(), /server\.conf\(5\)/);
+});
+
+test('roff escaping: a help line starting with . or \\ cannot become a roff request', () => {
+  assert.is(roff('.TH x\n\'br\na\\b'), '\\&.TH x\n\\&\'br\na\\eb');
+});
+
+test('man pages render with man(1) without warnings', (ctx) => {
+  try {
+    execFileSync('sh', ['-c', 'command -v groff'], { stdio: 'ignore' });
+  } catch {
+    console.log('  skip: groff not installed (apt-get install groff-base)');
+    return;
+  }
+  for (const [n, t] of [['bootkey.8', bootkey8()], ['bootkey-server.8', bootkeyServer8()], ['bootkey.conf.5', bootkeyConf5()]]) {
+    const f = join(tmp, n);
+    writeFileSync(f, t);
+    const out = execFileSync('groff', ['-man', '-Tutf8', '-ww', '-z', f], { stdio: ['ignore', 'pipe', 'pipe'] });
+    assert.is(out.toString(), '', n);
+  }
+  void ctx;
+});
+
+test('bootkey.conf(5): every documented key is one the initrd agent reads (its example changes loadConfig)', () => {
+  const dflt = loadConfig('', '');
+  for (const k of MACHINE_KEYS) {
+    assert.ok(bootkeyConf5().includes(`.BI ${k.key}= ${k.example}`));
+    const c = loadConfig(`${k.key}=${k.example}`, '');
+    const changed = k.key === 'eventlog' ? c.eventlog === k.example : JSON.stringify(c) !== JSON.stringify(dflt);
+    assert.ok(changed, `${k.key}=${k.example} is not read by loadConfig`);
+  }
+  // and a key it does not document is ignored
+  assert.equal(loadConfig('servers=https://x', ''), dflt);
+});
+
+function complete(words: string[]): string[] {
+  const script = join(tmp, 'bootkey.bash');
+  writeFileSync(script, bashCompletion());
+  const arr = words.map((w) => `'${w}'`).join(' ');
+  const out = execFileSync('bash', ['-c', `source ${script}; COMP_WORDS=(${arr}); COMP_CWORD=${words.length - 1}; _bootkey; printf '%s\\n' "\${COMPREPLY[@]}"`], { cwd: tmp });
+  return out.toString().split('\n').filter(Boolean).sort();
+}
+
+test('bash completion: commands by prefix, then that command\'s options', () => {
+  const top = complete(['bootkey', '']);
+  for (const w of ['tpm', 'eventlog', 'policy', 'server', 'admin', 'enroll', 'unlock', 'efi', 'setup', '--help', '--version']) assert.ok(top.includes(w), `top: ${w}`);
+  assert.equal(complete(['bootkey', 'se']), ['server', 'setup']);
+  assert.equal(complete(['bootkey', 'setup', '']), ['machine', 'server']);
+  assert.ok(complete(['bootkey', 'tpm', '']).includes('quote'));
+  assert.equal(complete(['bootkey', 'setup', 'machine', '--enr']), ['--enrol-token']);
+  assert.ok(complete(['bootkey', 'server', 'init', '--']).includes('--ca-dir'));
+  assert.not.ok(complete(['bootkey', 'server', '--']).includes('--ca-dir'), 'bootkey server has no --ca-dir');
+  assert.ok(complete(['bootkey', 'server', '--']).includes('--listen'));
+});
+
+test('setup server --dry-run prints the steps and changes nothing', async () => {
+  const root = join(tmp, 'dry');
+  const r = await cli(['setup', 'server', '--dry-run', '--root', root, '--san', 'kr.example']);
+  assert.is(r.code, 0, r.stderr);
+  assert.match(r.stdout, /1\/2 would run: bootkey server init --state .*dry\/var\/lib\/bootkey --ca-dir .*dry\/var\/lib\/bootkey-ca --san kr\.example/);
+  assert.match(r.stdout, /2\/2 would run: systemctl --root=.*dry enable bootkey-server\.service/);
+  assert.not.ok(existsSync(root));
+});
+
+test('setup server --root: the state under the root (CA key outside it), the unit enabled in the root', async (ctx) => {
+  const root = join(tmp, 'srvroot');
+  mkdirSync(join(root, 'usr/lib/systemd/system'), { recursive: true });
+  mkdirSync(join(root, 'etc'), { recursive: true });
+  copyFileSync(join(ROOT, 'systemd/bootkey-server.service'), join(root, 'usr/lib/systemd/system/bootkey-server.service'));
+  const r = await cli(['setup', 'server', '--root', root]);
+  assert.is(r.code, 0, r.stderr);
+  for (const f of ['ca.pem', 'server.pem', 'server.key', 'master.key', 'admin.token', 'token-signing.key']) assert.ok(existsSync(join(root, 'var/lib/bootkey', f)), f);
+  assert.not.ok(existsSync(join(root, 'var/lib/bootkey/ca.key')));
+  assert.ok(existsSync(join(root, 'var/lib/bootkey-ca/ca.key')));
+  assert.is(lstatSync(join(root, 'var/lib/bootkey/admin.token')).mode & 0o777, 0o600);
+  const wants = join(root, 'etc/systemd/system/multi-user.target.wants/bootkey-server.service');
+  assert.ok(lstatSync(wants).isSymbolicLink(), 'systemctl --root enable made the wants link');
+  assert.is(readlinkSync(wants), '/usr/lib/systemd/system/bootkey-server.service');
+  void ctx;
+});
+
+test('setup machine: missing enrolment options are a usage error, also for --dry-run', async () => {
+  const r = await cli(['setup', 'machine', '--dry-run', '--server', 'https://kr.example:7443', '--ca', 'ca.pem', '--device', '/dev/vda2', '--key-file', 'k']);
+  assert.is(r.code, 2);
+  assert.match(r.stderr, /missing --enrol-token/);
+  const r2 = await cli(['setup', 'machine', '--dry-run', '--server', 'https://kr.example:7443', '--ca', 'ca.pem', '--enrol-token', 't', '--device', '/dev/vda2', '--key-file', 'k']);
+  assert.is(r2.code, 0, r2.stderr);
+  assert.match(r2.stdout, /1\/3 would run: bootkey enroll --server https:\/\/kr\.example:7443 --device \/dev\/vda2/);
+  assert.match(r2.stdout, /2\/3 would run: write \/etc\/dracut\.conf\.d\/90-bootkey\.conf/);
+  assert.match(r2.stdout, /3\/3 would run: (dracut --force --regenerate-all|transactional-update|sdbootutil)/);
+});
+
+test('initrd regeneration: transactional-update on a transactional system, else sdbootutil, else dracut', () => {
+  const r = join(tmp, 'regen');
+  assert.equal(initrdCommand(r), ['dracut', '--force', '--regenerate-all']);
+  mkdirSync(join(r, 'usr/bin'), { recursive: true });
+  writeFileSync(join(r, 'usr/bin/sdbootutil'), '');
+  assert.equal(initrdCommand(r), ['sdbootutil', 'mkinitrd']);
+  mkdirSync(join(r, 'usr/sbin'), { recursive: true });
+  writeFileSync(join(r, 'usr/sbin/transactional-update'), '');
+  assert.equal(initrdCommand(r), ['transactional-update', '--non-interactive', 'initrd']);
+});
+
+test('systemd-analyze security scores bootkey-server.service "OK" or better (exposure < 2.0)', () => {
+  let out: string;
+  try {
+    out = execFileSync('systemd-analyze', ['security', '--offline=yes', join(ROOT, 'systemd/bootkey-server.service')], { stdio: ['ignore', 'pipe', 'pipe'] }).toString();
+  } catch (e) {
+    const err = e as { code?: string; stdout?: Buffer };
+    if (err.code === 'ENOENT') {
+      console.log('  skip: systemd-analyze not installed');
+      return;
+    }
+    out = err.stdout?.toString() ?? '';
+  }
+  const m = /Overall exposure level for bootkey-server\.service: (\d+\.\d+) (\w+)/.exec(out);
+  assert.ok(m, out.slice(-300));
+  assert.ok(Number(m![1]) < 2.0, `exposure ${m![1]} ${m![2]}`);
+  assert.ok(['OK', 'SAFE'].includes(m![2]), m![2]);
+  // the settings the docs promise
+  const unit = readFileSync(join(ROOT, 'systemd/bootkey-server.service'), 'utf8');
+  for (const k of ['DynamicUser=yes', 'StateDirectory=bootkey', 'ConfigurationDirectory=bootkey', 'ProtectSystem=strict', 'NoNewPrivileges=yes', 'SystemCallFilter=@system-service', 'CapabilityBoundingSet=\n']) assert.ok(unit.includes(k), k);
+  assert.not.match(unit, /^MemoryDenyWriteExecute=yes/m);
+});
+
+test.run();
