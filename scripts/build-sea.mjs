@@ -3,7 +3,7 @@
 //      and their require() only loads built-in modules). cbor-extract (optional native speed-up,
 //      cbor-x falls back to JS) is a stub. better-sqlite3's JS is bundled, and its native addon
 //      is loaded at run time from beside the executable (better_sqlite3.node, copied to
-//      dist/better_sqlite3.node; BOOTKEY_SQLITE_ADDON overrides the path) through
+//      dist/better_sqlite3.node; else /usr/libexec/bootkey; BOOTKEY_SQLITE_ADDON overrides) through
 //      module.createRequire, which a SEA may use for files on disk: the packages ship both in
 //      /usr/libexec/bootkey/ (docs/PACKAGING.md). The server commands are imported lazily
 //      (src/cli/server.ts), so nothing on the enroll / unlock / initrd-agent / tpm / eventlog
@@ -47,11 +47,15 @@ const sqliteAddon = {
     b.onResolve({ filter: /^bindings$/ }, () => ({ path: 'bindings', namespace: 'addon' }));
     b.onLoad({ filter: /.*/, namespace: 'addon' }, () => ({
       contents: `const { createRequire } = require('node:module');
-const { dirname, join } = require('node:path');
+const { existsSync } = require('node:fs');
+const { dirname, isAbsolute, join } = require('node:path');
+// process.execPath comes from /proc/self/exe; without /proc (a chroot) it is argv[0]: then the
+// packages' directory.
 module.exports = (name) => {
-  const file = process.env.BOOTKEY_SQLITE_ADDON || join(dirname(process.execPath), name);
+  const dirs = [isAbsolute(process.execPath) ? dirname(process.execPath) : undefined, '/usr/libexec/bootkey'].filter(Boolean);
+  const file = process.env.BOOTKEY_SQLITE_ADDON || dirs.map((d) => join(d, name)).find((f) => existsSync(f)) || join(dirs[0], name);
   try {
-    return createRequire(process.execPath)(file);
+    return createRequire(file)(file);
   } catch (e) {
     throw new Error('cannot load the SQLite addon ' + file + ' (' + (e.code || e.message) + '): it ships beside the executable; set BOOTKEY_SQLITE_ADDON to its path');
   }

@@ -88,8 +88,11 @@ export function serverSteps(args: Parsed): Step[] {
     },
   }];
   if (enable) {
-    const cmd = c.root === '/' ? ['systemctl', 'enable', '--now', SERVER_UNIT] : ['systemctl', `--root=${c.root}`, 'enable', SERVER_UNIT];
-    steps.push({ what: cmd.join(' '), local: c.root !== '/', run: () => sh(cmd) });
+    // systemd not running (a chroot, an image build): enable for the next boot only
+    const running = existsSync('/run/systemd/system');
+    const cmd = c.root !== '/' ? ['systemctl', `--root=${c.root}`, 'enable', SERVER_UNIT] : running ? ['systemctl', 'enable', '--now', SERVER_UNIT] : ['systemctl', 'enable', SERVER_UNIT];
+    const note = c.root === '/' && !running ? ' (systemd is not running here: it starts at the next boot)' : '';
+    steps.push({ what: cmd.join(' ') + note, local: c.root !== '/', run: () => sh(cmd) });
   }
   return steps;
 }
@@ -134,7 +137,7 @@ The server role in one command:
      CA, TLS certificate (SANs: localhost, 127.0.0.1, ::1 and every --san: give the names and
      addresses machines use), token-signing key, master key, admin token; existing files are kept;
   2. systemctl enable --now ${SERVER_UNIT} (DynamicUser: systemd hands the state to the
-     service's transient user when it starts).
+     service's transient user when it starts); without a running systemd (a chroot), enable only.
 Then create enrolment tokens: bootkey admin --server https://HOST:7443 --ca ${DEFAULT_STATE}/ca.pem
 --admin-token ${DEFAULT_STATE}/admin.token token create.
 
