@@ -3,7 +3,8 @@
  * dpkg-deb -c), rpmlint and lintian with the justified overrides only, and the .debs installed
  * into a clean Debian 12 root (a cached debootstrap, scripts/debootstrap-cache.sh) where
  * `bootkey --version`, `bootkey setup server` and the server (SQLite addon) run, and removing
- * bootkey-machine drops its dracut configuration.
+ * bootkey-machine drops its dracut configuration; then that root booted with systemd-nspawn runs
+ * bootkey-server.service under systemd with its hardening.
  *
  * Builds dist/packages when missing or older than dist/bootkey-linux-x64 (about 2 min; `npm run
  * build` first if the executable is missing). Each check skips, saying so, only when its tool is
@@ -182,6 +183,78 @@ test('install the .debs into a clean Debian 12 root: bootkey --version, setup se
     assert.ok(existsSync(join(root, 'etc/dracut.conf.d/91-mine.conf')));
     assert.not.ok(existsSync(join(root, 'usr/lib/dracut/modules.d/90bootkey')));
   } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+});
+
+/** The .debs installed into a copy of the cached root; returns the root (under work). */
+async function installedRoot(work: string, pkgs: string[]): Promise<string> {
+  const root = join(work, 'root');
+  await run('cp', ['-a', '--reflink=auto', CACHE, root]);
+  for (const p of pkgs) await run('cp', [deb(p), join(root, 'tmp')]);
+  await chroot(root, ['dpkg', '-i', ...pkgs.map((p) => `/tmp/${p}_${VERSION}-1_amd64.deb`)]);
+  return root;
+}
+
+function findPid(cmdline: string): number | undefined {
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      if (readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0').join(' ').startsWith(cmdline)) return Number(d);
+    } catch {
+      /* gone */
+    }
+  }
+  return undefined;
+}
+
+test('bootkey-server.service under systemd (the root booted with systemd-nspawn): dynamic user, state migrated and chowned, no capabilities, seccomp, admin requests served', async () => {
+  if (!have('systemd-nspawn') || !existsSync(join(CACHE, 'usr/bin/dpkg'))) {
+    console.log(`  skip: ${have('systemd-nspawn') ? `no Debian root at ${CACHE}` : 'systemd-nspawn not installed (apt-get install systemd-container)'}`);
+    return;
+  }
+  const work = mkdtempSync(join(ROOT, '.cache/root-'));
+  let nspawn: ReturnType<typeof spawn> | undefined;
+  try {
+    const root = await installedRoot(work, ['bootkey', 'bootkey-server']);
+    await chroot(root, ['bootkey', 'setup', 'server']);
+    // its own network namespace: the unit's fixed port 7443 never meets the host's
+    nspawn = spawn('systemd-nspawn', ['-q', '-D', root, '--boot', '--register=no', '--keep-unit', '--private-network', '--pipe'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let nsOut = '';
+    nspawn.stdout!.on('data', (b: Buffer) => (nsOut += b));
+    nspawn.stderr!.on('data', (b: Buffer) => (nsOut += b));
+    const journal = join(root, 'var/log/journal');
+    let log = '';
+    const t0 = Date.now();
+    while (!log.includes('event=listening') && Date.now() - t0 < 60_000) {
+      await new Promise((r) => setTimeout(r, 500));
+      if (nspawn.exitCode !== null) break;
+      if (existsSync(journal)) log = (await run('journalctl', ['-D', journal, '--no-pager', '-o', 'cat', '-u', 'bootkey-server']).catch(() => ({ stdout: '' }))).stdout;
+    }
+    assert.match(log, /event=listening host=0\.0\.0\.0 port=7443/, `${log}\n${nsOut}`);
+    assert.match(log, /migrating to \/var\/lib\/private\/bootkey/);
+    const pid = findPid('/usr/libexec/bootkey/bootkey server --state /var/lib/bootkey');
+    assert.ok(pid, 'the service process');
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const field = (k: string) => new RegExp(`^${k}:\\s*(.*)$`, 'm').exec(status)?.[1].trim();
+    assert.not.equal(field('Uid')?.split(/\s+/)[0], '0', 'not root');
+    assert.is(field('CapEff'), '0000000000000000');
+    assert.is(field('CapBnd'), '0000000000000000');
+    assert.is(field('NoNewPrivs'), '1');
+    assert.is(field('Seccomp'), '2');
+    const st = statSync(join(root, 'var/lib/private/bootkey/master.key'));
+    assert.is(st.uid, Number(field('Uid')?.split(/\s+/)[0]), 'the state belongs to the dynamic user');
+    assert.is(st.mode & 0o777, 0o600);
+    assert.is(statSync(join(root, 'var/lib/private')).mode & 0o777, 0o700);
+    // an admin request over TLS, from the service's network namespace
+    const state = join(root, 'var/lib/private/bootkey');
+    const a = await run('nsenter', ['-t', String(pid), '-n', SEA, 'admin', '--server', 'https://127.0.0.1:7443', '--ca', join(state, 'ca.pem'), '--admin-token', join(state, 'admin.token'), 'list']);
+    assert.match(a.stdout, /\(no machines\)/);
+  } finally {
+    if (nspawn && nspawn.exitCode === null) {
+      nspawn.kill('SIGTERM');
+      await new Promise((r) => nspawn!.once('exit', r));
+    }
     rmSync(work, { recursive: true, force: true });
   }
 });
