@@ -153,4 +153,36 @@ test('systemd-analyze security scores bootkey-server.service "OK" or better (exp
   assert.not.match(unit, /^MemoryDenyWriteExecute=yes/m);
 });
 
+test('MemoryDenyWriteExecute would kill the server: the executable aborts under the kernel\'s MDWE (what systemd >= 253 applies), runs with --jitless', () => {
+  const sea = join(ROOT, 'dist/bootkey-linux-x64');
+  if (!existsSync(sea)) {
+    console.log('  skip: dist/bootkey-linux-x64 not built (npm run build)');
+    return;
+  }
+  // prctl(PR_SET_MDWE = 65, PR_MDWE_REFUSE_EXEC_GAIN = 1), kept across execve; Linux >= 6.3
+  const py = `import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.prctl(65, 1, 0, 0, 0) != 0:
+    print('no-mdwe'); sys.exit(0)
+os.execv(sys.argv[1], [sys.argv[1], '--version'])`;
+  const runIt = (env: NodeJS.ProcessEnv) => {
+    try {
+      return { code: 0, out: execFileSync('python3', ['-c', py, sea], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] }).toString() };
+    } catch (e) {
+      const err = e as { status?: number; signal?: string; stderr?: Buffer };
+      return { code: err.status ?? -1, signal: err.signal, out: String(err.stderr ?? '') };
+    }
+  };
+  const jit = runIt({ NODE_OPTIONS: '' });
+  if (jit.out === 'no-mdwe\n') {
+    console.log('  skip: this kernel has no PR_SET_MDWE (Linux < 6.3)');
+    return;
+  }
+  assert.is.not(jit.code, 0, 'V8 with its JIT must not survive MDWE (else the unit could set MemoryDenyWriteExecute=yes)');
+  assert.match(jit.out, /SetPermissions|Check failed/);
+  const jitless = runIt({ NODE_OPTIONS: '--jitless' });
+  assert.is(jitless.code, 0, jitless.out);
+  assert.match(jitless.out, /bootkey \d+\.\d+\.\d+/);
+});
+
 test.run();

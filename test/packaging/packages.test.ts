@@ -92,6 +92,22 @@ test('the RPMs hold the same layout (rpm -qlp), the scriptlets regenerate the in
   assert.is(cfg.trim(), '/etc/bootkey/server.conf');
 });
 
+test('the RPM payload is intact: its executable runs (rpmbuild\'s strip would break the single executable)', async () => {
+  if (!have('rpm2cpio') || !have('cpio')) {
+    console.log('  skip: rpm2cpio or cpio not installed (apt-get install rpm cpio)');
+    return;
+  }
+  const dir = mkdtempSync(join(ROOT, '.cache/rpm-'));
+  try {
+    await run('sh', ['-c', `rpm2cpio "$1" | cpio -idm --quiet`, 'sh', rpmFile('bootkey')!], { cwd: dir, maxBuffer: 1 << 20 });
+    const v = await run(join(dir, 'usr/libexec/bootkey/bootkey'), ['--version']);
+    assert.is(v.stdout, `bootkey ${VERSION}\n`);
+    assert.is(statSync(join(dir, 'usr/libexec/bootkey/bootkey')).size, statSync(SEA).size, 'byte for byte the built executable');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('rpmlint: no error or warning beyond packaging/rpm/rpmlintrc.toml\'s justified filters', async () => {
   if (!have('rpmlint')) {
     console.log('  skip: rpmlint not installed (apt-get install rpmlint)');
