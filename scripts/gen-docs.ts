@@ -2,9 +2,9 @@
  * Man pages and bash completion generated from the CLI's own registry (src/cli/registry.ts):
  * each command's summary, --help text and options. `npm run package` runs it:
  *   node --import tsx scripts/gen-docs.ts OUTDIR
- * writes OUTDIR/bootkey.8, OUTDIR/bootkey-server.8, OUTDIR/bootkey.conf.5, OUTDIR/bootkey.bash.
- * bootkey.conf(5) documents the machine-side keys that src/initrd/agent.ts loadConfig reads
- * (test/packaging/docs.test.ts checks each against it).
+ * writes OUTDIR/bootkey.8, OUTDIR/bootkey-server.8, OUTDIR/bootkey.conf.5, OUTDIR/server.conf.5,
+ * OUTDIR/bootkey.bash. The two file formats' key lists come from the parsers' own tables
+ * (src/config/machine-conf.ts MACHINE_KEYS, src/config/server-conf.ts SERVER_KEYS).
  * @module
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -13,6 +13,8 @@ import { pathToFileURL } from 'node:url';
 import { COMMANDS } from '../src/cli/registry.ts';
 import type { Command } from '../src/cli/command.ts';
 import { VERSION } from '../src/cli/version.ts';
+import { MACHINE_KEYS } from '../src/config/machine-conf.ts';
+import { SERVER_KEYS } from '../src/config/server-conf.ts';
 
 const DATE = '2026-12-01';
 const SERVER_PATHS = ['server', 'admin', 'setup server'];
@@ -106,17 +108,14 @@ under a transient system user (DynamicUser=) with its state in
 This page is generated from the commands' help.
 .SH COMMANDS
 ${server.map(commandSection).join('')}.SH CONFIGURATION
-Settings of the service: see server.conf(5) when the installed bootkey has it (issue 13, one
-configuration file); otherwise give options to
-.B bootkey server
-in a drop-in
-.RB ( "systemctl edit bootkey-server" ),
-for example
-.nf
-[Service]
-ExecStart=
-ExecStart=/usr/libexec/bootkey/bootkey server \\-\\-state ${'$'}{STATE_DIRECTORY} \\-\\-listen 0.0.0.0:7443
-.fi
+Settings of the service:
+.IR /etc/bootkey/server.conf ,
+see server.conf(5); then
+.BR "systemctl restart bootkey-server" .
+Secrets (a PostgreSQL password in the store URL, the master key) do not belong there: use a
+drop-in
+.RB ( "systemctl edit bootkey-server" )
+with a root-only EnvironmentFile= or LoadCredential=.
 .SH FILES
 .TP
 .I /var/lib/bootkey
@@ -131,46 +130,80 @@ the service's settings (example installed by the package).
 .I /usr/libexec/bootkey/better_sqlite3.node
 the SQLite addon the single executable loads for the default store.
 .SH SEE ALSO
-bootkey(8), bootkey.conf(5), systemd.exec(5), systemd-analyze(1)
+bootkey(8), server.conf(5), bootkey.conf(5), systemd.exec(5), systemd-analyze(1)
 `;
 }
 
-/** The machine keys (src/initrd/agent.ts loadConfig), with an example value each. */
-export const MACHINE_KEYS: { key: string; example: string; text: string }[] = [
-  { key: 'deadline', example: '90', text: 'seconds (0 < S \\(<= 3600, default 60) the initrd agent tries to reach a key-release server before it steps aside; the passphrase prompt is up all the time.' },
-  { key: 'tpm', example: 'device:/dev/tpmrm0', text: 'the TPM (default device:/dev/tpmrm0).' },
-  { key: 'eventlog', example: '/sys/kernel/security/tpm0/binary_bios_measurements', text: 'the measured-boot event log sent with the quote (this is the default).' },
-  { key: 'enabled', example: 'no', text: '0, no or false: the agent does nothing (the passphrase prompt only); anything else: on (default).' },
-];
+function keysSection(keys: Record<string, { doc: string; example: string }>): string {
+  return Object.entries(keys).map(([k, v]) => `.TP\n.B "${k} = ${roff(v.example)}"\n${roff(v.doc)}.\n`).join('');
+}
 
+const FORMAT = `.SH FORMAT
+UTF-8 text, one
+.I "key = value"
+per line, at most 64 KiB. Blank lines and lines starting with # or ; are comments; there are no
+trailing comments (everything after the first = is the value, trimmed). A value may be wrapped in
+double quotes to keep blanks. An unknown key, a key given twice, a [section] line or a line without
+= is an error naming the file, the line and the key (docs/CONFIG.md).
+`;
+
+/** bootkey.conf(5): the keys of src/config/machine-conf.ts MACHINE_KEYS, with their docs. */
 export function bootkeyConf5(): string {
   return th('bootkey.conf', 5, 'File Formats') + `.SH NAME
-bootkey.conf \\- settings of the bootkey agent in the initrd
+bootkey.conf \\- settings of the bootkey machine side (initrd agent, bootkey enroll)
 .SH SYNOPSIS
 .I /etc/bootkey/bootkey.conf
 .SH DESCRIPTION
 Read by
 .B bootkey initrd\\-agent
-(bootkey-askpass.service in the initrd); the dracut module copies the file into the initrd, so
-regenerate the initrd after a change. One
-.IB key = value
-per line; lines starting with # and unknown keys are ignored, as are values out of range (the
-default stays). The servers, the pinned CA and the machine identity are not here: they are in
-each volume's LUKS2 token, written by bootkey enroll.
-.SH KEYS
-${MACHINE_KEYS.map((k) => `.TP\n.BI ${k.key}= ${k.example}\n${k.text}\n`).join('')}.SH KERNEL COMMAND LINE
+(bootkey-askpass.service in the initrd; leniently: a bad line is skipped, never fatal at boot) and
+by
+.BR "bootkey enroll" .
+The dracut module copies the file into the initrd: regenerate the initrd after a change.
+.B "bootkey config check \\-\\-machine"
+reads it strictly and names the key and line of a problem;
+.B "bootkey config example \\-\\-machine"
+prints the file the package installs.
+${FORMAT}.SH KEYS
+${keysSection(MACHINE_KEYS)}.SH KERNEL COMMAND LINE
 Overrides the file for one boot:
 .B rd.bootkey=0
 disables the agent;
 .BI rd.bootkey. key = value
 sets a key, e.g. rd.bootkey.deadline=30.
-.SH EXAMPLE
-.nf
-# /etc/bootkey/bootkey.conf
-deadline=90
-.fi
 .SH SEE ALSO
-bootkey(8), bootkey-server(8), dracut.cmdline(7)
+bootkey(8), server.conf(5), bootkey-server(8), dracut.cmdline(7)
+`;
+}
+
+/** server.conf(5): the keys of src/config/server-conf.ts SERVER_KEYS (each also a flag and BOOTKEY_KEY). */
+export function serverConf5(): string {
+  return th('server.conf', 5, 'File Formats') + `.SH NAME
+server.conf \\- settings of the bootkey key-release server
+.SH SYNOPSIS
+.I /etc/bootkey/server.conf
+.SH DESCRIPTION
+Read by
+.BR "bootkey server" ,
+also as bootkey-server.service. Every key is also a flag
+.BI \\-\\- key
+and an environment variable
+.BI BOOTKEY_ KEY
+(upper case, \\- becomes _). Precedence, lowest first: default, this file, environment, flag.
+The packaged unit passes
+.B \\-\\-state
+(its StateDirectory), so
+.B state
+here is overridden there.
+.B "bootkey server \\-\\-check\\-config"
+prints the effective settings with their origin and names the key and line of a problem.
+The file is readable by the service's transient user: never put a secret in it (a PostgreSQL
+password goes into
+.B BOOTKEY_STORE
+in a root-only EnvironmentFile= of a drop-in).
+${FORMAT}.SH KEYS
+${keysSection(SERVER_KEYS)}.SH SEE ALSO
+bootkey-server(8), bootkey.conf(5), bootkey(8)
 `;
 }
 
@@ -217,7 +250,8 @@ complete -o filenames -F _bootkey bootkey
 export function writeDocs(out: string): string[] {
   mkdirSync(out, { recursive: true });
   const files: [string, string][] = [
-    ['bootkey.8', bootkey8()], ['bootkey-server.8', bootkeyServer8()], ['bootkey.conf.5', bootkeyConf5()], ['bootkey.bash', bashCompletion()],
+    ['bootkey.8', bootkey8()], ['bootkey-server.8', bootkeyServer8()], ['bootkey.conf.5', bootkeyConf5()], ['server.conf.5', serverConf5()],
+    ['bootkey.bash', bashCompletion()],
   ];
   for (const [n, t] of files) writeFileSync(join(out, n), t);
   return files.map(([n]) => join(out, n));

@@ -3,7 +3,7 @@
  * npm script does). Three binary packages per format (docs/PACKAGING.md "Packages"):
  *   bootkey          the single executable (/usr/libexec/bootkey/bootkey, /usr/bin/bootkey),
  *                    bootkey(8), bootkey.conf(5), bash completion, /etc/bootkey
- *   bootkey-server   bootkey-server.service, the SQLite addon, /etc/bootkey/server.conf, bootkey-server(8)
+ *   bootkey-server   bootkey-server.service, the SQLite addon, /etc/bootkey/server.conf, bootkey-server(8), server.conf(5)
  *   bootkey-machine  the dracut module 90bootkey with the initrd units, the initrd scriptlets
  * Output: dist/packages/*.rpm, *.deb. rpmbuild comes from Debian's `rpm` package; without it only
  * the .debs are built (and said so). Sizes are printed.
@@ -15,6 +15,8 @@ import { dirname, join, resolve } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { VERSION } from '../src/cli/version.ts';
 import { writeDocs } from './gen-docs.ts';
+import { exampleServerConf } from '../src/config/server-conf.ts';
+import { exampleMachineConf } from '../src/config/machine-conf.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const DIST = join(ROOT, 'dist');
@@ -73,8 +75,9 @@ export function stage(): Record<Pkg, string> {
   const s = dirs['bootkey-server'];
   copy(s, 'usr/lib/systemd/system/bootkey-server.service', join(ROOT, 'systemd/bootkey-server.service'));
   copy(s, 'usr/libexec/bootkey/better_sqlite3.node', join(DIST, 'better_sqlite3.node'));
-  copy(s, 'etc/bootkey/server.conf', join(ROOT, 'packaging/etc/server.conf'));
+  put(s, 'etc/bootkey/server.conf', exampleServerConf()); // `bootkey config example --server`
   put(s, 'usr/share/man/man8/bootkey-server.8.gz', gz(doc('bootkey-server.8')));
+  put(s, 'usr/share/man/man5/server.conf.5.gz', gz(doc('server.conf.5')));
   copy(s, 'usr/share/doc/bootkey/SERVER.md', join(ROOT, 'docs/SERVER.md'));
 
   const m = dirs['bootkey-machine'];
@@ -82,7 +85,7 @@ export function stage(): Record<Pkg, string> {
   copy(m, `${mod}/module-setup.sh`, join(ROOT, 'dracut/90bootkey/module-setup.sh'), 0o755);
   for (const u of ['bootkey-askpass.path', 'bootkey-askpass.service', 'bootkey-askpass-network.conf']) copy(m, `${mod}/${u}`, join(ROOT, 'systemd', u));
   copy(m, 'usr/libexec/bootkey/regenerate-initrd', join(ROOT, 'packaging/initrd.sh'), 0o755);
-  copy(m, 'etc/bootkey/bootkey.conf', join(ROOT, 'packaging/etc/bootkey.conf'));
+  put(m, 'etc/bootkey/bootkey.conf', exampleMachineConf()); // `bootkey config example --machine`
   copy(m, 'usr/share/doc/bootkey/INITRD.md', join(ROOT, 'docs/INITRD.md'));
   return dirs;
 }

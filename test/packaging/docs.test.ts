@@ -9,8 +9,10 @@ import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readlinkSy
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { COMMANDS } from '../../src/cli/registry.ts';
-import { bootkey8, bootkeyServer8, bootkeyConf5, bashCompletion, MACHINE_KEYS, roff } from '../../scripts/gen-docs.ts';
+import { bootkey8, bootkeyServer8, bootkeyConf5, serverConf5, bashCompletion, roff } from '../../scripts/gen-docs.ts';
 import { loadConfig } from '../../src/initrd/agent.ts';
+import { MACHINE_KEYS, loadMachineConf } from '../../src/config/machine-conf.ts';
+import { SERVER_KEYS, resolveServerConfig } from '../../src/config/server-conf.ts';
 import { initrdCommand } from '../../src/cli/setup.ts';
 import { cli } from '../e2e/helpers.ts';
 
@@ -42,7 +44,7 @@ test('man pages render with man(1) without warnings', (ctx) => {
     console.log('  skip: groff not installed (apt-get install groff-base)');
     return;
   }
-  for (const [n, t] of [['bootkey.8', bootkey8()], ['bootkey-server.8', bootkeyServer8()], ['bootkey.conf.5', bootkeyConf5()]]) {
+  for (const [n, t] of [['bootkey.8', bootkey8()], ['bootkey-server.8', bootkeyServer8()], ['bootkey.conf.5', bootkeyConf5()], ['server.conf.5', serverConf5()]]) {
     const f = join(tmp, n);
     writeFileSync(f, t);
     const out = execFileSync('groff', ['-man', '-Tutf8', '-ww', '-z', f], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -51,16 +53,24 @@ test('man pages render with man(1) without warnings', (ctx) => {
   void ctx;
 });
 
-test('bootkey.conf(5): every documented key is one the initrd agent reads (its example changes loadConfig)', () => {
-  const dflt = loadConfig('', '');
-  for (const k of MACHINE_KEYS) {
-    assert.ok(bootkeyConf5().includes(`.BI ${k.key}= ${k.example}`));
-    const c = loadConfig(`${k.key}=${k.example}`, '');
-    const changed = k.key === 'eventlog' ? c.eventlog === k.example : JSON.stringify(c) !== JSON.stringify(dflt);
-    assert.ok(changed, `${k.key}=${k.example} is not read by loadConfig`);
+test('bootkey.conf(5) and server.conf(5) list every key of the parsers, and each documented example parses', () => {
+  for (const [k, v] of Object.entries(MACHINE_KEYS)) {
+    assert.ok(bootkeyConf5().includes(`.B "${k} = ${roff(v.example)}"`), `bootkey.conf(5) lacks ${k}`);
+    const { settings } = loadMachineConf(`${k} = ${v.example}`, 'example', true);
+    assert.ok(Object.hasOwn(settings, k), `${k} = ${v.example} is not read`);
   }
-  // and an unknown key is ignored
-  assert.equal(loadConfig('nosuchkey=1', ''), dflt);
+  // the agent's own reading (lenient) of the keys it uses
+  assert.is(loadConfig('deadline = 90', '').deadlineS, 90);
+  assert.is(loadConfig('enabled = no', '').disabled, true);
+  const file = join(tmp, 'server.conf');
+  for (const [k, v] of Object.entries(SERVER_KEYS)) {
+    assert.ok(serverConf5().includes(`.B "${k} = ${roff(v.example)}"`), `server.conf(5) lacks ${k}`);
+    if (k === 'ek-ca') continue; // names a file that must exist
+    writeFileSync(file, `${k} = ${v.example}\n`);
+    const r = resolveServerConfig({ configFile: file, env: {} });
+    assert.ok(r.origins[k as keyof typeof SERVER_KEYS], `${k} = ${v.example} is not read`);
+  }
+  assert.match(bootkeyServer8(), /server\.conf\(5\)/);
 });
 
 function complete(words: string[]): string[] {
@@ -73,7 +83,7 @@ function complete(words: string[]): string[] {
 
 test('bash completion: commands by prefix, then that command\'s options', () => {
   const top = complete(['bootkey', '']);
-  for (const w of ['tpm', 'eventlog', 'policy', 'server', 'admin', 'enroll', 'unlock', 'efi', 'setup', '--help', '--version']) assert.ok(top.includes(w), `top: ${w}`);
+  for (const w of ['tpm', 'eventlog', 'policy', 'server', 'admin', 'enroll', 'unlock', 'efi', 'config', 'setup', '--help', '--version']) assert.ok(top.includes(w), `top: ${w}`);
   assert.equal(complete(['bootkey', 'se']), ['server', 'setup']);
   assert.equal(complete(['bootkey', 'setup', '']), ['machine', 'server']);
   assert.ok(complete(['bootkey', 'tpm', '']).includes('quote'));

@@ -31,7 +31,7 @@ const EXPECTED: Record<string, string[]> = {
     '/usr/share/bash-completion/completions/bootkey',
   ],
   'bootkey-server': [
-    '/usr/lib/systemd/system/bootkey-server.service', '/usr/libexec/bootkey/better_sqlite3.node', '/etc/bootkey/server.conf', '/usr/share/man/man8/bootkey-server.8.gz',
+    '/usr/lib/systemd/system/bootkey-server.service', '/usr/libexec/bootkey/better_sqlite3.node', '/etc/bootkey/server.conf', '/usr/share/man/man8/bootkey-server.8.gz', '/usr/share/man/man5/server.conf.5.gz',
   ],
   'bootkey-machine': [
     '/usr/lib/dracut/modules.d/90bootkey/module-setup.sh', '/usr/lib/dracut/modules.d/90bootkey/bootkey-askpass.path',
@@ -157,6 +157,9 @@ test('install the .debs into a clean Debian 12 root: bootkey --version, setup se
     console.log(`  dpkg -i of the 3 packages into the clean root: ${(ms / 1000).toFixed(1)} s`);
     assert.match(inst.stdout, /Setting up bootkey-server/);
 
+    // the configuration files are `bootkey config example`'s, and valid
+    assert.is(readFileSync(join(root, 'etc/bootkey/server.conf'), 'utf8'), (await chroot(root, ['bootkey', 'config', 'example', '--server'])).stdout);
+    assert.match((await chroot(root, ['bootkey', 'config', 'check', '--machine'])).stdout, /bootkey\.conf: ok/);
     const v = await chroot(root, ['bootkey', '--version']);
     assert.is(v.stdout, `bootkey ${VERSION}\n`);
     const man = readFileSync(join(root, 'usr/share/man/man8/bootkey.8.gz'));
