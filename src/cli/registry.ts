@@ -7,5 +7,6 @@ import { serverCommands } from './server.ts';
 import { enrollCommands } from './enroll.ts';
 import { unlockCommands } from './unlock.ts';
 import { efiCommands } from './efi.ts';
+import { stageCommands } from './stage.ts';
 
-export const COMMANDS: Command[] = [...tpmCommands, ...eventlogCommands, ...policyCommands, ...serverCommands, ...enrollCommands, ...unlockCommands, ...efiCommands];
+export const COMMANDS: Command[] = [...tpmCommands, ...eventlogCommands, ...policyCommands, ...serverCommands, ...enrollCommands, ...unlockCommands, ...efiCommands, ...stageCommands];
