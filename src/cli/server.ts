@@ -71,8 +71,8 @@ BOOTKEY_STORE); several servers on one PostgreSQL database are replicas (docs/SC
     const releasedPcr = intOpt(args, 'released-pcr', 0, 23);
     if (releasedPcr !== undefined) {
       const { releasedPcrProblem } = await import('../server/released-pcr.ts');
-      const { ENROLL_PCRS } = await import('../server/service.ts');
-      const bad = releasedPcrProblem(releasedPcr, ENROLL_PCRS);
+      const { GENERATED_POLICY_PCRS } = await import('../server/service.ts');
+      const bad = releasedPcrProblem(releasedPcr, GENERATED_POLICY_PCRS);
       if (bad) throw new UsageError(`--released-pcr: ${bad}`);
     }
     const log = (line: string) => process.stdout.write(line + '\n');

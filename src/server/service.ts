@@ -23,6 +23,8 @@ import { unverifiedLog } from '../measuredboot/trusted.ts';
  * extends them after boot, outside the firmware log, so they would never replay.
  */
 export const ENROLL_PCRS: readonly number[] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 13, 14];
+/** The PCRs a default generated policy reads: DEFAULT_PCRS, 5 (ExitBootServices), 8, 9, 12 (command lines). */
+export const GENERATED_POLICY_PCRS: readonly number[] = [0, 2, 4, 5, 7, 8, 9, 12];
 import { parsePolicy } from '../measuredboot/policy-load.ts';
 import { PolicyError } from '../measuredboot/policy-errors.ts';
 import { EventLogError } from '../measuredboot/errors.ts';
@@ -129,8 +131,8 @@ export class Service {
 
   constructor(private readonly o: ServiceOptions) {
     this.releasedPcr = o.releasedPcr ?? DEFAULT_RELEASED_PCR;
-    // A generated policy reads at most the enrolment quote's PCRs (ENROLL_PCRS).
-    const bad = releasedPcrProblem(this.releasedPcr, ENROLL_PCRS);
+    // The PCRs a policy generated at enrolment reads (named policies are checked when set).
+    const bad = releasedPcrProblem(this.releasedPcr, GENERATED_POLICY_PCRS);
     if (bad) throw new ServerError('CONFIG', `--released-pcr: ${bad}`);
     this.signingKey = o.tokenSigningKey ?? generateKeyPairSync('ed25519').privateKey;
     if (this.signingKey.asymmetricKeyType !== 'ed25519' || this.signingKey.type !== 'private') throw new ServerError('CONFIG', 'the token-signing key must be an Ed25519 private key');
@@ -301,7 +303,7 @@ export class Service {
     const now = this.now();
     await this.o.store.putEnrollment({
       id, machineId: m.machineId, hostname: m.hostname, ekPublic: m.ekPublic, akPublic: m.akPublic,
-      secretHash: sha256(secret), nonce, expiresAt: now + ENROLLMENT_TTL_MS, created: now, tokenId,
+      secretHash, nonce, expiresAt: now + ENROLLMENT_TTL_MS, created: now, tokenId,
     });
     this.log(kv({ event: 'enroll-begin', result: 'ok', enrollment: id, token: tokenId, hostname: m.hostname, peer: ctx.peer }));
     // Every boot PCR the firmware log accounts for (ENROLL_PCRS): the policy generated from this

@@ -50,7 +50,7 @@ test('PCR bank names: "__proto__", "constructor", "toString" are unknown banks (
   // the CBOR PCR values of attest-finish
   for (const bank of PROTO_NAMES) {
     try {
-      parseMessage(encodeCbor({ v: 1, t: 'attest-begin', machine: 'm-1', akName: Buffer.alloc(34), pcrs: [{ bank, pcrs: [] }] }), ['attest-begin']);
+      parseMessage(encodeCbor({ v: 1, t: 'attest-begin', machine: 'm-1', akName: Buffer.alloc(34), ekName: Buffer.alloc(34), releasedPcr: 15, pcrs: [{ bank, pcrs: [] }] }), ['attest-begin']);
     } catch {
       assert.unreachable('attest-begin has no pcrs field: it must be ignored');
     }
