@@ -83,7 +83,7 @@ Exit status: 0 staged or already allowed, 1 refused or failed, 2 usage, 3 no ser
       return 0;
     } catch (e) {
       if (e instanceof ClientError && e.code === 'REFUSED') {
-        process.stderr.write(`bootkey: staging refused by ${e.server}: ${e.serverCode}: ${e.message.replace(/\s*\n\s*/g, '; ')}\n`);
+        process.stderr.write(`bootkey: staging refused by ${e.server}: ${e.message.replace(/\s*\n\s*/g, '; ')}\n`);
         for (const f of e.failures ?? []) process.stderr.write(`  - ${f}\n`);
         return 1;
       }
