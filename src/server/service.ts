@@ -42,7 +42,7 @@ import type { EnrolTokenRecord, StagedRecord } from './store.ts';
 import { decideStaging, requireStaging, effectivePolicy, formatWidening, matchStaged, readPrediction, selfStage, stagingOf, MAX_STAGED_PER_MACHINE } from './staging.ts';
 import { stageNonce, stageRequestHash } from '../protocol/stage.ts';
 import { verifyQuoteOnly } from './attest.ts';
-import { evaluateBoot } from '../measuredboot/verdict.ts';
+import { evaluateBoot, requiredPcrs } from '../measuredboot/verdict.ts';
 import { StageError } from '../measuredboot/stage.ts';
 import type { PcrValues } from '../pcrs.ts';
 
@@ -485,7 +485,7 @@ export class Service {
     const nonce = stageNonce(random, msg.requestHash);
     await this.o.store.putNonce({ hash: sha256(nonce), machine: m.id, purpose: 'stage', expiresAt: this.now() + this.nonceTtlMs });
     this.log(kv({ event: 'stage-begin', result: 'ok', machine: m.id, peer: ctx.peer }));
-    return { t: 'stage-challenge', random, pcrSelection: [{ bank: policy.bank, pcrs: policyPcrs(policy) }], expiresIn: Math.ceil(this.nonceTtlMs / 1000) };
+    return { t: 'stage-challenge', random, pcrSelection: [{ bank: policy.bank, pcrs: requiredPcrs(policy) }], expiresIn: Math.ceil(this.nonceTtlMs / 1000) };
   }
 
   private async stageFinish(msg: MessageOf<'stage-finish'>, ctx: RequestContext): Promise<Message> {
