@@ -506,6 +506,11 @@ export class Service {
         if (r === 'expired') refuse('NONCE_EXPIRED', 'nonce: expired; start again with stage-begin');
         if (r !== 'ok') refuse('NONCE', `nonce: not issued by this server for this staging request of machine ${m.id}`);
       },
+      afterDigest: (q) => {
+        if (m.lastResetCount !== undefined && m.lastRestartCount !== undefined && (q.resetCount < m.lastResetCount || (q.resetCount === m.lastResetCount && q.restartCount < m.lastRestartCount))) {
+          refuse('COUNTERS', `TPM counters went backwards: resetCount ${q.resetCount}, restartCount ${q.restartCount}; the last success had ${m.lastResetCount}, ${m.lastRestartCount}`);
+        }
+      },
     });
     // The running boot must pass the machine's policy right now (no released-PCR check: the key
     // was released earlier in this boot).
