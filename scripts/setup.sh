@@ -8,6 +8,9 @@ PKGS=(swtpm swtpm-tools tpm2-tools openssl cryptsetup-bin postgresql)
 # test/efi: cross-checks of the Authenticode code (pesign, osslsigncode, sbverify, pefile) and the
 # UKIs it rebuilds the qemu-tests way (objcopy, zstd, cpio, busybox, sbsign + OVMF's snakeoil key).
 PKGS+=(pesign osslsigncode sbsigntool python3-pefile binutils zstd cpio busybox-static ovmf)
+# test/server/dashboard.test.ts: the dashboard in headless Chromium (driven over the DevTools pipe,
+# no browser download) and the metrics output checked by promtool (Debian's prometheus package).
+PKGS+=(chromium prometheus)
 if [ "${BOOTKEY_SETUP_BENCH:-0}" = 1 ]; then
   PKGS+=(tang socat)
 fi

@@ -4,7 +4,7 @@
  * the server as they were.
  * @module
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { type Command, type Parsed, flag, opt, req, readInput, printJson } from './command.ts';
 import { UsageError, InputError } from '../errors.ts';
@@ -12,6 +12,7 @@ import { Tpm } from '../tpm/tpm.ts';
 import type { KeyAlg } from '../tpm/templates.ts';
 import { enroll } from '../enroll/enroll.ts';
 import { parseServerUrl } from '../client/connect.ts';
+import { loadMachineConf, MACHINE_CONF_FILE, DEFAULT_PINNED_CA, type MachineSettings } from '../config/machine-conf.ts';
 
 export const DEFAULT_EVENTLOG = '/sys/kernel/security/tpm0/binary_bios_measurements';
 
@@ -35,6 +36,18 @@ function machineId(args: Parsed): string {
   return id;
 }
 
+function machineConfDefaults(file: string | undefined): MachineSettings {
+  const path = file ?? MACHINE_CONF_FILE;
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    if (file === undefined && (e as NodeJS.ErrnoException).code === 'ENOENT') return {};
+    throw new InputError('READ', `cannot read the configuration ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  return loadMachineConf(text, path, true).settings;
+}
+
 const enrollCmd: Command = {
   path: ['enroll'],
   summary: 'enrol this TPM with a key-release server and add a bootkey keyslot to a LUKS2 device',
@@ -50,8 +63,11 @@ machine, EK public, disk share, the server's signature over machine/EK/released 
 header, checks the key, then commits. On any failure the token and keyslot are removed and the
 enrolment is aborted on the server.
 
-  --server URL       key-release server; repeat for failover (all go into the token)
-  --ca FILE          the server CA certificate (PEM), pinned into the token
+  --server URL       key-release server; repeat for failover (all go into the token);
+                     default: servers = in /etc/bootkey/bootkey.conf
+  --ca FILE          the server CA certificate (PEM), pinned into the token; default: ca = in
+                     bootkey.conf, else /etc/bootkey/ca.pem when present
+  --config FILE      the machine configuration (default /etc/bootkey/bootkey.conf, if present)
   --enrol-token FILE file holding an enrolment token (\`bootkey admin token create\` on the admin's
                      host); the admin token is refused here (it never leaves the admin's host)
   --device DEV       LUKS2 block device or image file
@@ -64,13 +80,15 @@ enrolment is aborted on the server.
   --json             print the result as JSON
 `,
   options: {
-    server: { type: 'string', multiple: true }, ca: { type: 'string' }, 'enrol-token': { type: 'string' }, 'admin-token': { type: 'string' }, tpm: { type: 'string' },
+    server: { type: 'string', multiple: true }, ca: { type: 'string' }, config: { type: 'string' }, 'enrol-token': { type: 'string' }, 'admin-token': { type: 'string' }, tpm: { type: 'string' },
     device: { type: 'string' }, 'key-file': { type: 'string' }, eventlog: { type: 'string' }, 'ek-alg': { type: 'string' },
     'ak-alg': { type: 'string' }, 'machine-id': { type: 'string' }, json: { type: 'boolean' }, verbose: { type: 'boolean', short: 'v' },
   },
   async run(args) {
-    const servers = (args.values.server as string[] | undefined) ?? [];
-    if (servers.length === 0) throw new UsageError('missing --server (see --help)');
+    // Defaults from /etc/bootkey/bootkey.conf (servers, ca; read strictly: a bad line is named), flags win.
+    const conf = machineConfDefaults(opt(args, 'config'));
+    const servers = (args.values.server as string[] | undefined) ?? conf.servers ?? [];
+    if (servers.length === 0) throw new UsageError('missing --server (or servers = in /etc/bootkey/bootkey.conf; see --help)');
     for (const s of servers) {
       try {
         parseServerUrl(s);
@@ -78,8 +96,10 @@ enrolment is aborted on the server.
         throw new UsageError(`--server: ${(e as Error).message}`);
       }
     }
-    const ca = readInput(req(args, 'ca'), 'CA certificate').toString();
-    if (!ca.includes('-----BEGIN CERTIFICATE-----')) throw new InputError('BAD_CA', `--ca ${req(args, 'ca')}: not a PEM certificate`);
+    const caFile = opt(args, 'ca') ?? conf.ca ?? (existsSync(DEFAULT_PINNED_CA) ? DEFAULT_PINNED_CA : undefined);
+    if (!caFile) throw new UsageError('missing --ca (or ca = in /etc/bootkey/bootkey.conf; see --help)');
+    const ca = readInput(caFile, 'CA certificate').toString();
+    if (!ca.includes('-----BEGIN CERTIFICATE-----')) throw new InputError('BAD_CA', `--ca ${caFile}: not a PEM certificate`);
     if (opt(args, 'admin-token') !== undefined) {
       throw new UsageError('--admin-token is not accepted by enroll: create an enrolment token on the admin host (`bootkey admin token create --uses 1 --expires 24h`) and pass it with --enrol-token FILE');
     }

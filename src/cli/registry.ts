@@ -7,6 +7,7 @@ import { serverCommands } from './server.ts';
 import { enrollCommands } from './enroll.ts';
 import { unlockCommands } from './unlock.ts';
 import { efiCommands } from './efi.ts';
+import { configCommands } from './config.ts';
 import { stageCommands } from './stage.ts';
 
-export const COMMANDS: Command[] = [...tpmCommands, ...eventlogCommands, ...policyCommands, ...serverCommands, ...enrollCommands, ...unlockCommands, ...efiCommands, ...stageCommands];
+export const COMMANDS: Command[] = [...tpmCommands, ...eventlogCommands, ...policyCommands, ...serverCommands, ...enrollCommands, ...unlockCommands, ...efiCommands, ...configCommands, ...stageCommands];

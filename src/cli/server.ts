@@ -9,6 +9,11 @@ import { type Command, type Parsed, req, opt, flag, readInput, printJson, EXIT_O
 // initrd executable never loads them for enroll/unlock/tpm/eventlog (issue 5).
 import { adminRequest } from '../server/admin-client.ts';
 import { ServerError } from '../server/errors.ts';
+import { SERVER_KEYS, resolveServerConfig, envName } from '../config/server-conf.ts';
+import { ConfigError } from '../config/conf.ts';
+
+/** Reported by bootkey_build_info; the same as `bootkey --version`. */
+const BOOTKEY_VERSION = '0.1.0';
 
 function intOpt(args: Parsed, name: string, min: number, max: number): number | undefined {
   const v = opt(args, name);
@@ -52,7 +57,10 @@ with new names). Needs the openssl command.`,
 const serve: Command = {
   path: ['server'],
   summary: 'run the key-release server until SIGTERM/SIGINT',
-  help: `usage: bootkey server --state DIR [--listen HOST:PORT] [--released-pcr N] [--ek-ca FILE] [--nonce-ttl SECONDS] [--store URL]
+  help: `usage: bootkey server [--config FILE] [--check-config] [--state DIR] [--listen HOST:PORT] [--store URL]
+                      [--released-pcr N] [--ek-ca FILE] [--nonce-ttl SECONDS] [--max-connections N]
+                      [--listen-backlog N] [--rate-limit-peer B/R] [--rate-limit-machine B/R]
+                      [--message-timeout S] [--connection-timeout S] [--metrics HOST:PORT|off] [--dashboard HOST:PORT|off]
 
 Serves enrolment, boot-time attestation and admin requests over TLS 1.3 (default listen
 0.0.0.0:7443, DEFAULT_LISTEN in src/server/server.ts). --released-pcr: the PCR the client extends after a release (default 15; not 16-23, which can be
@@ -60,31 +68,70 @@ reset during a boot, and not a PCR of the default policy 0,2,4,7).
 --ek-ca: PEM bundle of TPM manufacturer CAs; enrolment then requires an EK certificate that
 chains to it. Logs one key=value line per event on stdout (journald-friendly); never a secret.
 The master key comes from DIR/master.key or BOOTKEY_MASTER_KEY (hex or base64).
---store: sqlite (default, DIR/bootkey.db) or postgres://USER@HOST:PORT/DB[?pool_max=N] (also from
-BOOTKEY_STORE); several servers on one PostgreSQL database are replicas (docs/SCALE.md).`,
+--store: sqlite (default, DIR/bootkey.db) or postgres://USER@HOST:PORT/DB[?pool_max=N];
+several servers on one PostgreSQL database are replicas (docs/SCALE.md).
+--metrics: Prometheus text exposition, plain HTTP GET /metrics (bind it to loopback).
+--dashboard: the web dashboard, HTTPS with the server certificate; sign in with the admin token.
+
+Every flag is also a key of /etc/bootkey/server.conf (or --config FILE, or BOOTKEY_CONFIG), and
+an environment variable BOOTKEY_<KEY> (BOOTKEY_LISTEN, BOOTKEY_STORE, ...). Precedence: flag >
+environment > file > default. --check-config reads them all, prints the effective settings
+with their origin, and exits 1 naming the key and line of the first problem (bootkey.conf(5),
+docs/SERVER.md).`,
   options: {
-    state: { type: 'string' }, listen: { type: 'string' }, 'released-pcr': { type: 'string' }, 'ek-ca': { type: 'string' },
-    'nonce-ttl': { type: 'string' }, store: { type: 'string' },
+    config: { type: 'string' }, 'check-config': { type: 'boolean' },
+    ...Object.fromEntries(Object.keys(SERVER_KEYS).map((k) => [k, { type: 'string' as const }])),
   },
   async run(args) {
-    const ttl = intOpt(args, 'nonce-ttl', 5, 3600);
-    const releasedPcr = intOpt(args, 'released-pcr', 0, 23);
-    if (releasedPcr !== undefined) {
+    const flags: Record<string, string> = {};
+    for (const k of Object.keys(SERVER_KEYS)) {
+      const v = opt(args, k);
+      if (v !== undefined) flags[k] = v;
+    }
+    const cfg = resolveServerConfig({ configFile: opt(args, 'config'), flags });
+    const st = cfg.settings;
+    if (st['released-pcr'] !== undefined) {
       const { releasedPcrProblem } = await import('../server/released-pcr.ts');
       const { GENERATED_POLICY_PCRS } = await import('../server/service.ts');
-      const bad = releasedPcrProblem(releasedPcr, GENERATED_POLICY_PCRS);
-      if (bad) throw new UsageError(`--released-pcr: ${bad}`);
+      const bad = releasedPcrProblem(st['released-pcr'], GENERATED_POLICY_PCRS);
+      const o = cfg.origins['released-pcr'];
+      if (bad && o?.from === 'flag') throw new UsageError(`--released-pcr: ${bad}`);
+      if (bad) throw new ConfigError(`${o?.from === 'file' ? `${cfg.file}:${o.line}: key "released-pcr"` : o?.from === 'env' ? envName('released-pcr') : '--released-pcr'}: ${bad}`, { key: 'released-pcr', line: o?.line });
     }
+    if (flag(args, 'check-config')) {
+      const { describeStore } = await import('../server/store-factory.ts');
+      const lines = [`configuration ${cfg.file ?? '(no file)'}: ok`];
+      for (const k of Object.keys(SERVER_KEYS) as (keyof typeof SERVER_KEYS)[]) {
+        const o = cfg.origins[k];
+        if (!o) continue;
+        const v = st[k];
+        const shown = k === 'store' ? describeStore(String(v)) : typeof v === 'object' && v !== null ? `${(v as { burst: number }).burst}/${(v as { perSecond: number }).perSecond}` : String(v ?? 'off');
+        lines.push(`${k} = ${shown}    (${o.from === 'file' ? `${cfg.file}:${o.line}` : o.from === 'env' ? envName(k) : `--${k}`})`);
+      }
+      if (st.state === undefined) lines.push('warning: no state directory (state = DIR, BOOTKEY_STATE or --state): the server will not start');
+      process.stdout.write(lines.join('\n') + '\n');
+      return EXIT_OK;
+    }
+    if (st.state === undefined) throw new UsageError('missing the state directory: --state DIR, BOOTKEY_STATE, or "state = DIR" in server.conf');
+    const stateDir = st.state;
     const log = (line: string) => process.stdout.write(line + '\n');
-    const { createStore, STORE_ENV } = await import('../server/store-factory.ts');
-    const store = createStore(opt(args, 'store') ?? process.env[STORE_ENV], req(args, 'state'), { log });
+    const { createStore } = await import('../server/store-factory.ts');
+    const store = createStore(st.store, stateDir, { log });
     const { startServer } = await import('../server/server.ts');
     const srv = await startServer({
-      stateDir: req(args, 'state'),
-      listen: opt(args, 'listen'),
-      releasedPcr,
-      nonceTtlMs: ttl === undefined ? undefined : ttl * 1000,
-      ekCaFile: opt(args, 'ek-ca'),
+      stateDir,
+      listen: st.listen,
+      releasedPcr: st['released-pcr'],
+      nonceTtlMs: st['nonce-ttl'] === undefined ? undefined : st['nonce-ttl'] * 1000,
+      ekCaFile: st['ek-ca'],
+      maxConnections: st['max-connections'],
+      listenBacklog: st['listen-backlog'],
+      rateLimit: { perPeer: st['rate-limit-peer'], perMachine: st['rate-limit-machine'] },
+      messageTimeoutMs: st['message-timeout'] === undefined ? undefined : st['message-timeout'] * 1000,
+      connectionTimeoutMs: st['connection-timeout'] === undefined ? undefined : st['connection-timeout'] * 1000,
+      metricsListen: st.metrics ?? undefined,
+      dashboardListen: st.dashboard ?? undefined,
+      version: BOOTKEY_VERSION,
       log,
       store,
     });

@@ -34,6 +34,7 @@ import { Tpm } from '../tpm/tpm.ts';
 import { readToken, unlock } from './unlock.ts';
 import { ClientError } from '../client/connect.ts';
 import type { BootkeyToken } from '../client/token.ts';
+import { loadMachineConf, type MachineSettings } from '../config/machine-conf.ts';
 
 export const ASK_DIR = '/run/systemd/ask-password';
 export const CONFIG_FILE = '/etc/bootkey/bootkey.conf';
@@ -98,23 +99,25 @@ export interface AgentConfig {
   disabled: boolean;
 }
 
-/** Config: defaults < /etc/bootkey/bootkey.conf (key=value) < kernel command line (rd.bootkey.*). */
+/**
+ * Config: defaults < /etc/bootkey/bootkey.conf (src/config/machine-conf.ts, read leniently: a
+ * bad line is skipped) < kernel command line (rd.bootkey.KEY=, same keys and checks).
+ */
 export function loadConfig(configText = readOr(CONFIG_FILE), cmdline = readOr('/proc/cmdline')): AgentConfig {
   const c: AgentConfig = { deadlineS: DEFAULT_DEADLINE_S, eventlog: EVENTLOG, disabled: false };
-  const set = (k: string, v: string): void => {
-    if (k === 'deadline' && /^\d+(\.\d+)?$/.test(v) && Number(v) > 0 && Number(v) <= 3600) c.deadlineS = Number(v);
-    else if (k === 'tpm' && v) c.tpm = v;
-    else if (k === 'eventlog' && v) c.eventlog = v;
-    else if (k === 'enabled' || k === '') c.disabled = v === '0' || v === 'no' || v === 'false';
+  const apply = (s: MachineSettings): void => {
+    if (s.deadline !== undefined) c.deadlineS = s.deadline;
+    if (s.tpm !== undefined) c.tpm = s.tpm;
+    if (s.eventlog !== undefined) c.eventlog = s.eventlog;
+    if (s.enabled !== undefined) c.disabled = !s.enabled;
   };
-  for (const line of configText.split('\n')) {
-    const m = /^\s*([a-z]+)\s*=\s*(.*?)\s*$/.exec(line);
-    if (m && !line.trimStart().startsWith('#')) set(m[1], m[2]);
-  }
+  apply(loadMachineConf(configText, CONFIG_FILE, false).settings);
+  const words: string[] = [];
   for (const w of cmdline.trim().split(/\s+/)) {
     const m = /^rd\.bootkey(?:\.([a-z]+))?=(.*)$/.exec(w);
-    if (m) set(m[1] ?? '', m[2]);
+    if (m) words.push(`${m[1] ?? 'enabled'} = ${m[2]}`);
   }
+  apply(loadMachineConf(words.join('\n'), '/proc/cmdline', false).settings);
   return c;
 }
 

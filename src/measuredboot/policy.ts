@@ -37,6 +37,7 @@ import { PolicyError } from './policy-errors.ts';
 import type { BankName } from '../pcrs.ts';
 import type { TrustedLog } from './trusted.ts';
 import { cmdlinePcrs } from './cmdline.ts';
+import { align, stageAccepts } from './diff.ts';
 
 /** The version `generatePolicy` writes; version 1 files are still read (without knownGood). */
 export const POLICY_VERSION = 2;
@@ -619,24 +620,46 @@ function appName(a: { path?: string; devicePath: string }): string {
   return a.path ?? (a.devicePath || '(no device path)');
 }
 
+/**
+ * PCR 4's EFI applications against the policy's stages. The DECISION is by position (stage i
+ * allows app i; an optional stage may be missing only at the end), as it always was. The
+ * MESSAGES come from aligning the two chains by digest (diff.ts align), as a diff tool aligns
+ * lines: an inserted or removed image is named as such, and the images after it are compared
+ * with their own counterparts (not systemd-boot reported as the UKI, the UKI as the kernel).
+ */
 function checkChain(stages: Stage[], st: BootState, bank: BankName, fail: Fail): void {
   const apps = st.apps;
-  for (let i = 0; i < Math.max(apps.length, stages.length); i++) {
-    const a = apps[i], s = stages[i];
-    if (!s) {
+  let positional = apps.length > stages.length;
+  for (let i = 0; i < Math.min(apps.length, stages.length); i++) if (!stageAccepts(stages[i], apps[i], bank)) positional = true;
+  for (let i = apps.length; i < stages.length; i++) if (!stages[i].optional) positional = true;
+  if (!positional) return;
+  const paths = (s: Stage) => orList(s.allowed.map((x) => x.path ?? short(x.digest)));
+  const ops = align(stages, apps, (s, a) => stageAccepts(s, a, bank));
+  let n = 0;
+  for (let k = 0; k < ops.length; k++) {
+    const o = ops[k];
+    if (o.op === 'same') continue;
+    if (o.op === 'changed') {
+      const a = o.b, s = o.a, d = a.digests[bank] ?? 'none';
+      fail('boot-chain', 4, a.event, s.allowed.map((x) => x.digest).join(' | '), d,
+        `EFI application ${appName(a)}${a.label ? ` (labelled ${a.label})` : ''} (${s.role}) has digest ${short(d)}, policy allows ${orList(s.allowed.map((x) => short(x.digest) + (x.path && x.path !== a.path ? ` (${x.path})` : '')))}`);
+    } else if (o.op === 'added') {
+      const a = o.b;
+      const prev = ops.slice(0, k).reverse().find((x) => x.op !== 'added' && x.op !== 'removed');
+      const next = ops.slice(k + 1).find((x) => x.op !== 'added' && x.op !== 'removed');
+      const where = prev && 'a' in prev ? `after the policy's ${prev.a.role}` : next && 'a' in next ? `before the policy's ${next.a.role}` : 'in a chain the policy does not have';
       fail('boot-chain', 4, a.event, `${stages.length} EFI application(s)`, `${appName(a)} ${a.digests[bank] ?? ''}`,
-        `unexpected EFI application ${appName(a)}${a.label ? ` (labelled ${a.label})` : ''} (digest ${short(a.digests[bank] ?? 'none')}): policy allows only ${stages.length} application(s) in the boot chain`);
-      continue;
-    }
-    if (!a) {
-      if (!s.optional) fail('boot-chain', 4, null, s.allowed.map((x) => x.digest).join(' | '), 'none', `the boot chain stopped after ${apps.length} EFI application(s); policy expects a ${s.role} (${orList(s.allowed.map((x) => x.path ?? short(x.digest)))}) next`);
-      continue;
-    }
-    if (s.allowAny) continue;
-    const d = a.digests[bank] ?? 'none';
-    if (s.allowed.some((x) => x.digest === d)) continue;
-    fail('boot-chain', 4, a.event, s.allowed.map((x) => x.digest).join(' | '), d,
-      `EFI application ${appName(a)}${a.label ? ` (labelled ${a.label})` : ''} (${s.role}) has digest ${short(d)}, policy allows ${orList(s.allowed.map((x) => short(x.digest) + (x.path && x.path !== a.path ? ` (${x.path})` : '')))}`);
+        `unexpected EFI application ${appName(a)}${a.label ? ` (labelled ${a.label})` : ''} (digest ${short(a.digests[bank] ?? 'none')}) ${where}: the policy's boot chain (${stages.map((s) => s.role).join(' → ') || 'empty'}) has no image there`);
+    } else if (!o.a.optional) {
+      fail('boot-chain', 4, null, o.a.allowed.map((x) => x.digest).join(' | '), 'none',
+        `the boot did not load the policy's ${o.a.role} (${paths(o.a)}): ${apps.length} EFI application(s) loaded, the policy's chain is ${stages.map((s) => s.role).join(' → ')}`);
+    } else continue;
+    n++;
+  }
+  if (!n) {
+    // Every image matches its stage once aligned, but not by position: an optional stage was skipped before the end.
+    fail('boot-chain', 4, null, stages.map((s) => s.role).join(' → '), apps.map(appName).join(' → '),
+      `the boot skipped the optional ${ops.filter((o) => o.op === 'removed').map((o) => (o as { a: Stage }).a.role).join(', ')} stage(s) before the end of the chain; the policy's stages are matched by position (add this boot with \`policy add-boot\`)`);
   }
 }
 

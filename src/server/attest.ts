@@ -212,9 +212,19 @@ export async function verifyAttestation(inp: AttestInput): Promise<AttestResult>
   return r;
 }
 
+/**
+ * A refusal by evaluateBoot (EVENTLOG, SELECTION, REPLAY, ALREADY_RELEASED, POLICY): decided
+ * after the quote verified, so `quoted` holds the values the quote covered (exactly those).
+ */
+export class VerdictRefusal extends ServerError {
+  constructor(code: string, message: string, failures: string[] | undefined, readonly quoted: PcrValues) {
+    super(code, message, failures);
+  }
+}
+
 function finish(v: Omit<VerifiedBoot, 'trusted'>, msg: MessageOf<'attest-finish'>, policy: Policy, m: MachineRecord, share: (m: MachineRecord) => Buffer): AttestResult {
   const verdict = evaluateBoot(policy, msg.eventLog, v.values, { releasedPcr: m.releasedPcr });
-  if (!verdict.pass) refuse(verdict.code!, verdict.message!, verdict.failures.length ? verdict.failures.map((f) => `${f.rule}: ${f.message}`) : undefined);
+  if (!verdict.pass) throw new VerdictRefusal(verdict.code!, verdict.message!, verdict.failures.length ? verdict.failures.map((f) => `${f.rule}: ${f.message}`) : undefined, v.values);
 
   const ek = unmarshalPublic2B(m.ekPublic, 'enrolled EK');
   if (!ctEqual(objectName(ek), m.ekName)) throw new ServerError('INTERNAL', `machine ${m.id}: stored EK name does not match the stored EK`);

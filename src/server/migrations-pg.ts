@@ -93,7 +93,15 @@ export const PG_MIGRATIONS: string[] = [
      last_used BIGINT
    );
    ALTER TABLE enrollments ADD COLUMN token_id TEXT;`,
-  // 3: boots staged by machines for themselves (issue 11 §3)
+  // 3: the event log of each machine's last refused attestation (latest only, bounded), for the dashboard's diff
+  `CREATE TABLE refused_boots (
+     machine TEXT PRIMARY KEY,
+     time BIGINT NOT NULL,
+     code TEXT NOT NULL,
+     event_log BYTEA NOT NULL,
+     pcrs TEXT NOT NULL
+   );`,
+  // 4: boots staged by machines for themselves (issue 11 §3)
   `CREATE TABLE staged (
      id TEXT PRIMARY KEY,
      machine TEXT NOT NULL,

@@ -26,6 +26,10 @@ import { Vault, loadMasterKey } from './secrets.ts';
 import { Service, REQUEST_TYPES, logLine } from './service.ts';
 import { RateLimiter, type BucketConfig } from './ratelimit.ts';
 import { loadCaBundle } from './ekcert.ts';
+import { parseListen } from './listen.ts';
+import { Metrics, instrumentStore, startMetricsServer } from './metrics.ts';
+
+export { parseListen };
 
 export const DEFAULT_LISTEN = '0.0.0.0:7443';
 export const DB_FILE = 'bootkey.db';
@@ -54,21 +58,25 @@ export interface ServerOptions {
   rateLimit?: { perPeer?: BucketConfig; perMachine?: BucketConfig };
   /** A store to use instead of STATE/bootkey.db (e.g. PostgreSQL later); closed on close(). */
   store?: Store;
+  /** The listen(2) backlog; default 511 (Node's). */
+  listenBacklog?: number;
+  /** HOST:PORT of the Prometheus listener (plain HTTP, GET /metrics); default none. */
+  metricsListen?: string;
+  /** HOST:PORT of the web dashboard (HTTPS with the server certificate); default none. */
+  dashboardListen?: string;
+  /** The version reported in bootkey_build_info. */
+  version?: string;
 }
 
 export interface RunningServer {
   port: number;
   host: string;
   service: Service;
+  metrics: Metrics;
+  /** Bound ports of the optional listeners. */
+  metricsPort?: number;
+  dashboardPort?: number;
   close(): Promise<void>;
-}
-
-export function parseListen(s: string): { host: string; port: number } {
-  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\[\]]*)):(\d{1,5})$/.exec(s.trim());
-  if (!m) throw new ServerError('CONFIG', `listen address "${s}": expected HOST:PORT or [IPv6]:PORT`);
-  const port = Number(m[3]);
-  if (port > 65535) throw new ServerError('CONFIG', `listen address "${s}": port ${port} is out of range`);
-  return { host: m[1] ?? (m[2] || '0.0.0.0'), port };
 }
 
 function readState(dir: string, name: string, what: string): Buffer {
@@ -98,14 +106,16 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     log(logLine({ event: 'warning', reason: `${join(dir, 'ca.key')}: the CA private key is in the state directory; the server does not need it and replicas copy this directory: move it offline (bootkey server init --state DIR --ca-dir OFFLINE moves it)` }));
   }
   const ekCa = opts.ekCaFile ? loadCaBundle(opts.ekCaFile) : undefined;
-  const store = opts.store ?? new SqliteStore(join(dir, DB_FILE));
-  await store.migrate();
+  const metrics = new Metrics({ version: opts.version });
+  const rawStore = opts.store ?? new SqliteStore(join(dir, DB_FILE));
+  await rawStore.migrate();
+  const store = instrumentStore(rawStore, metrics);
   const perPeer = new RateLimiter(opts.rateLimit?.perPeer ?? { burst: 60, perSecond: 5 });
   // Charged by the service only after a request passed the cheap checks (see Service.chargeMachine).
   const perMachine = new RateLimiter(opts.rateLimit?.perMachine ?? { burst: 20, perSecond: 0.5 });
   let service: Service;
   try {
-    service = new Service({ store, vault, adminToken, releasedPcr: opts.releasedPcr, nonceTtlMs: opts.nonceTtlMs, ekCa, policiesDir: join(dir, 'policies'), tokenSigningKey, machineLimiter: perMachine, log });
+    service = new Service({ store, vault, adminToken, releasedPcr: opts.releasedPcr, nonceTtlMs: opts.nonceTtlMs, ekCa, policiesDir: join(dir, 'policies'), tokenSigningKey, machineLimiter: perMachine, metrics, log });
   } catch (e) {
     await store.close().catch(() => undefined);
     throw e;
@@ -126,6 +136,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     const conn = new Connection(sock);
     const deadline = Date.now() + connTimeout;
     const fail = async (code: string, message: string): Promise<void> => {
+      if (code !== 'RATE_LIMITED') metrics.refusals.inc({ request: 'connection', code });
       log(logLine({ event: 'connection', result: 'refused', code, peer, reason: message }));
       await conn.send({ t: 'error', code, message: message.slice(0, 4000) }).catch(() => undefined);
     };
@@ -154,7 +165,11 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
         // By source first; the per-machine budget is charged inside the service, only for
         // requests that passed the cheap checks (an attacker who read a machine id from a LUKS
         // header cannot spend that machine's budget).
-        if (!perPeer.take(peer)) return await fail('RATE_LIMITED', `too many requests from ${peer}; retry later`);
+        if (!perPeer.take(peer)) {
+          metrics.rateLimited.inc({ scope: 'peer' });
+          metrics.refusals.inc({ request: msg.t, code: 'RATE_LIMITED' });
+          return await fail('RATE_LIMITED', `too many requests from ${peer}; retry later`);
+        }
         const st = sockets.get(sock);
         if (st) st.busy = true;
         try {
@@ -176,7 +191,12 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
 
   srv.on('secureConnection', (sock) => {
     sockets.set(sock, { busy: false });
-    sock.on('close', () => sockets.delete(sock));
+    metrics.connections.inc();
+    metrics.openConnections.inc();
+    sock.on('close', () => {
+      sockets.delete(sock);
+      metrics.openConnections.inc({}, -1);
+    });
     sock.on('error', () => undefined);
     const p = serve(sock).catch((e) => log(logLine({ event: 'connection', result: 'error', peer: sock.remoteAddress, error: (e as Error).message })));
     active.add(p);
@@ -192,7 +212,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   try {
     await new Promise<void>((resolve, reject) => {
       srv.once('error', reject);
-      srv.listen(port, host, () => {
+      srv.listen(port, host, opts.listenBacklog ?? 511, () => {
         srv.off('error', reject);
         resolve();
       });
@@ -206,6 +226,27 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   }
   const addr = srv.address();
   const bound = typeof addr === 'object' && addr ? addr : { port, address: host };
+  const extra: { port: number; close(): Promise<void> }[] = [];
+  let metricsPort: number | undefined;
+  let dashboardPort: number | undefined;
+  try {
+    if (opts.metricsListen) {
+      const m = await startMetricsServer(opts.metricsListen, metrics, store, log);
+      extra.push(m);
+      metricsPort = m.port;
+    }
+    if (opts.dashboardListen) {
+      const { startDashboard } = await import('./dashboard.ts');
+      const d = await startDashboard({ listen: opts.dashboardListen, key, cert, service, adminToken, log });
+      extra.push(d);
+      dashboardPort = d.port;
+    }
+  } catch (e) {
+    for (const x of extra) await x.close();
+    await new Promise<void>((r) => srv.close(() => r()));
+    await store.close().catch(() => undefined);
+    throw e;
+  }
   const gcTimer = setInterval(() => void service.gc().catch(() => undefined), 60_000);
   gcTimer.unref();
   log(logLine({ event: 'listening', host: bound.address, port: bound.port, releasedPcr: service.releasedPcr, ekCa: opts.ekCaFile }));
@@ -214,10 +255,14 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     port: bound.port,
     host: bound.address,
     service,
+    metrics,
+    metricsPort,
+    dashboardPort,
     async close() {
       if (closing) return;
       closing = true;
       clearInterval(gcTimer);
+      for (const x of extra) await x.close();
       const stopped = new Promise<void>((r) => srv.close(() => r()));
       // Idle connections go now; requests in flight may finish (at most 5 s).
       for (const [s, st] of sockets) if (!st.busy) s.destroy();

@@ -31,20 +31,27 @@ import { EventLogError } from '../measuredboot/errors.ts';
 import type { MachineRecord, Store } from './store.ts';
 import { ServerError } from './errors.ts';
 import { ctEqualSecret, ctEqual, randomId, sha256, type Vault } from './secrets.ts';
-import { verifyAttestation, verifyQuoteAndLog, requiredSelection, DEFAULT_RELEASED_PCR, DEFAULT_NONCE_TTL_MS } from './attest.ts';
+import { verifyAttestation, VerdictRefusal, verifyQuoteAndLog, requiredSelection, DEFAULT_RELEASED_PCR, DEFAULT_NONCE_TTL_MS } from './attest.ts';
 import { checkEkCertificate } from './ekcert.ts';
 import { permissiveReason } from '../measuredboot/policy-lint.ts';
 import { releasedPcrProblem } from './released-pcr.ts';
 import { enrolTokenHash, enrolTokenId, newEnrolToken, DEFAULT_TOKEN_TTL_S, DEFAULT_TOKEN_USES } from './enrol-tokens.ts';
 import type { RateLimiter } from './ratelimit.ts';
 import { tokenStatement } from '../client/token.ts';
-import type { EnrolTokenRecord, StagedRecord } from './store.ts';
+import { MAX_REFUSED_LOG, type EnrolTokenRecord } from './store.ts';
+import type { Metrics } from './metrics.ts';
+import { pcrValuesToJson, type PcrValues } from '../pcrs.ts';
+
+/** PCR values as JSON `{bank: {pcr: hex}}` (RefusedBoot.pcrs). */
+export function pcrsToJson(v: PcrValues): string {
+  return JSON.stringify(pcrValuesToJson(v));
+}
+import type { StagedRecord } from './store.ts';
 import { decideStaging, requireStaging, effectivePolicy, formatWidening, matchStaged, readPrediction, selfStage, stagingOf, MAX_STAGED_PER_MACHINE } from './staging.ts';
 import { stageNonce, stageRequestHash } from '../protocol/stage.ts';
 import { verifyQuoteOnly } from './attest.ts';
 import { evaluateBoot, requiredPcrs } from '../measuredboot/verdict.ts';
 import { StageError } from '../measuredboot/stage.ts';
-import type { PcrValues } from '../pcrs.ts';
 
 export const ENROLLMENT_TTL_MS = 5 * 60_000;
 export const PENDING_MACHINE_TTL_MS = 10 * 60_000;
@@ -70,6 +77,8 @@ export interface ServiceOptions {
    * from a LUKS header cannot exhaust it. Default: none.
    */
   machineLimiter?: RateLimiter;
+  /** Counters and histograms for the metrics listener (metrics.ts); default none. */
+  metrics?: Metrics;
   log?: (line: string) => void;
   now?: () => number;
 }
@@ -187,6 +196,7 @@ export class Service {
     } else {
       this.log(kv({ event: 'internal-error', action, machine, peer: ctx.peer, error: (e as Error)?.stack ?? String(e) }));
     }
+    this.o.metrics?.refusal(action, code);
     this.log(kv({ event: action, result: 'refused', code, machine, peer: ctx.peer, reason: message, failures: failures?.join('; ') }));
     await this.audit({ who: action === 'admin' ? 'admin' : action.startsWith('enroll') ? 'enroll' : 'machine', machine, action, result: 'refused', code, reasons: failures ?? [message], peer: ctx.peer });
     return { t: 'error', code, message: message.slice(0, 4000), ...(failures ? { failures: failures.slice(0, 256).map((f) => f.slice(0, 4000)) } : {}) };
@@ -420,6 +430,7 @@ export class Service {
   }
 
   private async attestFinish(msg: MessageOf<'attest-finish'>, ctx: RequestContext): Promise<Message> {
+    const t0 = process.hrtime.bigint();
     const m = await this.o.store.getMachine(msg.machine);
     const now = this.now();
     try {
@@ -438,13 +449,22 @@ export class Service {
       for (const n of r.released.notices ?? []) this.log(kv({ event: 'notice', code: n.code, machine: m!.id, hostname: m!.hostname, peer: ctx.peer, message: n.message }));
       const notices = r.released.notices?.map((n) => `notice ${n.code}: ${n.message}`);
       await this.audit({ who: 'machine', machine: m!.id, action: 'release', result: 'ok', reasons: notices, peer: ctx.peer });
+      this.o.metrics?.releases.inc();
       await this.recordStagedUse(m!, r.policy, r.values, ctx);
       return r.released;
     } catch (e) {
       if (m && e instanceof ServerError) {
         await this.o.store.recordResult(m.id, { result: `refused:${e.code}`, time: now, reasons: e.failures ?? [e.message] }).catch(() => undefined);
+        // The quote verified: keep this boot's log (latest only, bounded) for the dashboard's diff.
+        // Only a VerdictRefusal (decided after the quote verified) is kept, with the quoted values only.
+        if (e instanceof VerdictRefusal && msg.eventLog.length <= MAX_REFUSED_LOG) {
+          await this.o.store.putRefusedBoot({ machine: m.id, time: now, code: e.code, eventLog: msg.eventLog, pcrs: pcrsToJson(e.quoted) })
+            .catch((err) => this.log(kv({ event: 'store-error', action: 'put-refused-boot', machine: m.id, error: (err as Error).message })));
+        }
       }
       throw e;
+    } finally {
+      this.o.metrics?.verification.observe({}, Number(process.hrtime.bigint() - t0) / 1e9);
     }
   }
 

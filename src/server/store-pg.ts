@@ -18,10 +18,10 @@
  * @module
  */
 import pg from 'pg';
-import type { AuditEntry, AuditRow, ConsumeResult, EnrollmentRecord, EnrolTokenRecord, MachineRecord, MachineState, NonceRecord, StagedRecord, StagedState, Store, TokenUseResult } from './store.ts';
+import { MAX_REFUSED_LOG, type MachineCounts, type RefusedBoot, type AuditEntry, AuditRow, ConsumeResult, EnrollmentRecord, EnrolTokenRecord, MachineRecord, MachineState, NonceRecord, StagedRecord, StagedState, Store, TokenUseResult } from './store.ts';
 import { ServerError } from './errors.ts';
 import { PG_MIGRATIONS, MIGRATION_LOCK } from './migrations-pg.ts';
-import { machineFromRow, enrollmentFromRow, enrolTokenFromRow, tokenRefusal, num, stagedFromRow, stagedUseUpdates, type Row } from './store-rows.ts';
+import { machineFromRow, enrollmentFromRow, enrolTokenFromRow, tokenRefusal, num, countsFromRows, refusedBootFromRow, stagedFromRow, stagedUseUpdates, type Row } from './store-rows.ts';
 
 type Queryable = Pick<pg.PoolClient, 'query'>;
 
@@ -218,6 +218,7 @@ export class PgStore implements Store {
     return this.tx('delete machine', async (c) => {
       await c.query('DELETE FROM nonces WHERE machine = $1', [id]);
       await c.query('DELETE FROM enrollments WHERE machine = $1', [id]);
+      await c.query('DELETE FROM refused_boots WHERE machine = $1', [id]);
       await c.query('DELETE FROM staged WHERE machine = $1', [id]);
       return (await c.query('DELETE FROM machines WHERE id = $1', [id])).rowCount === 1;
     });
@@ -327,6 +328,23 @@ export class PgStore implements Store {
 
   async revokeEnrolToken(id: string, now: number): Promise<boolean> {
     return (await this.q('UPDATE enrol_tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL', [now, id], 'revoke enrolment token')).rowCount === 1;
+  }
+
+  async machineStats(): Promise<MachineCounts> {
+    const r = await this.q("SELECT state, SUM(CASE WHEN last_result LIKE 'refused:%' THEN 1 ELSE 0 END) AS failed, COUNT(*) AS n FROM machines GROUP BY state", [], 'machine stats');
+    return countsFromRows(r.rows as { state: unknown; failed: unknown; n: unknown }[]);
+  }
+
+  async putRefusedBoot(rb: RefusedBoot): Promise<void> {
+    if (rb.eventLog.length > MAX_REFUSED_LOG) throw new ServerError('INTERNAL', `refused boot log of ${rb.eventLog.length} bytes exceeds ${MAX_REFUSED_LOG}`);
+    await this.q(`INSERT INTO refused_boots (machine, time, code, event_log, pcrs) VALUES ($1, $2, $3, $4, $5)
+      ON CONFLICT (machine) DO UPDATE SET time = excluded.time, code = excluded.code, event_log = excluded.event_log, pcrs = excluded.pcrs`,
+    [rb.machine, rb.time, rb.code, rb.eventLog, rb.pcrs], 'put refused boot');
+  }
+
+  async getRefusedBoot(machine: string): Promise<RefusedBoot | undefined> {
+    const r = await this.q('SELECT * FROM refused_boots WHERE machine = $1', [machine], 'get refused boot');
+    return r.rows[0] ? refusedBootFromRow(r.rows[0]) : undefined;
   }
 
   async getNamedPolicy(name: string): Promise<string | undefined> {

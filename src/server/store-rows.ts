@@ -3,7 +3,7 @@
  * may come back as strings from PostgreSQL's BIGINT, hence num()).
  * @module
  */
-import type { MachineRecord, MachineState, EnrollmentRecord, EnrolTokenRecord, TokenUseResult, StagedRecord, StagedState } from './store.ts';
+import type { MachineRecord, MachineState, EnrollmentRecord, EnrolTokenRecord, TokenUseResult, MachineCounts, RefusedBoot, StagedRecord, StagedState } from './store.ts';
 
 export type Row = Record<string, unknown>;
 
@@ -74,6 +74,20 @@ export function tokenRefusal(t: EnrolTokenRecord, now: number): TokenUseResult {
   if (t.expiresAt <= now) return 'expired';
   if (t.usesLeft <= 0) return 'used-up';
   return 'unknown';
+}
+
+/** machineStats' GROUP BY state rows → counts. */
+export function countsFromRows(rows: { state: unknown; failed: unknown; n: unknown }[]): MachineCounts {
+  const c: MachineCounts = { active: 0, pending: 0, revoked: 0, failed: 0 };
+  for (const r of rows) {
+    if (r.state === 'active' || r.state === 'pending' || r.state === 'revoked') c[r.state] = num(r.n);
+    c.failed += num(r.failed ?? 0);
+  }
+  return c;
+}
+
+export function refusedBootFromRow(r: Row): RefusedBoot {
+  return { machine: r.machine as string, time: num(r.time), code: r.code as string, eventLog: r.event_log as Buffer, pcrs: r.pcrs as string };
 }
 
 export function stagedFromRow(r: Row): StagedRecord {

@@ -6,9 +6,9 @@
  * @module
  */
 import Database from 'better-sqlite3';
-import type { AuditEntry, AuditRow, ConsumeResult, EnrollmentRecord, EnrolTokenRecord, MachineRecord, MachineState, NonceRecord, StagedRecord, StagedState, Store, TokenUseResult } from './store.ts';
+import { MAX_REFUSED_LOG, type MachineCounts, type RefusedBoot, type AuditEntry, AuditRow, ConsumeResult, EnrollmentRecord, EnrolTokenRecord, MachineRecord, MachineState, NonceRecord, StagedRecord, StagedState, Store, TokenUseResult } from './store.ts';
 import { ServerError } from './errors.ts';
-import { machineFromRow, enrollmentFromRow, enrolTokenFromRow, tokenRefusal, stagedFromRow, stagedUseUpdates, type Row } from './store-rows.ts';
+import { machineFromRow, enrollmentFromRow, enrolTokenFromRow, tokenRefusal, countsFromRows, refusedBootFromRow, stagedFromRow, stagedUseUpdates, type Row } from './store-rows.ts';
 
 const MIGRATIONS: string[] = [
   // 1: initial schema
@@ -85,7 +85,15 @@ const MIGRATIONS: string[] = [
      last_used INTEGER
    );
    ALTER TABLE enrollments ADD COLUMN token_id TEXT;`,
-  // 3: boots staged by machines for themselves (issue 11 §3)
+  // 3: the event log of each machine's last refused attestation (latest only, bounded), for the dashboard's diff
+  `CREATE TABLE refused_boots (
+     machine TEXT PRIMARY KEY,
+     time INTEGER NOT NULL,
+     code TEXT NOT NULL,
+     event_log BLOB NOT NULL,
+     pcrs TEXT NOT NULL
+   );`,
+  // 4: boots staged by machines for themselves (issue 11 §3)
   `CREATE TABLE staged (
      id TEXT PRIMARY KEY,
      machine TEXT NOT NULL,
@@ -202,6 +210,7 @@ export class SqliteStore implements Store {
     const tx = this.db.transaction(() => {
       this.db.prepare('DELETE FROM nonces WHERE machine = ?').run(id);
       this.db.prepare('DELETE FROM enrollments WHERE machine = ?').run(id);
+      this.db.prepare('DELETE FROM refused_boots WHERE machine = ?').run(id);
       this.db.prepare('DELETE FROM staged WHERE machine = ?').run(id);
       return this.db.prepare('DELETE FROM machines WHERE id = ?').run(id).changes === 1;
     });
@@ -321,6 +330,22 @@ export class SqliteStore implements Store {
 
   async putNamedPolicy(name: string, policy: string, now: number): Promise<void> {
     this.db.prepare('INSERT INTO policies (name, policy, updated) VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE SET policy = excluded.policy, updated = excluded.updated').run(name, policy, now);
+  }
+
+  async machineStats(): Promise<MachineCounts> {
+    const rows = this.db.prepare("SELECT state, SUM(CASE WHEN last_result LIKE 'refused:%' THEN 1 ELSE 0 END) AS failed, COUNT(*) AS n FROM machines GROUP BY state").all() as { state: string; failed: number; n: number }[];
+    return countsFromRows(rows);
+  }
+
+  async putRefusedBoot(r: RefusedBoot): Promise<void> {
+    if (r.eventLog.length > MAX_REFUSED_LOG) throw new ServerError('INTERNAL', `refused boot log of ${r.eventLog.length} bytes exceeds ${MAX_REFUSED_LOG}`);
+    this.db.prepare('INSERT INTO refused_boots (machine, time, code, event_log, pcrs) VALUES (?, ?, ?, ?, ?) ON CONFLICT (machine) DO UPDATE SET time = excluded.time, code = excluded.code, event_log = excluded.event_log, pcrs = excluded.pcrs')
+      .run(r.machine, r.time, r.code, r.eventLog, r.pcrs);
+  }
+
+  async getRefusedBoot(machine: string): Promise<RefusedBoot | undefined> {
+    const r = this.db.prepare('SELECT * FROM refused_boots WHERE machine = ?').get(machine) as Row | undefined;
+    return r ? refusedBootFromRow(r) : undefined;
   }
 
   async putStaged(x: StagedRecord): Promise<void> {

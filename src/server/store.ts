@@ -132,6 +132,32 @@ export interface AuditRow extends AuditEntry {
   seq: number;
 }
 
+/**
+ * The event log of a machine's last refused attestation (latest only, at most
+ * MAX_REFUSED_LOG bytes), kept so that the dashboard can diff it against the policy. Kept only
+ * for refusals decided after the quote verified (EVENTLOG, SELECTION, REPLAY, ALREADY_RELEASED,
+ * POLICY): only the holder of the machine's AK can write it, and `pcrs` are quoted values.
+ */
+export interface RefusedBoot {
+  machine: string;
+  time: number;
+  code: string;
+  eventLog: Buffer;
+  /** The quoted PCR values, JSON `{bank: {pcr: hex}}`. */
+  pcrs: string;
+}
+
+export const MAX_REFUSED_LOG = 1024 * 1024;
+
+/** Machine counts for the metrics gauges. */
+export interface MachineCounts {
+  active: number;
+  pending: number;
+  revoked: number;
+  /** Machines whose last attestation was refused (last_result "refused:…"). */
+  failed: number;
+}
+
 export interface Store {
   /** Creates/updates the schema (idempotent). */
   migrate(): Promise<void>;
@@ -190,6 +216,11 @@ export interface Store {
   getNamedPolicy(name: string): Promise<string | undefined>;
   putNamedPolicy(name: string, policy: string, now: number): Promise<void>;
 
+  /** Counts by state and failed (one aggregate query; the metrics cache it). */
+  machineStats(): Promise<MachineCounts>;
+  /** Replaces the machine's kept refused boot (latest only). */
+  putRefusedBoot(r: RefusedBoot): Promise<void>;
+  getRefusedBoot(machine: string): Promise<RefusedBoot | undefined>;
   putStaged(s: StagedRecord): Promise<void>;
   getStaged(id: string): Promise<StagedRecord | undefined>;
   /** A machine's staged boots (every machine's without `machine`), oldest first. */

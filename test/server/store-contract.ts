@@ -6,7 +6,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { randomBytes } from 'node:crypto';
-import type { MachineRecord, Store } from '../../src/server/store.ts';
+import { MAX_REFUSED_LOG, type MachineRecord, type Store } from '../../src/server/store.ts';
 import { Vault, sha256 } from '../../src/server/secrets.ts';
 import { newEnrolToken } from '../../src/server/enrol-tokens.ts';
 import type { EnrolTokenRecord } from '../../src/server/store.ts';
@@ -63,12 +63,12 @@ export function storeContract(be: StoreBackend): void {
   };
 
   t('migrations are idempotent and recorded', async () => {
-    assert.is(await a.schemaVersion(), 3);
+    assert.is(await a.schemaVersion(), 4);
     await a.migrate();
     await b.migrate();
     await Promise.all([a.migrate(), b.migrate()]);
-    assert.is(await b.schemaVersion(), 3);
-    assert.is(await be.schemaRows(), 3);
+    assert.is(await b.schemaVersion(), 4);
+    assert.is(await be.schemaRows(), 4);
     await be.afterMigrate?.();
   });
 
@@ -285,6 +285,28 @@ export function storeContract(be: StoreBackend): void {
     assert.is(await a.getMachine('m-stale'), undefined);
     assert.ok(await a.getMachine('m-fresh'));
     assert.ok(await a.getMachine('m-new'));
+  });
+
+  t('refused boot: latest only per machine, bounded, seen by the other replica, gone with the machine; machineStats counts', async () => {
+    const now = Date.now();
+    await a.createMachine(machine('m-rb', randomBytes(32)));
+    await a.putRefusedBoot({ machine: 'm-rb', time: now, code: 'POLICY', eventLog: Buffer.from('first'), pcrs: '{}' });
+    await b.putRefusedBoot({ machine: 'm-rb', time: now + 1, code: 'REPLAY', eventLog: Buffer.from('second'), pcrs: '{"sha256":{}}' });
+    const rb = await a.getRefusedBoot('m-rb');
+    assert.is(rb?.code, 'REPLAY');
+    assert.ok(rb?.eventLog.equals(Buffer.from('second')));
+    assert.is(rb?.time, now + 1);
+    assert.is((await be.rawRows('refused_boots')).filter((r) => r.machine === 'm-rb').length, 1, 'latest only');
+    await rejects(a.putRefusedBoot({ machine: 'm-rb', time: now, code: 'POLICY', eventLog: Buffer.alloc(MAX_REFUSED_LOG + 1), pcrs: '{}' }), /exceeds/);
+    await a.recordResult('m-rb', { result: 'refused:POLICY', time: now });
+    const s = await b.machineStats();
+    const all = await b.listMachines();
+    assert.is(s.active + s.pending + s.revoked, all.length);
+    assert.is(s.failed, all.filter((m) => (m.lastResult ?? '').startsWith('refused:')).length);
+    assert.ok(s.failed >= 1);
+    await a.setMachineState('m-rb', 'revoked', now);
+    await a.deleteMachine('m-rb');
+    assert.is(await b.getRefusedBoot('m-rb'), undefined);
   });
 
   t.run();
