@@ -66,6 +66,7 @@ bk_env_build_update() {
   sbsign --key "$d/other.key" --cert "$d/other.pem" --output "$W/uki-upd.other.efi" "$d/uki-upd.efi" 2>/dev/null
   bk_build_esp "$W/esp-sb-good.img" "$W/uki-sb-good.efi:EFI/BOOT/BOOTX64.EFI"
   bk_build_esp "$W/esp-upd.img" "$W/uki-upd.signed.efi:EFI/BOOT/BOOTX64.EFI"
+  bk_build_esp "$W/esp-upd-other.img" "$W/uki-upd.other.efi:EFI/BOOT/BOOTX64.EFI"
   mkdir -p "$d/upd/hooks/kernel-install"
   cp "$W/uki-upd.signed.efi" "$W/uki-upd.other.efi" "$d/upd/"
   cp "$BK_ROOT/hooks/bootkey-stage-common.sh" "$d/upd/hooks/"

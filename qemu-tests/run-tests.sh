@@ -14,6 +14,9 @@
 #           6c unattended unlock; the hook stages the update UKI signed by another key: refused
 #              (UNLISTED_SIGNER, printed); the snakeoil-signed one: staged
 #           6d the update UKI boots: unlocked with nothing typed
+#           6e the update UKI signed by the other key: Secure Boot on, the firmware would not start
+#              it; with Secure Boot off it boots and is refused (POLICY, secure-boot named), the
+#              passphrase still works
 #   qemu-tests/run-tests.sh [TEST...]    (default: all; "enroll" runs first whenever 1-5 need it)
 # Prints "N passed, N failed"; exit 1 when any failed. Work files: qemu-tests/work/boot/.
 set -euo pipefail
@@ -108,7 +111,13 @@ $(bk_ctl_stage uki-upd.other.efi uki-upd.signed.efi)" || true
   if has 6d 'key handed to systemd-cryptsetup' && has 6d 'BOOTKEY-MARKER' && ! typed 6d && [ "$used" = 1 ]; then ok "6d-staged-update-unlocks-unattended"
   else bad 6d "the staged update did not unlock unattended (or the release was not matched to it: $used)"; fi
   admin_cli staged list "$id" >&2 || true
-  bk_log "test 6 (staging an update, 4 boots): $(( $(date +%s) - t6 )) s"
+
+  # Authenticode digests exclude the signature: this UKI has the staged digest. PCR 7 tells them apart.
+  BK_VM_SB=nosb bk_vm_boot 6e vm3 "$W/esp-upd-other.img" "$W/root-vm3.img" snapshot "" \
+    "REFUSED by[^\n]*[\s\S]*$BK_PROMPT|$BK_PROMPT[\s\S]*REFUSED by=$BK_PASS" || true
+  if has 6e 'REFUSED by .*POLICY: .*secure-boot' && has 6e 'BOOTKEY-MARKER' && typed 6e && ! has 6e 'key handed'; then ok "6e-other-key-uki-sb-off-refused-then-passphrase"
+  else bad 6e "expected a POLICY refusal naming Secure Boot, then the passphrase boot"; fi
+  bk_log "test 6 (staging an update, 5 boots): $(( $(date +%s) - t6 )) s"
   unset BK_VM_SB BK_VM_UPD
 }
 
