@@ -46,12 +46,43 @@ bk_env_build() {
     { bk_build_esp "$W/esp-good.img" "$W/uki-good.efi:EFI/BOOT/BOOTX64.EFI" && bk_key "$W/uki-good.efi" >"$W/esp-good.img.key"; }
   [ "$(bk_key "$W/uki-cmdline2.efi")" = "$(cat "$W/esp-cmdline2.img.key" 2>/dev/null)" ] ||
     { bk_build_esp "$W/esp-cmdline2.img" "$W/uki-cmdline2.efi:EFI/BOOT/BOOTX64.EFI" && bk_key "$W/uki-cmdline2.efi" >"$W/esp-cmdline2.img.key"; }
+  bk_env_build_update
+}
+
+# Test 6 (staging an update from the booted guest, Secure Boot on): the good UKI sbsigned with
+# OVMF's snakeoil key; an "update" UKI (same command line, another os-release: another
+# Authenticode digest) signed with the snakeoil key and with another key; their ESPs; and the
+# update disk (ext4, serial bkupd) carrying both UKIs and hooks/ for the guest.
+bk_env_build_update() {
+  local key; key=$(bk_key "$W/uki-good.efi" "$BK_ROOT/hooks/bootkey-stage-common.sh" "$BK_ROOT/hooks/kernel-install/90-bootkey.install" "$(declare -f bk_env_build_update)")
+  [ "$(cat "$W/upd.img.key" 2>/dev/null)" = "$key" ] && return 0
+  bk_log "update UKIs (signed), ESPs and the update disk"
+  local d; d=$(mktemp -d)
+  printf 'NAME="bootkey test"\nID=bootkey-test\nVERSION_ID=2\nPRETTY_NAME="bootkey staged update"\n' >"$d/os-release2"
+  bk_build_uki "$d/uki-upd.efi" "$BK_VMLINUZ" "$W/initrd-bootkey.zst" "$BK_CMDLINE" "$d/os-release2"
+  bk_sign "$W/uki-sb-good.efi" "$W/uki-good.efi"
+  bk_sign "$W/uki-upd.signed.efi" "$d/uki-upd.efi"
+  openssl req -x509 -newkey rsa:2048 -nodes -subj "/CN=bootkey other signer" -days 3650 -keyout "$d/other.key" -out "$d/other.pem" 2>/dev/null
+  sbsign --key "$d/other.key" --cert "$d/other.pem" --output "$W/uki-upd.other.efi" "$d/uki-upd.efi" 2>/dev/null
+  bk_build_esp "$W/esp-sb-good.img" "$W/uki-sb-good.efi:EFI/BOOT/BOOTX64.EFI"
+  bk_build_esp "$W/esp-upd.img" "$W/uki-upd.signed.efi:EFI/BOOT/BOOTX64.EFI"
+  bk_build_esp "$W/esp-upd-other.img" "$W/uki-upd.other.efi:EFI/BOOT/BOOTX64.EFI"
+  mkdir -p "$d/upd/hooks/kernel-install"
+  cp "$W/uki-upd.signed.efi" "$W/uki-upd.other.efi" "$d/upd/"
+  cp "$BK_ROOT/hooks/bootkey-stage-common.sh" "$d/upd/hooks/"
+  cp "$BK_ROOT/hooks/kernel-install/90-bootkey.install" "$d/upd/hooks/kernel-install/"
+  local mib=$(( $(du -sm "$d/upd" | cut -f1) + 16 ))
+  rm -f "$W/upd.img"; truncate -s "${mib}M" "$W/upd.img"
+  mkfs.ext4 -q -F -d "$d/upd" -L bkupd "$W/upd.img"
+  rm -rf "$d"
+  echo "$key" >"$W/upd.img.key"
 }
 
 # A machine = a swtpm state dir that persists across its boots (like a real TPM's NV).
 bk_vm_new() { rm -rf "$W/$1" && mkdir -p "$W/$1" && swtpm_setup --tpm2 --tpmstate "$W/$1" --pcr-banks sha1,sha256 --overwrite >/dev/null; }
 
 # bk_vm_boot NAME VM ESP ROOTIMG ROOTMODE(rw|snapshot) CTLSCRIPT [REGEX=REPLY ...]
+# BK_VM_SB=sb: Secure Boot on (snakeoil keys); BK_VM_UPD=IMG: an extra disk (serial bkupd).
 # Boots with the VM's TPM, a virtio NIC on QEMU's user network (host = 10.0.2.2), the root disk
 # (serial bkroot), a control disk (serial bkctl: a shell script the root's /sbin/init sources;
 # disks are not measured, the command line is), the console on a socket driven by console.py.
@@ -63,7 +94,9 @@ bk_vm_boot() {
   local snap=; [ "$mode" = snapshot ] && snap=,snapshot=on
   bk_console "$d/console.sock" "$d/console.log" "$@"
   local rc=0
-  BK_TPM_STATE_FROM=$W/$vm BK_CONSOLE=chardev:ser0 bk_boot "$d" "$esp" nosb \
+  local upd=()
+  [ -n "${BK_VM_UPD:-}" ] && upd=(-drive if=none,id=upd,format=raw,file="$BK_VM_UPD",snapshot=on -device virtio-blk-pci,drive=upd,serial=bkupd)
+  BK_TPM_STATE_FROM=$W/$vm BK_CONSOLE=chardev:ser0 bk_boot "$d" "$esp" "${BK_VM_SB:-nosb}" "${upd[@]}" \
     -chardev socket,id=ser0,path="$d/console.sock",server=on,wait=on \
     -netdev user,id=n0 -device virtio-net-pci,netdev=n0,romfile= \
     -drive if=none,id=root,format=raw,file="$root$snap" -device virtio-blk-pci,drive=root,serial=bkroot \
@@ -89,3 +122,14 @@ BK_CTL_AGAIN="$BK_CTL_NET
 bootkey unlock --test --device \"\$BK_DISK\" --tpm device:/dev/tpmrm0 --deadline 20
 echo \"BOOTKEY-AGAIN-RC=\$?\""
 BK_PROMPT='Please enter passphrase for disk'
+# bk_ctl_stage UKI...: mounts the update disk and runs the kernel-install hook for each UKI on it
+# (KERNEL_INSTALL_LAYOUT=uki), as kernel-install would after installing it.
+bk_ctl_stage() {
+  printf '%s\n' 'for b in /sys/block/vd*; do [ "$(cat "$b/serial" 2>/dev/null)" = bkupd ] && BK_UPD=/dev/${b##*/}; done' \
+    'mkdir -p /mnt/upd && mount -t ext4 -o ro "$BK_UPD" /mnt/upd'
+  local u; for u in "$@"; do
+    printf '%s\n' "echo BOOTKEY-STAGE-BEGIN $u" \
+      "BOOTKEY_CONF=/nonexistent BOOTKEY_HOOKS=/mnt/upd/hooks BOOTKEY_DEVICE=\"\$BK_DISK\" BOOTKEY_ARGS='--tpm device:/dev/tpmrm0 --deadline 60' BOOTKEY_STRICT=1 KERNEL_INSTALL_LAYOUT=uki sh /mnt/upd/hooks/kernel-install/90-bootkey.install add 6.1.0-bootkey-update /boot/efi/entry /mnt/upd/$u" \
+      "echo \"BOOTKEY-STAGE-RC=\$? $u\""
+  done
+}

@@ -252,7 +252,7 @@ not trustworthy (errors are listed); "issue" lines are what a policy reading tha
 /** The running boot's log, where Linux exposes it. */
 export const CURRENT_LOG = '/sys/kernel/security/tpm0/binary_bios_measurements';
 
-const PART_OPTIONS = {
+export const PART_OPTIONS = {
   uki: { type: 'string' },
   kernel: { type: 'string' },
   initrd: { type: 'string' },
@@ -274,7 +274,7 @@ const PART_HELP = `  --uki FILE          the new unified kernel image (PCR 4 UKI
   --bootloader FILE   the new boot loader (grubx64.efi, systemd-bootx64.efi)`;
 
 /** The predicted boot from LOG and the part options. */
-async function predictFrom(logPath: string, args: Parsed): Promise<PredictedBoot> {
+export async function predictFrom(logPath: string, args: Parsed): Promise<PredictedBoot> {
   const file = (k: string) => {
     const v = opt(args, k);
     return v === undefined ? undefined : readEfiFile(v);
@@ -411,4 +411,50 @@ docs/UPDATES.md). Exit status 0 staged; 1 refused (nothing written) or bad input
   },
 };
 
-export const policyCommands: Command[] = [generate, addBootCmd, stageCmd, predictCmd, check, showState];
+const stagingCmd: Command = {
+  path: ['policy', 'staging'],
+  summary: 'set what a machine with this policy may stage for itself (bootkey stage)',
+  help: `usage: bootkey policy staging POLICY --mode none|signed-by|any [--cert FILE]... [--require-approval] [--keep N]
+
+Writes POLICY's "staging" field: the permission the server applies when an enrolled machine
+stages its next boot itself (\`bootkey stage\`, called by the update hooks in hooks/):
+  none        refused (STAGING_NOT_ALLOWED); the default
+  signed-by   each new PCR 4 image (shim, boot loader, UKI, kernel) must carry an Authenticode
+              signature over its digest chaining to a --cert (or the stage's signedBy); any other
+              widening (command line, firmware, keys, PCR values) is refused (STAGE_WIDENS)
+  any         whatever \`policy stage\` would add (Secure Boot downgrade, dbx rollback still refused)
+  --cert FILE          a PEM or DER certificate (repeatable): the distribution's signing certificate, a db or MOK entry
+  --require-approval   a staged boot waits for \`bootkey admin staged approve\`
+  --keep N             retire a staged boot unused for N successful releases (default 3)
+Exit status 0 written; 1 bad input; 2 usage.`,
+  options: { mode: { type: 'string' }, cert: { type: 'string', multiple: true }, 'require-approval': { type: 'boolean' }, keep: { type: 'string' } },
+  positionals: [1, 1],
+  async run(args: Parsed): Promise<number> {
+    const policyPath = args.positionals[0];
+    const policy = readPolicy(policyPath);
+    const mode = opt(args, 'mode');
+    if (mode !== 'none' && mode !== 'signed-by' && mode !== 'any') throw new UsageError('--mode: none, signed-by or any');
+    const certs = (args.values.cert as string[] | undefined) ?? [];
+    if (mode === 'signed-by' && !certs.length && !(policy.rules.bootChain?.stages ?? []).some((st) => st.signedBy?.length)) throw new UsageError('--mode signed-by needs --cert (or a boot-chain stage with signedBy)');
+    if (mode !== 'signed-by' && certs.length) throw new UsageError('--cert goes with --mode signed-by');
+    const { X509Certificate, createHash } = await import('node:crypto');
+    const signedBy = certs.map((f) => {
+      let c;
+      try {
+        c = new X509Certificate(readInput(f, 'certificate'));
+      } catch (e) {
+        throw new InputError('BAD_CERT', `${f}: not a PEM or DER certificate: ${(e as Error).message}`);
+      }
+      return { sha256: createHash('sha256').update(c.raw).digest('hex'), subject: c.subject.replace(/\n/g, ', ') };
+    });
+    const keepS = opt(args, 'keep');
+    const keep = keepS === undefined ? undefined : Number(keepS);
+    if (keep !== undefined && (!Number.isInteger(keep) || keep < 1 || keep > 1000)) throw new UsageError('--keep: an integer 1-1000');
+    policy.staging = { mode, ...(signedBy.length ? { signedBy } : {}), ...(flag(args, 'require-approval') ? { requireApproval: true } : {}), ...(keep !== undefined ? { keep } : {}) };
+    writeOutput(policyPath, policyText(parsePolicy(JSON.parse(JSON.stringify(policy)))));
+    process.stdout.write(`${policyPath}: staging ${mode}${signedBy.length ? ` by ${signedBy.map((c) => c.subject || c.sha256.slice(0, 12)).join(' or ')}` : ''}${policy.staging.requireApproval ? ', approval required' : ''}${keep !== undefined ? `, keep ${keep}` : ''}\n`);
+    return EXIT_OK;
+  },
+};
+
+export const policyCommands: Command[] = [generate, addBootCmd, stageCmd, predictCmd, check, showState, stagingCmd];

@@ -9,5 +9,6 @@ import { unlockCommands } from './unlock.ts';
 import { efiCommands } from './efi.ts';
 import { configCommands } from './config.ts';
 import { setupCommands } from './setup.ts';
+import { stageCommands } from './stage.ts';
 
-export const COMMANDS: Command[] = [...tpmCommands, ...eventlogCommands, ...policyCommands, ...serverCommands, ...enrollCommands, ...unlockCommands, ...efiCommands, ...configCommands, ...setupCommands];
+export const COMMANDS: Command[] = [...tpmCommands, ...eventlogCommands, ...policyCommands, ...serverCommands, ...enrollCommands, ...unlockCommands, ...efiCommands, ...configCommands, ...stageCommands, ...setupCommands];

@@ -152,8 +152,9 @@ docs/SERVER.md).`,
   },
 };
 
-const OPS = ['list', 'show', 'set-policy', 'put-policy', 'add-boot', 'revoke', 'unrevoke', 'rotate', 'delete', 'audit', 'gc', 'token'];
+const OPS = ['list', 'show', 'set-policy', 'put-policy', 'add-boot', 'revoke', 'unrevoke', 'rotate', 'delete', 'audit', 'gc', 'token', 'staged'];
 const TOKEN_OPS = ['create', 'list', 'revoke'];
+const STAGED_OPS = ['list', 'approve', 'drop'];
 
 function time(t: unknown): string {
   return typeof t === 'number' ? new Date(t).toISOString().replace(/\.\d+Z$/, 'Z') : '-';
@@ -167,6 +168,13 @@ function printPlain(op: string, r: unknown): void {
       out.push([String(m.id).padEnd(20), String(m.state).padEnd(8), String(m.hostname).padEnd(24), String(m.lastResult ?? '-').padEnd(24), time(m.lastTime)].join(' '));
     }
     if (!r.length) out.push('(no machines)');
+  } else if (op === 'staged-list' && Array.isArray(r)) {
+    out.push(['ID'.padEnd(20), 'MACHINE'.padEnd(20), 'STATE'.padEnd(8), 'MODE'.padEnd(10), 'USED'.padEnd(5), 'CREATED'.padEnd(21), 'LABEL'].join(' '));
+    for (const x of r as Record<string, unknown>[]) {
+      out.push([String(x.id).padEnd(20), String(x.machine).padEnd(20), String(x.state).padEnd(8), String(x.mode).padEnd(10), (x.used ? 'yes' : 'no').padEnd(5), time(x.created).padEnd(21), String(x.label ?? '')].join(' '));
+      for (const l of (x.summary as string[] | undefined) ?? []) out.push(`    ${l}`);
+    }
+    if (!r.length) out.push('(no staged boots)');
   } else if (op === 'token-list' && Array.isArray(r)) {
     out.push(['ID'.padEnd(20), 'STATE'.padEnd(8), 'USES LEFT'.padEnd(10), 'EXPIRES'.padEnd(21), 'LAST USED'.padEnd(21), 'COMMENT'].join(' '));
     for (const t of r as Record<string, unknown>[]) {
@@ -220,7 +228,11 @@ ops: list                      machines with state, last result and time
                                an enrolment token (default 1 use, 24h; DURATION like 30m, 24h, 7d):
                                printed once; it can only enrol (bootkey enroll --enrol-token FILE)
      token list                enrolment tokens (never the secrets)
-     token revoke ID           ends an enrolment token at once`,
+     token revoke ID           ends an enrolment token at once
+     staged list [MACHINE]     boots machines staged for themselves (bootkey stage): id, state
+                               (pending, active, retired, dropped), label, what each widened
+     staged approve ID         a pending staged boot counts from now on (policy staging.requireApproval)
+     staged drop ID            a pending or active staged boot no longer counts`,
   options: {
     server: { type: 'string' }, ca: { type: 'string' }, 'admin-token': { type: 'string' }, policy: { type: 'string' }, eventlog: { type: 'string' },
     limit: { type: 'string' }, 'allow-secureboot-off': { type: 'boolean' }, json: { type: 'boolean' },
@@ -228,10 +240,21 @@ ops: list                      machines with state, last result and time
   },
   positionals: [1, 3],
   async run(args) {
-    let [op, target] = args.positionals;
+    let [op, target]: (string | undefined)[] = args.positionals;
     if (!OPS.includes(op)) throw new UsageError(`admin: unknown operation "${op}" (${OPS.join(', ')})`);
-    const fields: { machine?: string; policy?: string; eventLog?: Buffer; limit?: number; flag?: boolean; allowPermissive?: boolean; uses?: number; ttl?: number; comment?: string } = {};
-    if (op === 'token') {
+    const fields: { machine?: string; policy?: string; eventLog?: Buffer; limit?: number; flag?: boolean; allowPermissive?: boolean; uses?: number; ttl?: number; comment?: string; staged?: string } = {};
+    if (op === 'staged') {
+      const sub = args.positionals[1];
+      if (!STAGED_OPS.includes(sub)) throw new UsageError(`admin staged: expected ${STAGED_OPS.join(', ')}`);
+      op = `staged-${sub}`;
+      const arg = args.positionals[2];
+      if (sub === 'list') target = arg;
+      else {
+        if (!arg || !/^s-[0-9a-f]{16}$/.test(arg)) throw new UsageError(`admin staged ${sub}: needs a staged boot id (s-…, see \`admin staged list\`)`);
+        fields.staged = arg;
+        target = undefined;
+      }
+    } else if (op === 'token') {
       const sub = args.positionals[1];
       if (!TOKEN_OPS.includes(sub)) throw new UsageError(`admin token: expected ${TOKEN_OPS.join(', ')}`);
       op = `token-${sub}`;
@@ -257,7 +280,7 @@ ops: list                      machines with state, last result and time
         }
       }
     } else if (args.positionals.length > 2) throw new UsageError(`admin ${op}: too many arguments`);
-    const needsTarget = !['list', 'audit', 'gc', 'token-create', 'token-list'].includes(op);
+    const needsTarget = !['list', 'audit', 'gc', 'token-create', 'token-list', 'staged-list', 'staged-approve', 'staged-drop'].includes(op);
     if (needsTarget && !target) throw new UsageError(`admin ${op}: needs a ${op === 'put-policy' ? 'policy name' : 'machine id'}`);
     const token = readInput(req(args, 'admin-token'), 'admin token').toString('utf8').trim();
     const ca = readInput(req(args, 'ca'), 'CA certificate');

@@ -52,7 +52,7 @@ export function parsePolicy(input: string | unknown): Policy {
       throw new PolicyError('BAD_POLICY', `policy: not valid JSON: ${(e as Error).message}`);
     }
   }
-  const p = obj(v, '$', ['$schema', 'version', 'comment', 'bank', 'pcrs', 'options', 'rules', 'knownGood', 'knownGoodRules', 'staged'], ['version', 'bank', 'pcrs', 'options', 'rules']);
+  const p = obj(v, '$', ['$schema', 'version', 'comment', 'bank', 'pcrs', 'options', 'rules', 'knownGood', 'knownGoodRules', 'staged', 'staging'], ['version', 'bank', 'pcrs', 'options', 'rules']);
   if (p.version !== POLICY_VERSION && p.version !== 1) bad('version', `unsupported version ${JSON.stringify(p.version)} (this bootkey reads versions 1 and ${POLICY_VERSION})`);
   if (p.version === 1 && p.knownGood !== undefined) bad('knownGood', 'needs version 2');
   if (p.knownGoodRules !== undefined) str(p.knownGoodRules, 'knownGoodRules', HEX64, 'a SHA-256 (64 lowercase hex digits)');
@@ -81,6 +81,19 @@ export function parsePolicy(input: string | unknown): Policy {
       const kg = obj(x.knownGood, `${at}.knownGood`, Array.from({ length: 24 }, (_, j) => String(j)));
       for (const [k, d] of Object.entries(kg)) digest(d, `${at}.knownGood.${k}`);
     });
+  }
+  if (p.staging !== undefined) {
+    const x = obj(p.staging, 'staging', ['mode', 'signedBy', 'requireApproval', 'keep'], ['mode']);
+    if (!['none', 'signed-by', 'any'].includes(x.mode as string)) bad('staging.mode', `expected "none", "signed-by" or "any", got ${JSON.stringify(x.mode)}`);
+    if (x.signedBy !== undefined) {
+      arr(x.signedBy, 'staging.signedBy').forEach((c, j) => {
+        const y = obj(c, `staging.signedBy[${j}]`, ['sha256', 'subject'], ['sha256']);
+        str(y.sha256, `staging.signedBy[${j}].sha256`, HEX64, 'the SHA-256 of a DER certificate (64 lowercase hex digits)');
+        if (y.subject !== undefined) str(y.subject, `staging.signedBy[${j}].subject`);
+      });
+    }
+    if (x.requireApproval !== undefined) bool(x.requireApproval, 'staging.requireApproval');
+    if (x.keep !== undefined && (!Number.isInteger(x.keep) || (x.keep as number) < 1 || (x.keep as number) > 1000)) bad('staging.keep', 'expected an integer 1-1000');
   }
   const r = obj(p.rules, 'rules', ['firmware', 'bootChain', 'secureBoot', 'keys', 'authorities', 'debug', 'kernelCmdline', 'pcrValues']);
 

@@ -101,6 +101,23 @@ export interface StagedBoot {
   /** Its predicted values of the PCRs the policy reads (PCR → hex). */
   knownGood: Record<string, string>;
 }
+/**
+ * Machine-side staging permission (`bootkey stage` on the machine, issue 11 §3): what the server
+ * lets an enrolled machine, in a boot that passes this policy, add to its own policy. Not a
+ * boot-time rule (not covered by knownGoodRules). Absent: mode "none".
+ * - none: the machine may not stage (a kernel update waits for an operator, as before);
+ * - signed-by: each new PCR 4 image digest must come with an Authenticode signature that signs it
+ *   and chains to one of `signedBy` (or the stage's own signedBy); nothing else may widen;
+ * - any: whatever `policy stage` would add for the prediction (addBoot's refusals still apply).
+ */
+export interface Staging {
+  mode: 'none' | 'signed-by' | 'any';
+  signedBy?: SignedBy[];
+  /** A staged boot waits for `bootkey admin staged approve` before it counts. */
+  requireApproval?: boolean;
+  /** Retire a staged boot unused for this many successful releases (after the first release of a staged boot). Default 3. */
+  keep?: number;
+}
 /** A command line by its text, or (Linux EFI stub load options, not logged as text) by its digest. */
 export interface AllowedCmdline {
   source: CmdlineSource;
@@ -137,6 +154,8 @@ export interface Policy {
   knownGoodRules?: string;
   /** Boots staged from files before they happened, in staging order (metadata: not covered by knownGoodRules). */
   staged?: StagedBoot[];
+  /** Machine-side staging permission (metadata: not covered by knownGoodRules). */
+  staging?: Staging;
   rules: {
     firmware?: { pcr: 0; allowed: Firmware[] };
     bootChain?: {

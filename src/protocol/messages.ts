@@ -9,6 +9,10 @@
  *   (enroll-abort → ok undoes a pending enrolment)
  * Boot-time release:
  *   attest-begin → attest-challenge → attest-finish → released
+ * Machine-side staging (the enrolled machine, in a boot that passes its policy; src/server/staging.ts):
+ *   stage-begin{requestHash} → stage-challenge{random} → stage-finish{quote over
+ *   nonce = SHA-256(random ‖ requestHash), PCRs, log, prediction, label} → staged
+ *   (src/protocol/stage.ts: the request hash and the nonce)
  * Admin: admin → admin-result.   Any request may be answered by `error`.
  * @module
  */
@@ -38,6 +42,12 @@ export const LIMITS = {
   tokenSig: 128,
   /** The token-signing public key, SPKI DER. */
   tokenKey: 256,
+  /** A PredictedBoot as JSON text (src/measuredboot/stage.ts), PKCS#7 blobs included. */
+  prediction: 512 * 1024,
+  /** A staged boot's label. */
+  label: 128,
+  /** Lines of a `staged` reply (widenings, signers). */
+  stagedLines: 64,
 } as const;
 
 export interface PcrSelection {
@@ -77,6 +87,10 @@ export type Message =
   | { t: 'attest-begin'; machine: string; akName: Buffer; ekName: Buffer; releasedPcr: number }
   | { t: 'attest-challenge'; nonce: Buffer; pcrSelection: PcrSelection[]; releasedPcr: number; expiresIn: number; tokenKey: Buffer }
   | { t: 'attest-finish'; machine: string; akName: Buffer; ekName: Buffer; releasedPcr: number; nonce: Buffer; quote: Buffer; signature: Buffer; pcrs: PcrValues; eventLog: Buffer }
+  | { t: 'stage-begin'; machine: string; akName: Buffer; requestHash: Buffer }
+  | { t: 'stage-challenge'; random: Buffer; pcrSelection: PcrSelection[]; expiresIn: number }
+  | { t: 'stage-finish'; machine: string; akName: Buffer; random: Buffer; quote: Buffer; signature: Buffer; pcrs: PcrValues; eventLog: Buffer; prediction: string; label?: string }
+  | { t: 'staged'; id: string; state: string; widenings: string[]; signers: string[] }
   | { t: 'released'; blob: ImportBlobWire; sealedTo: PcrSelection[]; notices?: Notice[] }
   | {
       t: 'admin'; adminToken: string; op: string; machine?: string; policy?: string; eventLog?: Buffer; limit?: number; flag?: boolean;
@@ -84,6 +98,8 @@ export type Message =
       allowPermissive?: boolean;
       /** token-create: uses, lifetime in seconds, free-text comment. */
       uses?: number; ttl?: number; comment?: string;
+      /** staged-approve / staged-drop: the staged boot's id (s-…). */
+      staged?: string;
     }
   | { t: 'admin-result'; json: string }
   | { t: 'ok' }
@@ -226,6 +242,21 @@ const PARSERS: { [T in MessageType]: (o: Obj, t: T) => MessageOf<T> } = {
     quote: bytes(o, t, 'quote', LIMITS.attest), signature: bytes(o, t, 'signature', LIMITS.signature),
     pcrs: pcrValues(o, t, 'pcrs'), eventLog: bytes(o, t, 'eventLog', LIMITS.eventLog),
   }),
+  'stage-begin': (o, t) => ({ t, machine: str(o, t, 'machine', LIMITS.id, ID_RE), akName: bytes(o, t, 'akName', 2 + 64), requestHash: bytes(o, t, 'requestHash', 32, 32) }),
+  'stage-challenge': (o, t) => ({
+    t, random: bytes(o, t, 'random', 32, 32), pcrSelection: selection(o, t, 'pcrSelection'), expiresIn: int(o, t, 'expiresIn', 0, 3600),
+  }),
+  'stage-finish': (o, t) => ({
+    t, machine: str(o, t, 'machine', LIMITS.id, ID_RE), akName: bytes(o, t, 'akName', 2 + 64), random: bytes(o, t, 'random', 32, 32),
+    quote: bytes(o, t, 'quote', LIMITS.attest), signature: bytes(o, t, 'signature', LIMITS.signature),
+    pcrs: pcrValues(o, t, 'pcrs'), eventLog: bytes(o, t, 'eventLog', LIMITS.eventLog),
+    prediction: str(o, t, 'prediction', LIMITS.prediction), label: optStr(o, t, 'label', LIMITS.label),
+  }),
+  staged: (o, t) => ({
+    t, id: str(o, t, 'id', LIMITS.id), state: str(o, t, 'state', 32, /^[a-z-]+$/),
+    widenings: arr(o.widenings, t, 'widenings', LIMITS.stagedLines).map((x, i) => (typeof x === 'string' && x.length <= LIMITS.message ? x : bad(t, `widenings[${i}]`, 'must be a text string'))),
+    signers: arr(o.signers, t, 'signers', LIMITS.stagedLines).map((x, i) => (typeof x === 'string' && x.length <= LIMITS.message ? x : bad(t, `signers[${i}]`, 'must be a text string'))),
+  }),
   released: (o, t) => ({ t, blob: blob(o, t, 'blob'), sealedTo: selection(o, t, 'sealedTo'), notices: notices(o, t, 'notices') }),
   admin: (o, t) => ({
     t, adminToken: str(o, t, 'adminToken', LIMITS.token), op: str(o, t, 'op', 32, /^[a-z-]+$/),
@@ -235,6 +266,7 @@ const PARSERS: { [T in MessageType]: (o: Obj, t: T) => MessageOf<T> } = {
     allowPermissive: o.allowPermissive === undefined ? undefined : o.allowPermissive === true,
     uses: o.uses === undefined ? undefined : int(o, t, 'uses', 1, 100000), ttl: o.ttl === undefined ? undefined : int(o, t, 'ttl', 60, 366 * 86400),
     comment: optStr(o, t, 'comment', LIMITS.hostname),
+    staged: o.staged === undefined ? undefined : str(o, t, 'staged', LIMITS.id, ID_RE),
   }),
   'admin-result': (o, t) => ({ t, json: str(o, t, 'json', 16 * 1024 * 1024) }),
   ok: (_o, t) => ({ t }),

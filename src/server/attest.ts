@@ -158,6 +158,8 @@ export interface AttestInput {
   consumeNonce: (nonceHash: Buffer) => Promise<ConsumeResult>;
   /** The server share in clear (called only after every check passed). */
   share: (m: MachineRecord) => Buffer;
+  /** The policy to check against (default: the machine's own); the service passes the machine's policy widened by its active staged boots. */
+  policy?: Policy;
 }
 
 export interface AttestResult {
@@ -165,6 +167,8 @@ export interface AttestResult {
   resetCount: number;
   restartCount: number;
   policy: Policy;
+  /** The verified values of the quoted PCRs (to match the release to a staged boot). */
+  values: PcrValues;
 }
 
 /**
@@ -178,7 +182,7 @@ export async function verifyAttestation(inp: AttestInput): Promise<AttestResult>
   if (m.state !== 'active') refuse('PENDING', `machine ${m.id}'s enrolment was not committed`);
   if (!ctEqual(msg.akName, m.akName)) refuse('AK_MISMATCH', `the AK name sent is not the AK enrolled for machine ${m.id}`);
   const akPublic = unmarshalPublic2B(m.akPublic, 'enrolled AK');
-  const policy = parsePolicy(m.policy);
+  const policy = inp.policy ?? parsePolicy(m.policy);
 
   const v = await verifyQuoteOnly({
     akPublic, quote: msg.quote, signature: msg.signature, nonce: msg.nonce, pcrs: msg.pcrs,
@@ -232,5 +236,5 @@ function finish(v: Omit<VerifiedBoot, 'trusted'>, msg: MessageOf<'attest-finish'
     secret.fill(0);
   }
   const wire: ImportBlobWire = { public: blob.public, duplicate: blob.duplicate, inSymSeed: blob.inSymSeed };
-  return { released: { t: 'released', blob: wire, sealedTo: fromTpmSelection(v.selection) }, resetCount: v.resetCount, restartCount: v.restartCount, policy };
+  return { released: { t: 'released', blob: wire, sealedTo: fromTpmSelection(v.selection) }, resetCount: v.resetCount, restartCount: v.restartCount, policy, values: v.values };
 }

@@ -101,4 +101,20 @@ export const PG_MIGRATIONS: string[] = [
      event_log BYTEA NOT NULL,
      pcrs TEXT NOT NULL
    );`,
+  // 4: boots staged by machines for themselves (issue 11 §3)
+  `CREATE TABLE staged (
+     id TEXT PRIMARY KEY,
+     machine TEXT NOT NULL,
+     state TEXT NOT NULL CHECK (state IN ('pending', 'active', 'retired', 'dropped')),
+     created BIGINT NOT NULL,
+     updated BIGINT NOT NULL,
+     label TEXT NOT NULL,
+     mode TEXT NOT NULL,
+     prediction TEXT NOT NULL,
+     known_good TEXT NOT NULL,
+     summary TEXT NOT NULL,
+     used INTEGER NOT NULL,
+     unused INTEGER NOT NULL
+   );
+   CREATE INDEX staged_machine ON staged (machine, created);`,
 ];

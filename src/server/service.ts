@@ -46,6 +46,12 @@ import { pcrValuesToJson, type PcrValues } from '../pcrs.ts';
 export function pcrsToJson(v: PcrValues): string {
   return JSON.stringify(pcrValuesToJson(v));
 }
+import type { StagedRecord } from './store.ts';
+import { decideStaging, requireStaging, effectivePolicy, formatWidening, matchStaged, readPrediction, selfStage, stagingOf, MAX_STAGED_PER_MACHINE } from './staging.ts';
+import { stageNonce, stageRequestHash } from '../protocol/stage.ts';
+import { verifyQuoteOnly } from './attest.ts';
+import { evaluateBoot, requiredPcrs } from '../measuredboot/verdict.ts';
+import { StageError } from '../measuredboot/stage.ts';
 
 export const ENROLLMENT_TTL_MS = 5 * 60_000;
 export const PENDING_MACHINE_TTL_MS = 10 * 60_000;
@@ -97,7 +103,7 @@ function refuse(code: string, message: string, failures?: string[]): never {
   throw new ServerError(code, message, failures);
 }
 
-const REQUESTS = ['enroll-begin', 'enroll-finish', 'enroll-commit', 'enroll-abort', 'attest-begin', 'attest-finish', 'admin'] as const;
+const REQUESTS = ['enroll-begin', 'enroll-finish', 'enroll-commit', 'enroll-abort', 'attest-begin', 'attest-finish', 'stage-begin', 'stage-finish', 'admin'] as const;
 export type RequestType = (typeof REQUESTS)[number];
 export const REQUEST_TYPES: readonly RequestType[] = REQUESTS;
 
@@ -121,7 +127,7 @@ export function policyPcrs(p: Policy): number[] {
   return requiredSelection(p, p.pcrs[0])[0].pcrs;
 }
 
-const ADMIN_READS = new Set(['list', 'show', 'audit', 'token-list']);
+const ADMIN_READS = new Set(['list', 'show', 'audit', 'token-list', 'staged-list']);
 
 export class Service {
   readonly releasedPcr: number;
@@ -160,6 +166,8 @@ export class Service {
         case 'enroll-abort': return await this.enrollAbort(msg, ctx);
         case 'attest-begin': return await this.attestBegin(msg, ctx);
         case 'attest-finish': return await this.attestFinish(msg, ctx);
+        case 'stage-begin': return await this.stageBegin(msg, ctx);
+        case 'stage-finish': return await this.stageFinish(msg, ctx);
         case 'admin': return await this.admin(msg, ctx);
         default: refuse('BAD_REQUEST', `"${msg.t}" is not a request`);
       }
@@ -414,7 +422,7 @@ export class Service {
     const m = await this.activeMachine(msg.machine, msg.akName);
     this.checkTokenBinding(m, msg);
     this.chargeMachine(m.id);
-    const policy = parsePolicy(m.policy);
+    const policy = await this.effective(m);
     const nonce = randomBytes(32);
     await this.o.store.putNonce({ hash: sha256(nonce), machine: m.id, purpose: 'attest', expiresAt: this.now() + this.nonceTtlMs });
     this.log(kv({ event: 'attest-begin', result: 'ok', machine: m.id, peer: ctx.peer }));
@@ -432,7 +440,7 @@ export class Service {
         this.chargeMachine(m.id);
       }
       const r = await verifyAttestation({
-        machine: m, msg,
+        machine: m, msg, policy: m && m.state === 'active' ? await this.effective(m) : undefined,
         consumeNonce: (h) => this.o.store.consumeNonce(h, msg.machine, this.now()),
         share: (mm) => this.o.vault.open(mm.shareSealed, mm.id),
       });
@@ -442,6 +450,7 @@ export class Service {
       const notices = r.released.notices?.map((n) => `notice ${n.code}: ${n.message}`);
       await this.audit({ who: 'machine', machine: m!.id, action: 'release', result: 'ok', reasons: notices, peer: ctx.peer });
       this.o.metrics?.releases.inc();
+      await this.recordStagedUse(m!, r.policy, r.values, ctx);
       return r.released;
     } catch (e) {
       if (m && e instanceof ServerError) {
@@ -459,6 +468,98 @@ export class Service {
     }
   }
 
+  // ---------- machine-side staging (src/server/staging.ts) ----------
+
+  /** The machine's policy widened by its active staged boots. */
+  private async effective(m: MachineRecord, staged?: StagedRecord[]): Promise<Policy> {
+    const base = parsePolicy(m.policy);
+    const active = (staged ?? (await this.o.store.listStaged(m.id))).filter((s) => s.state === 'active');
+    if (!active.length) return base;
+    return effectivePolicy(base, active, (id, why) => this.log(kv({ event: 'staged-skipped', machine: m.id, staged: id, reason: why })));
+  }
+
+  /** After a release: which staged boot it used, and retirement of those unused for `keep` releases. */
+  private async recordStagedUse(m: MachineRecord, policy: Policy, values: PcrValues, ctx: RequestContext): Promise<void> {
+    try {
+      const active = (await this.o.store.listStaged(m.id)).filter((s) => s.state === 'active');
+      if (!active.length) return;
+      const matched = matchStaged(active, values, policy.bank);
+      const retired = await this.o.store.recordStagedUse(m.id, matched, stagingOf(parsePolicy(m.policy)).keep, this.now());
+      if (matched.length) this.log(kv({ event: 'staged-used', machine: m.id, staged: matched.join(',') }));
+      for (const id of retired) {
+        this.log(kv({ event: 'staged-retired', machine: m.id, staged: id }));
+        await this.audit({ who: 'server', machine: m.id, action: 'staged-retired', result: 'ok', reasons: [`staged boot ${id} unused for ${stagingOf(parsePolicy(m.policy)).keep} successful releases`], peer: ctx.peer });
+      }
+    } catch (e) {
+      // The release itself succeeded: bookkeeping must not turn it into a refusal.
+      this.log(kv({ event: 'staged-use-failed', machine: m.id, error: (e as Error).message }));
+    }
+  }
+
+  private async stageBegin(msg: MessageOf<'stage-begin'>, ctx: RequestContext): Promise<Message> {
+    const m = await this.activeMachine(msg.machine, msg.akName);
+    this.chargeMachine(m.id);
+    const policy = await this.effective(m);
+    requireStaging(policy);
+    const random = randomBytes(32);
+    const nonce = stageNonce(random, msg.requestHash);
+    await this.o.store.putNonce({ hash: sha256(nonce), machine: m.id, purpose: 'stage', expiresAt: this.now() + this.nonceTtlMs });
+    this.log(kv({ event: 'stage-begin', result: 'ok', machine: m.id, peer: ctx.peer }));
+    return { t: 'stage-challenge', random, pcrSelection: [{ bank: policy.bank, pcrs: requiredPcrs(policy) }], expiresIn: Math.ceil(this.nonceTtlMs / 1000) };
+  }
+
+  private async stageFinish(msg: MessageOf<'stage-finish'>, ctx: RequestContext): Promise<Message> {
+    const m = await this.activeMachine(msg.machine, msg.akName);
+    this.chargeMachine(m.id);
+    const staged = await this.o.store.listStaged(m.id);
+    const policy = await this.effective(m, staged);
+    const staging = stagingOf(policy);
+    requireStaging(policy);
+    // The quote is over SHA-256(random ‖ requestHash) recomputed from THIS request: a quote made
+    // for another request (or a replayed random) gives another nonce, which the store never issued.
+    const nonce = stageNonce(msg.random, stageRequestHash(msg.prediction, msg.label ?? ''));
+    const v = await verifyQuoteOnly({
+      akPublic: unmarshalPublic2B(m.akPublic, 'enrolled AK'), quote: msg.quote, signature: msg.signature, nonce, pcrs: msg.pcrs,
+      afterNonce: async () => {
+        const r = await this.o.store.consumeNonce(sha256(nonce), m.id, this.now(), 'stage');
+        if (r === 'used') refuse('NONCE_USED', 'nonce: already used (a replayed staging request)');
+        if (r === 'expired') refuse('NONCE_EXPIRED', 'nonce: expired; start again with stage-begin');
+        if (r !== 'ok') refuse('NONCE', `nonce: not issued by this server for this staging request of machine ${m.id}`);
+      },
+      afterDigest: (q) => {
+        if (m.lastResetCount !== undefined && m.lastRestartCount !== undefined && (q.resetCount < m.lastResetCount || (q.resetCount === m.lastResetCount && q.restartCount < m.lastRestartCount))) {
+          refuse('COUNTERS', `TPM counters went backwards: resetCount ${q.resetCount}, restartCount ${q.restartCount}; the last success had ${m.lastResetCount}, ${m.lastRestartCount}`);
+        }
+      },
+    });
+    // The running boot must pass the machine's policy right now (no released-PCR check: the key
+    // was released earlier in this boot).
+    const verdict = evaluateBoot(policy, msg.eventLog, v.values);
+    if (!verdict.pass) {
+      refuse(verdict.code === 'POLICY' ? 'POLICY' : verdict.code!, `the running boot does not pass this machine's policy, so it may not stage: ${verdict.message}`, verdict.failures.length ? verdict.failures.map((f) => `${f.rule}: ${f.message}`) : undefined);
+    }
+    const live = staged.filter((s) => s.state === 'pending' || s.state === 'active');
+    if (live.length >= MAX_STAGED_PER_MACHINE) refuse('STAGE_LIMIT', `machine ${m.id} already has ${live.length} staged boots pending or active: an operator must approve or drop some (bootkey admin staged)`);
+    const predicted = readPrediction(msg.prediction);
+    const now = this.now();
+    const d = decideStaging(policy, predicted, { label: msg.label, at: new Date(now).toISOString() });
+    const widenings = d.widenings.map(formatWidening).slice(0, 64).map((x) => x.slice(0, 4000));
+    const signers = d.signers.slice(0, 64).map((x) => x.slice(0, 4000));
+    if (!d.widenings.length) {
+      await this.audit({ who: 'machine', machine: m.id, action: 'stage', result: 'ok', reasons: ['already allowed: nothing staged'], peer: ctx.peer });
+      return { t: 'staged', id: '-', state: 'already-allowed', widenings: [], signers: [] };
+    }
+    const id = randomId('s-');
+    const state = staging.requireApproval ? 'pending' : 'active';
+    await this.o.store.putStaged({
+      id, machine: m.id, state, created: now, updated: now, label: (msg.label ?? '').replace(/[\x00-\x1f\x7f]/g, ' '), mode: d.mode,
+      prediction: msg.prediction, knownGood: d.entry.knownGood, summary: [...widenings, ...signers], used: false, unused: 0,
+    });
+    this.log(kv({ event: 'stage', result: 'ok', machine: m.id, staged: id, state, mode: d.mode, peer: ctx.peer, widens: widenings.join('; ') }));
+    await this.audit({ who: 'machine', machine: m.id, action: 'stage', result: 'ok', reasons: [`staged ${id} (${state}, mode ${d.mode})`, ...(msg.label ? [`label ${msg.label}`] : []), ...widenings, ...signers], peer: ctx.peer });
+    return { t: 'staged', id, state, widenings, signers };
+  }
+
   // ---------- admin ----------
 
   private async machineOrRefuse(id: string | undefined): Promise<MachineRecord> {
@@ -473,12 +574,12 @@ export class Service {
     const now = this.now();
     const result = await this.adminOp(msg, now);
     const tokenOp = msg.op.startsWith('token-');
-    const subject = tokenOp ? (result as { id?: string }).id : msg.machine;
+    const subject = tokenOp ? (result as { id?: string }).id : msg.op.startsWith('staged-') && msg.op !== 'staged-list' ? (result as { machine?: string }).machine : msg.machine;
     this.log(kv({ event: 'admin', op: msg.op, result: 'ok', [tokenOp ? 'token' : 'machine']: subject, peer: ctx.peer }));
     if (!ADMIN_READS.has(msg.op)) {
       const reasons = tokenOp ? [`token ${subject}`, ...(msg.op === 'token-create' ? [`uses ${(result as { uses: number }).uses}`, `expires ${new Date((result as { expiresAt: number }).expiresAt).toISOString()}`, ...(msg.comment ? [`comment ${msg.comment}`] : [])] : [])]
         : msg.allowPermissive ? ['--allow-permissive'] : undefined;
-      await this.audit({ who: 'admin', machine: tokenOp ? undefined : msg.machine, action: `admin-${msg.op}`, result: 'ok', reasons, peer: ctx.peer });
+      await this.audit({ who: 'admin', machine: tokenOp ? undefined : subject, action: `admin-${msg.op}`, result: 'ok', reasons: msg.staged ? [`staged ${msg.staged}`, ...(reasons ?? [])] : reasons, peer: ctx.peer });
     }
     return { t: 'admin-result', json: JSON.stringify(result) };
   }
@@ -583,13 +684,44 @@ export class Service {
         if (!(await st.revokeEnrolToken(msg.machine, now))) refuse('BAD_REQUEST', `enrolment token ${msg.machine} is already revoked`);
         return { id: msg.machine, revoked: true };
       }
+      case 'staged-list':
+        return (await st.listStaged(msg.machine)).map((x) => ({
+          id: x.id, machine: x.machine, state: x.state, label: x.label, mode: x.mode, created: x.created, updated: x.updated,
+          used: x.used, unusedReleases: x.unused, summary: x.summary,
+        }));
+      case 'staged-approve': {
+        const x = await this.stagedOrRefuse(msg.staged);
+        if (x.state !== 'pending') refuse('BAD_REQUEST', `staged boot ${x.id} is ${x.state}, not pending`);
+        const m = await this.machineOrRefuse(x.machine);
+        // It must still apply on top of the machine's current policy and active staged boots.
+        try {
+          selfStage(await this.effective(m), readPrediction(x.prediction), { label: x.label || x.id });
+        } catch (e) {
+          if (e instanceof PolicyError || e instanceof StageError) refuse('STAGE_STALE', `staged boot ${x.id} no longer applies to machine ${m.id}'s policy: ${e.message}`);
+          throw e;
+        }
+        if (!(await st.setStagedState(x.id, 'active', now, ['pending']))) refuse('BAD_REQUEST', `staged boot ${x.id} is no longer pending`);
+        return { staged: x.id, machine: x.machine, state: 'active' };
+      }
+      case 'staged-drop': {
+        const x = await this.stagedOrRefuse(msg.staged);
+        if (!(await st.setStagedState(x.id, 'dropped', now, ['pending', 'active']))) refuse('BAD_REQUEST', `staged boot ${x.id} is ${x.state}: nothing to drop`);
+        return { staged: x.id, machine: x.machine, state: 'dropped', was: x.state };
+      }
       case 'audit':
         return await st.queryAudit({ machine: msg.machine, limit: msg.limit ?? 100 });
       case 'gc':
         return { removed: await this.gc() };
       default:
-        refuse('BAD_REQUEST', `unknown admin operation "${msg.op}" (list, show, set-policy, put-policy, add-boot, revoke, unrevoke, rotate, delete, audit, gc, token-create, token-list, token-revoke)`);
+        refuse('BAD_REQUEST', `unknown admin operation "${msg.op}" (list, show, set-policy, put-policy, add-boot, revoke, unrevoke, rotate, delete, audit, gc, token-create, token-list, token-revoke, staged-list, staged-approve, staged-drop)`);
     }
+  }
+
+  private async stagedOrRefuse(id: string | undefined): Promise<StagedRecord> {
+    if (!id || !/^s-[0-9a-f]{16}$/.test(id)) refuse('BAD_REQUEST', 'this admin operation needs a staged boot id (s-…)');
+    const x = await this.o.store.getStaged(id);
+    if (!x) refuse('UNKNOWN_STAGED', `no staged boot ${id}`);
+    return x;
   }
 
   private lintPolicy(p: Policy, allowPermissive: boolean): void {

@@ -18,10 +18,10 @@
  * @module
  */
 import pg from 'pg';
-import { MAX_REFUSED_LOG, type MachineCounts, type RefusedBoot, type AuditEntry, AuditRow, ConsumeResult, EnrollmentRecord, EnrolTokenRecord, MachineRecord, MachineState, NonceRecord, Store, TokenUseResult } from './store.ts';
+import { MAX_REFUSED_LOG, type MachineCounts, type RefusedBoot, type AuditEntry, AuditRow, ConsumeResult, EnrollmentRecord, EnrolTokenRecord, MachineRecord, MachineState, NonceRecord, StagedRecord, StagedState, Store, TokenUseResult } from './store.ts';
 import { ServerError } from './errors.ts';
 import { PG_MIGRATIONS, MIGRATION_LOCK } from './migrations-pg.ts';
-import { machineFromRow, enrollmentFromRow, enrolTokenFromRow, tokenRefusal, num, countsFromRows, refusedBootFromRow, type Row } from './store-rows.ts';
+import { machineFromRow, enrollmentFromRow, enrolTokenFromRow, tokenRefusal, num, countsFromRows, refusedBootFromRow, stagedFromRow, stagedUseUpdates, type Row } from './store-rows.ts';
 
 type Queryable = Pick<pg.PoolClient, 'query'>;
 
@@ -219,6 +219,7 @@ export class PgStore implements Store {
       await c.query('DELETE FROM nonces WHERE machine = $1', [id]);
       await c.query('DELETE FROM enrollments WHERE machine = $1', [id]);
       await c.query('DELETE FROM refused_boots WHERE machine = $1', [id]);
+      await c.query('DELETE FROM staged WHERE machine = $1', [id]);
       return (await c.query('DELETE FROM machines WHERE id = $1', [id])).rowCount === 1;
     });
   }
@@ -241,13 +242,13 @@ export class PgStore implements Store {
     await this.q('INSERT INTO nonces (hash, machine, purpose, expires_at) VALUES ($1, $2, $3, $4)', [n.hash, n.machine, n.purpose, n.expiresAt], 'put nonce');
   }
 
-  async consumeNonce(hash: Buffer, machine: string, now: number): Promise<ConsumeResult> {
+  async consumeNonce(hash: Buffer, machine: string, now: number, purpose: NonceRecord['purpose'] = 'attest'): Promise<ConsumeResult> {
     // One conditional UPDATE decides, atomically across every replica (see the module doc).
-    const won = await this.q('UPDATE nonces SET used_at = $1 WHERE hash = $2 AND machine = $3 AND used_at IS NULL AND expires_at > $1 RETURNING 1 AS ok',
-      [now, hash, machine], 'consume nonce');
+    const won = await this.q('UPDATE nonces SET used_at = $1 WHERE hash = $2 AND machine = $3 AND purpose = $4 AND used_at IS NULL AND expires_at > $1 RETURNING 1 AS ok',
+      [now, hash, machine, purpose], 'consume nonce');
     if (won.rowCount === 1) return 'ok';
-    const r = (await this.q('SELECT machine, expires_at, used_at FROM nonces WHERE hash = $1', [hash], 'consume nonce')).rows[0];
-    if (!r || r.machine !== machine) return 'unknown';
+    const r = (await this.q('SELECT machine, purpose, expires_at, used_at FROM nonces WHERE hash = $1', [hash], 'consume nonce')).rows[0];
+    if (!r || r.machine !== machine || r.purpose !== purpose) return 'unknown';
     if (r.used_at !== null) return 'used';
     // Expired: burn it too, so that it can never be accepted later.
     await this.q('UPDATE nonces SET used_at = $1 WHERE hash = $2 AND used_at IS NULL', [now, hash], 'consume nonce');
@@ -354,6 +355,40 @@ export class PgStore implements Store {
   async putNamedPolicy(name: string, policy: string, now: number): Promise<void> {
     await this.q('INSERT INTO policies (name, policy, updated) VALUES ($1, $2, $3) ON CONFLICT (name) DO UPDATE SET policy = excluded.policy, updated = excluded.updated',
       [name, policy, now], 'put policy');
+  }
+
+  async putStaged(x: StagedRecord): Promise<void> {
+    await this.q(`INSERT INTO staged (id, machine, state, created, updated, label, mode, prediction, known_good, summary, used, unused)
+      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
+    [x.id, x.machine, x.state, x.created, x.updated, x.label, x.mode, x.prediction, JSON.stringify(x.knownGood), JSON.stringify(x.summary), x.used ? 1 : 0, x.unused], 'put staged boot');
+  }
+
+  async getStaged(id: string): Promise<StagedRecord | undefined> {
+    const r = (await this.q('SELECT * FROM staged WHERE id = $1', [id], 'get staged boot')).rows[0];
+    return r ? stagedFromRow(r) : undefined;
+  }
+
+  async listStaged(machine?: string): Promise<StagedRecord[]> {
+    const r = machine
+      ? await this.q('SELECT * FROM staged WHERE machine = $1 ORDER BY created, id', [machine], 'list staged boots')
+      : await this.q('SELECT * FROM staged ORDER BY created, id', [], 'list staged boots');
+    return r.rows.map(stagedFromRow);
+  }
+
+  async setStagedState(id: string, state: StagedState, now: number, from: StagedState[]): Promise<boolean> {
+    return (await this.q('UPDATE staged SET state = $1, updated = $2 WHERE id = $3 AND state = ANY($4::text[])', [state, now, id, from], 'set staged state')).rowCount === 1;
+  }
+
+  async recordStagedUse(machine: string, matched: string[], keep: number, now: number): Promise<string[]> {
+    return this.tx('record staged use', async (c) => {
+      const rows = (await c.query<Row>("SELECT * FROM staged WHERE machine = $1 AND state = 'active' FOR UPDATE", [machine])).rows.map(stagedFromRow);
+      const retired: string[] = [];
+      for (const u of stagedUseUpdates(rows, matched, keep)) {
+        await c.query('UPDATE staged SET used = $1, unused = $2, state = $3, updated = $4 WHERE id = $5', [u.used ? 1 : 0, u.unused, u.retire ? 'retired' : 'active', now, u.id]);
+        if (u.retire) retired.push(u.id);
+      }
+      return retired;
+    });
   }
 
   async audit(e: AuditEntry): Promise<void> {

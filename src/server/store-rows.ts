@@ -3,7 +3,7 @@
  * may come back as strings from PostgreSQL's BIGINT, hence num()).
  * @module
  */
-import type { MachineRecord, MachineState, EnrollmentRecord, EnrolTokenRecord, TokenUseResult, MachineCounts, RefusedBoot } from './store.ts';
+import type { MachineRecord, MachineState, EnrollmentRecord, EnrolTokenRecord, TokenUseResult, MachineCounts, RefusedBoot, StagedRecord, StagedState } from './store.ts';
 
 export type Row = Record<string, unknown>;
 
@@ -88,4 +88,24 @@ export function countsFromRows(rows: { state: unknown; failed: unknown; n: unkno
 
 export function refusedBootFromRow(r: Row): RefusedBoot {
   return { machine: r.machine as string, time: num(r.time), code: r.code as string, eventLog: r.event_log as Buffer, pcrs: r.pcrs as string };
+}
+
+export function stagedFromRow(r: Row): StagedRecord {
+  return {
+    id: r.id as string, machine: r.machine as string, state: r.state as StagedState, created: num(r.created), updated: num(r.updated),
+    label: r.label as string, mode: r.mode as string, prediction: r.prediction as string,
+    knownGood: JSON.parse(r.known_good as string) as Record<string, string>, summary: JSON.parse(r.summary as string) as string[],
+    used: num(r.used) === 1 || r.used === true, unused: num(r.unused),
+  };
+}
+
+/** The shared retire rule of recordStagedUse: new (used, unused, state) per active row. */
+export function stagedUseUpdates(rows: { id: string; used: boolean; unused: number }[], matched: string[], keep: number): { id: string; used: boolean; unused: number; retire: boolean }[] {
+  const m = new Set(matched);
+  if (!m.size && !rows.some((r) => r.used)) return [];
+  return rows.map((r) => {
+    if (m.has(r.id)) return { id: r.id, used: true, unused: 0, retire: false };
+    const unused = r.unused + 1;
+    return { id: r.id, used: r.used, unused, retire: unused >= keep };
+  });
 }

@@ -6,9 +6,9 @@
  * @module
  */
 import Database from 'better-sqlite3';
-import { MAX_REFUSED_LOG, type MachineCounts, type RefusedBoot, type AuditEntry, AuditRow, ConsumeResult, EnrollmentRecord, EnrolTokenRecord, MachineRecord, MachineState, NonceRecord, Store, TokenUseResult } from './store.ts';
+import { MAX_REFUSED_LOG, type MachineCounts, type RefusedBoot, type AuditEntry, AuditRow, ConsumeResult, EnrollmentRecord, EnrolTokenRecord, MachineRecord, MachineState, NonceRecord, StagedRecord, StagedState, Store, TokenUseResult } from './store.ts';
 import { ServerError } from './errors.ts';
-import { machineFromRow, enrollmentFromRow, enrolTokenFromRow, tokenRefusal, countsFromRows, refusedBootFromRow, type Row } from './store-rows.ts';
+import { machineFromRow, enrollmentFromRow, enrolTokenFromRow, tokenRefusal, countsFromRows, refusedBootFromRow, stagedFromRow, stagedUseUpdates, type Row } from './store-rows.ts';
 
 const MIGRATIONS: string[] = [
   // 1: initial schema
@@ -93,6 +93,22 @@ const MIGRATIONS: string[] = [
      event_log BLOB NOT NULL,
      pcrs TEXT NOT NULL
    );`,
+  // 4: boots staged by machines for themselves (issue 11 §3)
+  `CREATE TABLE staged (
+     id TEXT PRIMARY KEY,
+     machine TEXT NOT NULL,
+     state TEXT NOT NULL CHECK (state IN ('pending', 'active', 'retired', 'dropped')),
+     created INTEGER NOT NULL,
+     updated INTEGER NOT NULL,
+     label TEXT NOT NULL,
+     mode TEXT NOT NULL,
+     prediction TEXT NOT NULL,
+     known_good TEXT NOT NULL,
+     summary TEXT NOT NULL,
+     used INTEGER NOT NULL,
+     unused INTEGER NOT NULL
+   );
+   CREATE INDEX staged_machine ON staged (machine, created);`,
 ];
 
 
@@ -195,6 +211,7 @@ export class SqliteStore implements Store {
       this.db.prepare('DELETE FROM nonces WHERE machine = ?').run(id);
       this.db.prepare('DELETE FROM enrollments WHERE machine = ?').run(id);
       this.db.prepare('DELETE FROM refused_boots WHERE machine = ?').run(id);
+      this.db.prepare('DELETE FROM staged WHERE machine = ?').run(id);
       return this.db.prepare('DELETE FROM machines WHERE id = ?').run(id).changes === 1;
     });
     return tx.immediate();
@@ -219,12 +236,12 @@ export class SqliteStore implements Store {
     this.db.prepare('INSERT INTO nonces (hash, machine, purpose, expires_at) VALUES (?, ?, ?, ?)').run(n.hash, n.machine, n.purpose, n.expiresAt);
   }
 
-  async consumeNonce(hash: Buffer, machine: string, now: number): Promise<ConsumeResult> {
+  async consumeNonce(hash: Buffer, machine: string, now: number, purpose: NonceRecord['purpose'] = 'attest'): Promise<ConsumeResult> {
     // One UPDATE decides atomically (SQLite serialises writers across connections and processes).
-    const changed = this.db.prepare('UPDATE nonces SET used_at = ? WHERE hash = ? AND machine = ? AND used_at IS NULL AND expires_at > ?').run(now, hash, machine, now).changes;
+    const changed = this.db.prepare('UPDATE nonces SET used_at = ? WHERE hash = ? AND machine = ? AND purpose = ? AND used_at IS NULL AND expires_at > ?').run(now, hash, machine, purpose, now).changes;
     if (changed === 1) return 'ok';
-    const r = this.db.prepare('SELECT machine, expires_at, used_at FROM nonces WHERE hash = ?').get(hash) as { machine: string; expires_at: number; used_at: number | null } | undefined;
-    if (!r || r.machine !== machine) return 'unknown';
+    const r = this.db.prepare('SELECT machine, purpose, expires_at, used_at FROM nonces WHERE hash = ?').get(hash) as { machine: string; purpose: string; expires_at: number; used_at: number | null } | undefined;
+    if (!r || r.machine !== machine || r.purpose !== purpose) return 'unknown';
     if (r.used_at !== null) return 'used';
     // Expired: burn it too, so that it can never be accepted later.
     this.db.prepare('UPDATE nonces SET used_at = ? WHERE hash = ? AND used_at IS NULL').run(now, hash);
@@ -329,6 +346,39 @@ export class SqliteStore implements Store {
   async getRefusedBoot(machine: string): Promise<RefusedBoot | undefined> {
     const r = this.db.prepare('SELECT * FROM refused_boots WHERE machine = ?').get(machine) as Row | undefined;
     return r ? refusedBootFromRow(r) : undefined;
+  }
+
+  async putStaged(x: StagedRecord): Promise<void> {
+    this.db.prepare(`INSERT INTO staged (id, machine, state, created, updated, label, mode, prediction, known_good, summary, used, unused)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`).run(x.id, x.machine, x.state, x.created, x.updated, x.label, x.mode, x.prediction, JSON.stringify(x.knownGood), JSON.stringify(x.summary), x.used ? 1 : 0, x.unused);
+  }
+
+  async getStaged(id: string): Promise<StagedRecord | undefined> {
+    const r = this.db.prepare('SELECT * FROM staged WHERE id = ?').get(id) as Row | undefined;
+    return r ? stagedFromRow(r) : undefined;
+  }
+
+  async listStaged(machine?: string): Promise<StagedRecord[]> {
+    const rows = (machine ? this.db.prepare('SELECT * FROM staged WHERE machine = ? ORDER BY created, id').all(machine) : this.db.prepare('SELECT * FROM staged ORDER BY created, id').all()) as Row[];
+    return rows.map(stagedFromRow);
+  }
+
+  async setStagedState(id: string, state: StagedState, now: number, from: StagedState[]): Promise<boolean> {
+    const q = `UPDATE staged SET state = ?, updated = ? WHERE id = ? AND state IN (${from.map(() => '?').join(',')})`;
+    return this.db.prepare(q).run(state, now, id, ...from).changes === 1;
+  }
+
+  async recordStagedUse(machine: string, matched: string[], keep: number, now: number): Promise<string[]> {
+    const tx = this.db.transaction(() => {
+      const rows = (this.db.prepare("SELECT * FROM staged WHERE machine = ? AND state = 'active'").all(machine) as Row[]).map(stagedFromRow);
+      const retired: string[] = [];
+      for (const u of stagedUseUpdates(rows, matched, keep)) {
+        this.db.prepare('UPDATE staged SET used = ?, unused = ?, state = ?, updated = ? WHERE id = ?').run(u.used ? 1 : 0, u.unused, u.retire ? 'retired' : 'active', now, u.id);
+        if (u.retire) retired.push(u.id);
+      }
+      return retired;
+    });
+    return tx.immediate();
   }
 
   async audit(e: AuditEntry): Promise<void> {

@@ -42,7 +42,8 @@ export interface NonceRecord {
   /** SHA-256 of the nonce (the nonce itself is never stored). */
   hash: Buffer;
   machine: string;
-  purpose: 'attest';
+  /** attest: an attest-challenge's nonce; stage: a stage-challenge's (src/protocol/stage.ts). */
+  purpose: 'attest' | 'stage';
   expiresAt: number;
 }
 
@@ -87,6 +88,32 @@ export interface EnrolTokenRecord {
 
 /** What `useEnrolToken` decided: 'ok' took one use. */
 export type TokenUseResult = 'ok' | 'unknown' | 'revoked' | 'expired' | 'used-up';
+
+/** A machine-staged boot's lifecycle: pending (awaits approval) → active → retired | dropped. */
+export type StagedState = 'pending' | 'active' | 'retired' | 'dropped';
+
+/** A boot an enrolled machine staged for itself (`bootkey stage`, src/server/staging.ts). */
+export interface StagedRecord {
+  /** "s-" + 16 hex digits. */
+  id: string;
+  machine: string;
+  state: StagedState;
+  created: number;
+  updated: number;
+  label: string;
+  /** The staging mode that accepted it (signed-by, any). */
+  mode: string;
+  /** The PredictedBoot JSON as the machine sent it (re-applied to the machine's policy at each release). */
+  prediction: string;
+  /** Predicted values of the PCRs the policy reads (PCR → hex): how a release is matched to it. */
+  knownGood: Record<string, string>;
+  /** What it widened and who signed it, for people. */
+  summary: string[];
+  /** A successful release matched it at least once. */
+  used: boolean;
+  /** Successful releases that did not match it since it was last matched (counted after the machine's first release of a staged boot). */
+  unused: number;
+}
 
 export interface AuditEntry {
   time: number;
@@ -155,9 +182,9 @@ export interface Store {
   putNonce(n: NonceRecord): Promise<void>;
   /**
    * Atomically marks a nonce used: 'ok' exactly once for a nonce issued to `machine` that is
-   * unused and unexpired, even under concurrent calls from several replicas.
+   * unused and unexpired, for `purpose` (default attest), even under concurrent calls from several replicas.
    */
-  consumeNonce(hash: Buffer, machine: string, now: number): Promise<ConsumeResult>;
+  consumeNonce(hash: Buffer, machine: string, now: number, purpose?: NonceRecord['purpose']): Promise<ConsumeResult>;
 
   putEnrollment(e: EnrollmentRecord): Promise<void>;
   getEnrollment(id: string): Promise<EnrollmentRecord | undefined>;
@@ -194,6 +221,19 @@ export interface Store {
   /** Replaces the machine's kept refused boot (latest only). */
   putRefusedBoot(r: RefusedBoot): Promise<void>;
   getRefusedBoot(machine: string): Promise<RefusedBoot | undefined>;
+  putStaged(s: StagedRecord): Promise<void>;
+  getStaged(id: string): Promise<StagedRecord | undefined>;
+  /** A machine's staged boots (every machine's without `machine`), oldest first. */
+  listStaged(machine?: string): Promise<StagedRecord[]>;
+  /** Changes the state if the current one is among `from`. True if changed. */
+  setStagedState(id: string, state: StagedState, now: number, from: StagedState[]): Promise<boolean>;
+  /**
+   * After a successful release, in one transaction over the machine's ACTIVE staged boots: those
+   * in `matched` become used with unused = 0; once any of them was ever used, every other one
+   * counts one more unused release, and those reaching `keep` become retired. Returns the ids
+   * retired.
+   */
+  recordStagedUse(machine: string, matched: string[], keep: number, now: number): Promise<string[]>;
 
   /** Appends to the audit log (the table refuses UPDATE and DELETE). */
   audit(e: AuditEntry): Promise<void>;

@@ -93,3 +93,33 @@ test('connection: send/receive, timeout, peer close', async () => {
 });
 
 test.run();
+
+test('staging messages: round trip; every new field bounded (LIMITS), hash and random exactly 32 bytes; nonce bound to the request', async () => {
+  const { LIMITS } = await import('../../src/protocol/messages.ts');
+  const { stageRequestHash, stageNonce } = await import('../../src/protocol/stage.ts');
+  const begin: Message = { t: 'stage-begin', machine: 'm-1', akName: Buffer.alloc(34, 1), requestHash: Buffer.alloc(32, 2) };
+  const ch: Message = { t: 'stage-challenge', random: Buffer.alloc(32, 3), pcrSelection: [{ bank: 'sha256', pcrs: [0, 4, 7, 9] }], expiresIn: 60 };
+  const fin: Message = { t: 'stage-finish', machine: 'm-1', akName: Buffer.alloc(34), random: Buffer.alloc(32, 3), quote: Buffer.from('q'), signature: Buffer.from('s'), pcrs, eventLog: Buffer.alloc(10), prediction: '{}', label: 'kernel 6.1' };
+  const staged: Message = { t: 'staged', id: 's-0123456789abcdef', state: 'active', widenings: ['boot-chain stage 0 (uki): ab'], signers: ['uki ab… signed by CN=x'] };
+  for (const m of [begin, ch, fin, staged]) assert.equal(parseMessage(encodeMessage(m)), m, m.t);
+  const code = (m: Record<string, unknown>): string => {
+    try { parseMessage(encodeCbor({ v: 1, ...m })); } catch (e) { return `${(e as ProtocolError).code}: ${(e as Error).message}`; }
+    return 'accepted';
+  };
+  const w = (m: Message) => ({ ...m, ...('pcrs' in m ? { pcrs: [{ bank: 'sha256', pcrs: [[0, Buffer.alloc(32, 1)], [7, Buffer.alloc(32, 7)]] }] } : {}) });
+  assert.match(code({ ...w(begin), requestHash: Buffer.alloc(31) }), /^BAD_MESSAGE: stage-begin: field "requestHash" must be 32 bytes/);
+  assert.match(code({ ...w(begin), requestHash: Buffer.alloc(33) }), /^TOO_LARGE/);
+  assert.match(code({ ...w(ch), random: Buffer.alloc(16) }), /field "random" must be 32 bytes/);
+  assert.match(code({ ...w(fin), prediction: 'x'.repeat(LIMITS.prediction + 1) }), /^TOO_LARGE: stage-finish: field "prediction" has \d+ characters, the limit is 524288/);
+  assert.match(code({ ...w(fin), label: 'x'.repeat(LIMITS.label + 1) }), /^TOO_LARGE: stage-finish: field "label"/);
+  assert.match(code({ ...w(fin), prediction: 7 }), /field "prediction" must be a text string/);
+  assert.match(code({ ...w(staged), widenings: Array(LIMITS.stagedLines + 1).fill('x') }), /^TOO_LARGE: staged: field "widenings" has 65 entries/);
+  assert.match(code({ ...w(staged), signers: [3] }), /field "signers\[0\]" must be a text string/);
+  // The nonce is bound to the prediction and the label (length-prefixed: no ambiguity between them).
+  const r = Buffer.alloc(32, 9);
+  const n = stageNonce(r, stageRequestHash('{"a":1}', 'x'));
+  assert.not.equal(n, stageNonce(r, stageRequestHash('{"a":1}', 'y')));
+  assert.not.equal(n, stageNonce(r, stageRequestHash('{"a":1}x', '')));
+  assert.not.equal(n, stageNonce(Buffer.alloc(32, 8), stageRequestHash('{"a":1}', 'x')));
+  assert.equal(n, stageNonce(r, stageRequestHash('{"a":1}', 'x')));
+});

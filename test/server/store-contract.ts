@@ -63,12 +63,12 @@ export function storeContract(be: StoreBackend): void {
   };
 
   t('migrations are idempotent and recorded', async () => {
-    assert.is(await a.schemaVersion(), 3);
+    assert.is(await a.schemaVersion(), 4);
     await a.migrate();
     await b.migrate();
     await Promise.all([a.migrate(), b.migrate()]);
-    assert.is(await b.schemaVersion(), 3);
-    assert.is(await be.schemaRows(), 3);
+    assert.is(await b.schemaVersion(), 4);
+    assert.is(await be.schemaRows(), 4);
     await be.afterMigrate?.();
   });
 
@@ -90,6 +90,50 @@ export function storeContract(be: StoreBackend): void {
     assert.is(await b.consumeNonce(h, 'm-1', 2000), 'expired');
     assert.is(await a.consumeNonce(h, 'm-1', 500), 'used', 'an expired nonce is burnt');
     assert.is(await a.consumeNonce(sha256('never'), 'm-1', 500), 'unknown');
+  });
+
+  t('nonce purpose: a stage nonce is not an attest nonce, nor the reverse', async () => {
+    const h = sha256(randomBytes(32));
+    await a.putNonce({ hash: h, machine: 'm-1', purpose: 'stage', expiresAt: Date.now() + 60_000 });
+    assert.is(await b.consumeNonce(h, 'm-1', Date.now()), 'unknown');
+    assert.is(await b.consumeNonce(h, 'm-1', Date.now(), 'attest'), 'unknown');
+    assert.is(await a.consumeNonce(h, 'm-1', Date.now(), 'stage'), 'ok');
+    assert.is(await b.consumeNonce(h, 'm-1', Date.now(), 'stage'), 'used');
+  });
+
+  t('staged boots: round trip, state changes only from the given states, use and retirement after keep releases, deleted with the machine', async () => {
+    const now = Date.now();
+    await a.createMachine(machine('m-st', randomBytes(32)));
+    const rec = (id: string, created: number, state: 'pending' | 'active' = 'active') => ({
+      id, machine: 'm-st', state, created, updated: created, label: 'kernel 6.1', mode: 'signed-by', prediction: '{"x":1}',
+      knownGood: { '4': 'ab'.repeat(32) }, summary: ['boot-chain stage 0 (uki): ' + 'cd'.repeat(32)], used: false, unused: 0,
+    });
+    await a.putStaged(rec('s-0000000000000001', now));
+    await a.putStaged(rec('s-0000000000000002', now + 1));
+    await a.putStaged(rec('s-0000000000000003', now + 2, 'pending'));
+    assert.equal(await b.getStaged('s-0000000000000001'), rec('s-0000000000000001', now));
+    assert.equal((await b.listStaged('m-st')).map((x) => x.id), ['s-0000000000000001', 's-0000000000000002', 's-0000000000000003']);
+    assert.ok((await b.listStaged()).length >= 3);
+    assert.equal(await b.listStaged('m-none'), []);
+    // Before any staged boot was used, releases count nothing.
+    assert.equal(await a.recordStagedUse('m-st', [], 2, now), []);
+    assert.is((await b.getStaged('s-0000000000000002'))!.unused, 0);
+    // s-1 used: s-2 counts one unused release; the pending s-3 does not count.
+    assert.equal(await a.recordStagedUse('m-st', ['s-0000000000000001'], 2, now), []);
+    assert.equal([(await b.getStaged('s-0000000000000001'))!.used, (await b.getStaged('s-0000000000000002'))!.unused, (await b.getStaged('s-0000000000000003'))!.unused], [true, 1, 0]);
+    // Two more releases of s-2: s-1 reaches keep and is retired.
+    assert.equal(await b.recordStagedUse('m-st', ['s-0000000000000002'], 2, now), []);
+    assert.equal(await a.recordStagedUse('m-st', ['s-0000000000000002'], 2, now), ['s-0000000000000001']);
+    assert.is((await b.getStaged('s-0000000000000001'))!.state, 'retired');
+    assert.is((await b.getStaged('s-0000000000000002'))!.unused, 0);
+    // Approve once: from pending only, on either handle.
+    const won = await Promise.all([a.setStagedState('s-0000000000000003', 'active', now, ['pending']), b.setStagedState('s-0000000000000003', 'active', now, ['pending'])]);
+    assert.equal(won.filter(Boolean).length, 1);
+    assert.not.ok(await a.setStagedState('s-0000000000000001', 'dropped', now, ['pending', 'active']));
+    assert.ok(await a.setStagedState('s-0000000000000002', 'dropped', now, ['pending', 'active']));
+    await a.setMachineState('m-st', 'revoked', now);
+    assert.ok(await b.deleteMachine('m-st'));
+    assert.equal(await a.listStaged('m-st'), []);
   });
 
   t('audit is append-only: UPDATE and DELETE refused', async () => {
