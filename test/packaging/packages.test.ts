@@ -13,7 +13,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFile, execFileSync, spawn } from 'node:child_process';
-import { existsSync, lstatSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync, readFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { buildAll, have } from '../../scripts/package.ts';
@@ -97,6 +97,7 @@ test('the RPM payload is intact: its executable runs (rpmbuild\'s strip would br
     console.log('  skip: rpm2cpio or cpio not installed (apt-get install rpm cpio)');
     return;
   }
+  mkdirSync(join(ROOT, '.cache'), { recursive: true });
   const dir = mkdtempSync(join(ROOT, '.cache/rpm-'));
   try {
     await run('sh', ['-c', `rpm2cpio "$1" | cpio -idm --quiet`, 'sh', rpmFile('bootkey')!], { cwd: dir, maxBuffer: 1 << 20 });
@@ -145,6 +146,7 @@ test('install the .debs into a clean Debian 12 root: bootkey --version, setup se
       return;
     }
   }
+  mkdirSync(join(ROOT, '.cache'), { recursive: true });
   const work = mkdtempSync(join(ROOT, '.cache/root-'));
   const root = join(work, 'root');
   try {
@@ -232,6 +234,7 @@ test('bootkey-server.service under systemd (the root booted with systemd-nspawn)
     console.log(`  skip: ${have('systemd-nspawn') ? `no Debian root at ${CACHE}` : 'systemd-nspawn not installed (apt-get install systemd-container)'}`);
     return;
   }
+  mkdirSync(join(ROOT, '.cache'), { recursive: true });
   const work = mkdtempSync(join(ROOT, '.cache/root-'));
   let nspawn: ReturnType<typeof spawn> | undefined;
   try {
