@@ -140,6 +140,8 @@ export async function e2eTpm(opts: { blank?: boolean } = {}): Promise<E2eTpm> {
   const stateDir = mkdtempSync(join(tmpdir(), 'bootkey-e2e-tpm-'));
   // startSwtpm copies the provisioned template (made once per process): take that copy
   const tmpl = await startSwtpm({ blank: opts.blank });
+  // Stop it first: a running swtpm may be writing (and renaming) TMP2-00.permall mid-copy.
+  await tmpl.halt();
   await run('cp', ['-a', `${tmpl.stateDir}/.`, stateDir]);
   await tmpl.stop();
   let child: ChildProcess | undefined;

@@ -25,6 +25,8 @@ export interface Swtpm {
   env: NodeJS.ProcessEnv;
   stateDir: string;
   stop(): Promise<void>;
+  /** Stops the process and keeps the state directory (to copy it while nothing writes to it). */
+  halt(): Promise<void>;
   /** Stops and restarts the swtpm process on the same state (a "reboot": PCRs reset). */
   restart(): Promise<void>;
 }
@@ -137,6 +139,9 @@ export async function startSwtpm(opts: SwtpmOptions = {}): Promise<Swtpm> {
     async stop() {
       await kill();
       rmSync(stateDir, { recursive: true, force: true });
+    },
+    async halt() {
+      await kill();
     },
     async restart() {
       await kill();
