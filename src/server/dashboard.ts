@@ -25,7 +25,7 @@ import { ServerError } from './errors.ts';
 import { ctEqualSecret } from './secrets.ts';
 import { RateLimiter } from './ratelimit.ts';
 import type { Service } from './service.ts';
-import type { MachineRecord, RefusedBoot } from './store.ts';
+import type { MachineRecord, RefusedBoot, StagedRecord } from './store.ts';
 import { parsePolicy } from '../measuredboot/policy-load.ts';
 import type { Policy } from '../measuredboot/policy.ts';
 import { parseEventLog } from '../measuredboot/eventlog.ts';
@@ -168,13 +168,13 @@ export async function startDashboard(o: DashboardOptions): Promise<RunningDashbo
 <body><div class="login"><h1>bootkey</h1><p>Sign in with the server's admin token (STATE/admin.token).</p>${msg ? `<p class="warn">${h(msg)}</p>` : ''}
 <form method="post" action="/login"><input type="password" name="token" autocomplete="current-password" aria-label="admin token" autofocus><button type="submit">Sign in</button></form></div></body></html>`;
 
-  const policyLine = (m: MachineRecord): { summary: string; staged: number | null } => {
+  const policyLine = (m: MachineRecord): { summary: string } => {
     try {
       const p = JSON.parse(m.policy) as Policy;
       const rules = Object.keys(p.rules ?? {}).join(', ') || 'none';
-      return { summary: `${p.bank} PCRs ${(p.pcrs ?? []).join(',')}; ${rules}`, staged: Array.isArray(p.staged) ? p.staged.length : null };
+      return { summary: `${p.bank} PCRs ${(p.pcrs ?? []).join(',')}; ${rules}` };
     } catch {
-      return { summary: '(unreadable policy)', staged: null };
+      return { summary: '(unreadable policy)' };
     }
   };
 
@@ -191,13 +191,21 @@ export async function startDashboard(o: DashboardOptions): Promise<RunningDashbo
     // Refused first, then the most recent.
     ms.sort((a, b) => Number((b.lastResult ?? '').startsWith('refused')) - Number((a.lastResult ?? '').startsWith('refused')) || (b.lastTime ?? 0) - (a.lastTime ?? 0));
     const shown = ms.slice(pageNo * PAGE_SIZE, (pageNo + 1) * PAGE_SIZE);
+    // Staged boots per machine (pending / active), in one store query.
+    const stagedCount = new Map<string, { pending: number; active: number }>();
+    for (const x of await o.service.store.listStaged()) {
+      if (x.state !== 'pending' && x.state !== 'active') continue;
+      const c = stagedCount.get(x.machine) ?? { pending: 0, active: 0 };
+      c[x.state]++;
+      stagedCount.set(x.machine, c);
+    }
     const sel = (name: string, cur: string, opts: string[]) => `<select name="${name}" aria-label="${name}"><option value="">any ${name}</option>${opts.map((x) => `<option${x === cur ? ' selected' : ''}>${h(x)}</option>`).join('')}</select>`;
     const rows = shown.map((m) => {
       const pl = policyLine(m);
       const res = m.lastResult ?? '';
       return `<tr><td class="mono"><a href="/machines/${h(m.id)}">${h(m.id)}</a></td><td>${h(m.hostname)}</td><td class="state-${h(m.state)}">${h(m.state)}</td>`
         + `<td class="${res.startsWith('refused') ? 'res-refused' : res === 'released' ? 'res-released' : ''}">${h(res || '–')}</td><td>${time(m.lastTime)}</td><td>${h(pl.summary)}</td>`
-        + `<td>${pl.staged === null ? '<span class="badge" title="machine-side staging (issue 11) has not landed">n/a</span>' : pl.staged}</td></tr>`;
+        + `<td>${((c) => (c ? `${c.active} active${c.pending ? `, <b>${c.pending} pending</b>` : ''}` : '–'))(stagedCount.get(m.id))}</td></tr>`;
     }).join('\n');
     const qs = (p: number) => `?${new URLSearchParams({ q, state, result, page: String(p) }).toString()}`;
     const pages = Math.max(1, Math.ceil(ms.length / PAGE_SIZE));
@@ -261,9 +269,16 @@ ${sec.rows.map((r) => `<tr class="${r.status}"><td title="${r.status}">${mark[r.
     } else if ((m.lastResult ?? '').startsWith('refused')) {
       diff = '<h2>Last refused boot</h2><p>No event log kept: the refusal was decided before the quote verified (e.g. NONCE, SIGNATURE, RATE_LIMITED), or the server that refused it predates this feature.</p>';
     }
-    const staged = policy?.staged?.length
-      ? `<h2>Staged boots</h2><table><thead><tr><th>Label</th><th>Staged at</th><th>PCR 4 images</th></tr></thead><tbody>${policy.staged.map((b) => `<tr><td>${h(b.label ?? '')}</td><td>${h(b.at ?? '')}</td><td class="mono">${b.apps.map((a) => h(short(a))).join('<br>')}</td></tr>`).join('')}</tbody></table><p class="placeholder">Approve / drop: machine-side staging (issue 11 §3) has not landed on this server.</p>`
-      : '<h2>Staged boots</h2><p class="placeholder" id="staged-placeholder">None staged. Machine-side staging (issue 11 §3: approve / drop) has not landed: this section will list staged boots when it does.</p>';
+    // Boots the machine staged for itself (bootkey stage, src/server/staging.ts): approve a pending
+    // one, drop a pending or active one — the same admin operations as `bootkey admin staged`.
+    const stagedRows = await o.service.store.listStaged(m.id);
+    const stagedAct = (x: StagedRecord, op: 'approve' | 'drop') =>
+      `<form class="inline" method="post" action="/machines/${h(m.id)}/staged/${h(x.id)}/${op}">${csrfField(s)}<button type="submit" id="staged-${op}-${h(x.id)}">${op === 'approve' ? 'Approve' : 'Drop'}</button></form>`;
+    const staged = stagedRows.length
+      ? `<h2>Staged boots</h2><table id="staged"><thead><tr><th>Id</th><th>State</th><th>Label</th><th>Mode</th><th>Staged</th><th>What it allows</th><th></th></tr></thead><tbody>${stagedRows.map((x) =>
+        `<tr><td class="mono">${h(x.id)}</td><td class="state-${h(x.state)}">${h(x.state)}${x.used ? ' (used)' : ''}</td><td>${h(x.label)}</td><td>${h(x.mode)}</td><td>${time(x.created)}</td><td>${x.summary.map(h).join('<br>')}</td>`
+        + `<td>${x.state === 'pending' ? stagedAct(x, 'approve') : ''} ${x.state === 'pending' || x.state === 'active' ? stagedAct(x, 'drop') : ''}</td></tr>`).join('')}</tbody></table>`
+      : '<h2>Staged boots</h2><p id="staged-none">None: the machine has not staged a boot for itself (bootkey stage; docs/UPDATES.md).</p>';
     const actions = `<h2>Actions</h2><p>${m.state === 'revoked' ? act('unrevoke', 'Unrevoke') : act('revoke', 'Revoke')} ${accept}</p>`;
     const summary = policy ? `<h2>Policy</h2><p>Bank ${h(policy.bank)}, PCRs ${h(policy.pcrs.join(','))}; rules: ${h(Object.keys(policy.rules).join(', ') || 'none')}${policy.rules.bootChain ? `; boot chain ${h(policy.rules.bootChain.stages.map((x) => x.role).join(' → '))}` : ''}</p>` : '<p class="warn">The stored policy does not parse.</p>';
     return page(`Machine ${m.hostname}`, `${flash}<table class="info">${info}</table>${reasons}${actions}${summary}${diff}${staged}
@@ -333,6 +348,17 @@ ${rows.map((a) => `<tr><td>${a.seq}</td><td>${time(a.time)}</td><td>${h(a.who)}<
       if (path === '/logout') {
         sessions.delete(s.id);
         return redirect(res, '/login', { 'set-cookie': `${SESSION_COOKIE}=; HttpOnly; Secure; SameSite=Strict; Path=/; Max-Age=0` });
+      }
+      const sm = /^\/machines\/(m-[0-9a-f]{16})\/staged\/(s-[0-9a-f]{16})\/(approve|drop)$/.exec(path);
+      if (sm) {
+        const [, id, sid, sop] = sm;
+        const x = await o.service.store.getStaged(sid);
+        if (!x || x.machine !== id) return send(res, 404, page('Not found', `<p>No staged boot ${h(sid)} for machine ${h(id)}.</p>`, s));
+        const r = await admin(req, `staged-${sop}`, { staged: sid });
+        const flash = r.ok ? `<p class="warn" id="flash">staged ${h(sop)}: done.</p>` : `<p class="warn" id="flash">staged ${h(sop)} refused: ${h(r.code)}: ${h(r.message)}</p>`;
+        // A refused action still renders the page (200): the refusal and its reason are the flash.
+        const body2 = await machinePage(id, s, flash);
+        return send(res, body2 ? 200 : 404, body2 ?? page('Not found', flash, s));
       }
       const m = /^\/machines\/(m-[0-9a-f]{16})\/(revoke|unrevoke|add-boot)$/.exec(path);
       if (!m) return send(res, 404, page('Not found', '', s));

@@ -151,7 +151,7 @@ test('2. open the refused machine: its boot diffed against the policy, event by 
   assert.match(pcr4[0][1], /680da84c/, 'the UKI\'s digest');
   const fails = await page.eval<string>(`document.querySelector('#failures').innerText`);
   assert.match(fails, /boot-chain: .*\(bootloader\) has digest 680da84c/);
-  assert.ok(await page.eval<boolean>(`!!document.querySelector('#staged-placeholder')`), 'staged boots: a marked placeholder until issue 11 lands');
+  assert.ok(await page.eval<boolean>(`!!document.querySelector('#staged-none')`), 'staged boots: none yet, said so');
   writeFileSync(join(ARTIFACTS, '2-machine-diff.png'), await page.screenshot());
 });
 
@@ -196,6 +196,27 @@ test('unrevoke, then "accept the refused boot into the policy": its boot chain i
   const a = await mach.attest(srv.service);
   assert.ok(a.reply.t !== 'error' || !(a.reply.failures ?? []).some((f) => f.startsWith('boot-chain')), JSON.stringify(a.reply));
   assert.ok((await srv.service.store.queryAudit({ machine: mach.id })).some((x) => x.action === 'admin-add-boot' && x.peer?.startsWith('dashboard:')));
+});
+
+test('staged boots: listed on the machine page; approve and drop go through the admin operations (refusal reasons shown)', async () => {
+  const now = Date.now();
+  const mk = (id: string) => ({ id, machine: mach.id, state: 'pending' as const, created: now, updated: now, label: `test ${id}`, mode: 'any', prediction: '{}', knownGood: {}, summary: ['boot-chain: a test digest'], used: false, unused: 0 });
+  const a = 's-00000000000000a1', b = 's-00000000000000b2';
+  await srv.service.store.putStaged(mk(a));
+  await srv.service.store.putStaged(mk(b));
+  await page.goto(`${base}/machines`);
+  assert.match(await page.eval<string>(`document.body.innerText`), /2 pending/);
+  await page.goto(`${base}/machines/${mach.id}`);
+  assert.is(await page.eval<number>(`document.querySelectorAll('#staged tbody tr').length`), 2);
+  // This prediction is not a boot: approve is refused by the server, with its reason, and nothing changes.
+  await page.andWait(`document.querySelector('#staged-approve-${a}').click()`);
+  assert.match(await page.eval<string>(`document.querySelector('#flash').innerText`), /staged approve refused: BAD_PREDICTION: /);
+  assert.is((await srv.service.store.getStaged(a))!.state, 'pending');
+  await page.andWait(`document.querySelector('#staged-drop-${b}').click()`);
+  assert.match(await page.eval<string>(`document.querySelector('#flash').innerText`), /staged drop: done/);
+  assert.is((await srv.service.store.getStaged(b))!.state, 'dropped');
+  assert.ok((await srv.service.store.queryAudit({ machine: mach.id })).some((x) => x.action === 'admin-staged-drop' && x.peer?.startsWith('dashboard:')) || (await srv.service.store.queryAudit({})).some((x) => x.action === 'admin-staged-drop'));
+  writeFileSync(join(ARTIFACTS, '5-staged.png'), await page.screenshot());
 });
 
 test('4. no console errors (nor CSP violations) on any page', async () => {
