@@ -282,6 +282,9 @@ function classify(apps: BootApp[], hasShimEvents: boolean, hasStubSections: bool
   }
 }
 
+/** Secure Boot configuration variables firmware measures in PCR 7 (UEFI 2.10 §32.4.8, PFP §3.3.4.8). */
+const SB_CONFIG_VARS = new Set(['SecureBoot', 'PK', 'KEK', 'db', 'dbx', 'dbt', 'dbr', 'SetupMode', 'AuditMode', 'DeployedMode', 'VendorKeys']);
+
 /** Event types that belong in each PCR a rule reads (PFP 1.05 §3.3.4, §10.4.1); others are issues there. */
 const EXPECTED: Record<number, Set<number>> = {
   4: new Set([EV_EFI_BOOT_SERVICES_APPLICATION, EV_EFI_ACTION, EV_SEPARATOR, EV_OMIT_BOOT_DEVICE_EVENTS, EV_COMPACT_HASH, EV_IPL, EV_ACTION]),
@@ -460,6 +463,10 @@ export function analyseBoot(tl: TrustedLog): BootState {
             st.setupMode = { enabled: v.data.length === 1 && v.data[0] === 1, event: ev.index };
             break;
           default:
+            // Only UEFI's Secure Boot configuration variables belong here (UEFI 2.10 §32.4.8;
+            // PFP §3.3.4.8). Any other name is no rule's input: a relabelled authority event
+            // (an unlisted signer) would otherwise hide here unread.
+            if (!SB_CONFIG_VARS.has(v.name)) issue(ev, 'UNEXPECTED_VARIABLE', `variable ${v.name} {${v.guid}} as Secure Boot configuration: not one UEFI defines (its label may have been changed from EV_EFI_VARIABLE_AUTHORITY)`);
             if (!Object.hasOwn(st.otherVariables, v.name)) st.otherVariables[v.name] = { event: ev.index, data: v.data.toString('hex') };
         }
         continue;

@@ -139,6 +139,14 @@ test('hand-built: second PCR 7 separator, a variable after the separator and an 
   assert.is(st.secureBoot.enabled, true, 'the late SecureBoot=0 is not taken');
 });
 
+test('hand-built: an authority relabelled as a configuration variable is an issue, not a silent unread variable', () => {
+  const relabelled = ev(7, 0x80000001, { kind: 'efi-variable', guid: '605dab50-e046-4300-abb6-3dd810dd8b23', name: 'Shim', data: Buffer.from('cert') }, varData('Shim', Buffer.from('cert')));
+  const st = extractBootState(mkLog([sbVar(0), relabelled, sep(7)]));
+  assert.equal(st.issues.map((e) => [e.code, e.event]), [['UNEXPECTED_VARIABLE', relabelled.index]]);
+  const ok = extractBootState(mkLog([sbVar(0), ev(7, 0x80000001, { kind: 'efi-variable', guid: '8be4df61-93ca-11d2-aa0d-00e098032b8c', name: 'AuditMode', data: Buffer.from([0]) }, varData('AuditMode', Buffer.from([0]))), sep(7)]));
+  assert.equal(ok.issues, [], 'AuditMode is a Secure Boot configuration variable');
+});
+
 test('hand-built: a SecureBoot=01 event whose data does not hash to its digest is not read: Secure Boot unknown = off', () => {
   const forged = sbVar(1, true);
   const st = extractBootState(mkLog([forged, sep(7)]));

@@ -16,6 +16,7 @@ import { execFile, execFileSync, spawn } from 'node:child_process';
 import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
+import { createServer, type AddressInfo } from 'node:net';
 import { buildAll, have } from '../../scripts/package.ts';
 import { VERSION } from '../../src/cli/version.ts';
 
@@ -240,7 +241,10 @@ test('bootkey-server.service under systemd (the root booted with systemd-nspawn)
   try {
     const root = await installedRoot(work, ['bootkey', 'bootkey-server']);
     await chroot(root, ['bootkey', 'setup', 'server']);
-    // its own network namespace: the unit's fixed port 7443 never meets the host's
+    // A free port, set through the packaged config file (the unit's default would be 7443); the
+    // container has its own network namespace besides.
+    const port = await freePort();
+    writeFileSync(join(root, 'etc/bootkey/server.conf'), `${readFileSync(join(root, 'etc/bootkey/server.conf'), 'utf8')}\nlisten = 0.0.0.0:${port}\n`);
     nspawn = spawn('systemd-nspawn', ['-q', '-D', root, '--boot', '--register=no', '--keep-unit', '--private-network', '--pipe'], { stdio: ['ignore', 'pipe', 'pipe'] });
     let nsOut = '';
     nspawn.stdout!.on('data', (b: Buffer) => (nsOut += b));
@@ -253,7 +257,7 @@ test('bootkey-server.service under systemd (the root booted with systemd-nspawn)
       if (nspawn.exitCode !== null) break;
       if (existsSync(journal)) log = (await run('journalctl', ['-D', journal, '--no-pager', '-o', 'cat', '-u', 'bootkey-server']).catch(() => ({ stdout: '' }))).stdout;
     }
-    assert.match(log, /event=listening host=0\.0\.0\.0 port=7443/, `${log}\n${nsOut}`);
+    assert.match(log, new RegExp(`event=listening host=0\\.0\\.0\\.0 port=${port}\\b`), `${log}\n${nsOut}`);
     assert.match(log, /migrating to \/var\/lib\/private\/bootkey/);
     const pid = findPid('/usr/libexec/bootkey/bootkey server --state /var/lib/bootkey');
     assert.ok(pid, 'the service process');
@@ -270,7 +274,7 @@ test('bootkey-server.service under systemd (the root booted with systemd-nspawn)
     assert.is(statSync(join(root, 'var/lib/private')).mode & 0o777, 0o700);
     // an admin request over TLS, from the service's network namespace
     const state = join(root, 'var/lib/private/bootkey');
-    const a = await run('nsenter', ['-t', String(pid), '-n', SEA, 'admin', '--server', 'https://127.0.0.1:7443', '--ca', join(state, 'ca.pem'), '--admin-token', join(state, 'admin.token'), 'list']);
+    const a = await run('nsenter', ['-t', String(pid), '-n', SEA, 'admin', '--server', `https://127.0.0.1:${port}`, '--ca', join(state, 'ca.pem'), '--admin-token', join(state, 'admin.token'), 'list']);
     assert.match(a.stdout, /\(no machines\)/);
   } finally {
     if (nspawn && nspawn.exitCode === null) {
@@ -280,5 +284,17 @@ test('bootkey-server.service under systemd (the root booted with systemd-nspawn)
     rmSync(work, { recursive: true, force: true });
   }
 });
+
+/** A port free on this host right now (the kernel picks it). */
+function freePort(): Promise<number> {
+  return new Promise((resolveP, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as AddressInfo;
+      srv.close(() => resolveP(port));
+    });
+  });
+}
 
 test.run();
