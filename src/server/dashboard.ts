@@ -20,7 +20,7 @@
 import https from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { randomBytes } from 'node:crypto';
-import { parseListen, showAddr } from './listen.ts';
+import { parseListen, listenSide } from './listen.ts';
 import { ServerError } from './errors.ts';
 import { ctEqualSecret } from './secrets.ts';
 import { RateLimiter } from './ratelimit.ts';
@@ -396,26 +396,5 @@ ${rows.map((a) => `<tr><td>${a.seq}</td><td>${time(a.time)}</td><td>${h(a.who)}<
   srv.headersTimeout = 10_000;
   srv.requestTimeout = 30_000;
   srv.maxConnections = 64;
-  try {
-    await new Promise<void>((resolve, reject) => {
-      srv.once('error', reject);
-      srv.listen(port, host, () => {
-        srv.off('error', reject);
-        resolve();
-      });
-    });
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code ?? 'ERROR';
-    throw new ServerError('LISTEN', `dashboard: cannot listen on ${showAddr(host, port)}: ${code} (${(e as Error).message})`);
-  }
-  const a = srv.address();
-  const bound = typeof a === 'object' && a ? a.port : port;
-  log(`event=listening listener=dashboard host=${host} port=${bound}`);
-  return {
-    port: bound,
-    close: () => new Promise<void>((r) => {
-      srv.closeAllConnections();
-      srv.close(() => r());
-    }),
-  };
+  return listenSide(srv, 'dashboard', host, port, log);
 }

@@ -11,8 +11,7 @@
  */
 import http from 'node:http';
 import type { Store } from './store.ts';
-import { parseListen, showAddr } from './listen.ts';
-import { ServerError } from './errors.ts';
+import { parseListen, listenSide } from './listen.ts';
 
 type Labels = Record<string, string>;
 
@@ -186,26 +185,5 @@ export async function startMetricsServer(listen: string, m: Metrics, store: Stor
   srv.headersTimeout = 10_000;
   srv.requestTimeout = 10_000;
   srv.maxConnections = 16;
-  try {
-    await new Promise<void>((resolve, reject) => {
-      srv.once('error', reject);
-      srv.listen(port, host, () => {
-        srv.off('error', reject);
-        resolve();
-      });
-    });
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code ?? 'ERROR';
-    throw new ServerError('LISTEN', `metrics: cannot listen on ${showAddr(host, port)}: ${code} (${(e as Error).message})`);
-  }
-  const a = srv.address();
-  const bound = typeof a === 'object' && a ? a.port : port;
-  log(`event=listening listener=metrics host=${host} port=${bound}`);
-  return {
-    port: bound,
-    close: () => new Promise<void>((r) => {
-      srv.closeAllConnections();
-      srv.close(() => r());
-    }),
-  };
+  return listenSide(srv, 'metrics', host, port, log);
 }

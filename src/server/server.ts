@@ -26,7 +26,7 @@ import { Vault, loadMasterKey } from './secrets.ts';
 import { Service, REQUEST_TYPES, logLine } from './service.ts';
 import { RateLimiter, type BucketConfig } from './ratelimit.ts';
 import { loadCaBundle } from './ekcert.ts';
-import { parseListen } from './listen.ts';
+import { parseListen, showAddr } from './listen.ts';
 import { Metrics, instrumentStore, startMetricsServer } from './metrics.ts';
 
 export { parseListen };
@@ -222,7 +222,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     await store.close().catch(() => undefined);
     const code = (e as NodeJS.ErrnoException).code ?? 'ERROR';
     log(logLine({ event: 'listen', result: 'failed', host, port, code }));
-    throw new ServerError('LISTEN', `cannot listen on ${host.includes(':') ? `[${host}]` : host}:${port}: ${code}${code === 'EADDRINUSE' ? ' (the port is already in use by another process)' : ''} (${(e as Error).message})`);
+    throw new ServerError('LISTEN', `cannot listen on ${showAddr(host, port)}: ${code}${code === 'EADDRINUSE' ? ' (the port is already in use by another process)' : ''} (${(e as Error).message})`);
   }
   const addr = srv.address();
   const bound = typeof addr === 'object' && addr ? addr : { port, address: host };
