@@ -12,7 +12,7 @@ import { ClientError } from '../client/connect.ts';
 import { readToken } from '../initrd/unlock.ts';
 import { DEFAULT_EVENTLOG } from './enroll.ts';
 import { PART_OPTIONS, predictFrom } from './policy.ts';
-import { EXIT_UNREACHABLE } from './unlock.ts';
+import { clientErrorExit } from './unlock.ts';
 
 const stageCmd: Command = {
   path: ['stage'],
@@ -82,15 +82,8 @@ Exit status: 0 staged or already allowed, 1 refused or failed, 2 usage, 3 no ser
       }
       return 0;
     } catch (e) {
-      if (e instanceof ClientError && e.code === 'REFUSED') {
-        process.stderr.write(`bootkey: staging refused by ${e.server}: ${e.message.replace(/\s*\n\s*/g, '; ')}\n`);
-        for (const f of e.failures ?? []) process.stderr.write(`  - ${f}\n`);
-        return 1;
-      }
-      if (e instanceof ClientError && e.code === 'UNREACHABLE') {
-        process.stderr.write(`bootkey: ${e.message.replace(/\s*\n\s*/g, '; ')}\n`);
-        return EXIT_UNREACHABLE;
-      }
+      const status = clientErrorExit(e, 'staging refused by');
+      if (status !== undefined) return status;
       throw e;
     } finally {
       await tpm.close();

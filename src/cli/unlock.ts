@@ -13,6 +13,25 @@ import { DEFAULT_EVENTLOG } from './enroll.ts';
 
 export const EXIT_UNREACHABLE = 3;
 
+/**
+ * The exit status for a server's refusal (1: the reason and each failed rule on stderr) or no
+ * server reachable (3); undefined for any other error (the caller rethrows it).
+ */
+export function clientErrorExit(e: unknown, refusedBy: string): number | undefined {
+  if (!(e instanceof ClientError)) return undefined;
+  const oneLine = (m: string) => m.replace(/\s*\n\s*/g, '; ');
+  if (e.code === 'REFUSED') {
+    process.stderr.write(`bootkey: ${refusedBy} ${e.server}: ${oneLine(e.message)}\n`);
+    for (const f of e.failures ?? []) process.stderr.write(`  - ${f}\n`);
+    return 1;
+  }
+  if (e.code === 'UNREACHABLE') {
+    process.stderr.write(`bootkey: ${oneLine(e.message)}\n`);
+    return EXIT_UNREACHABLE;
+  }
+  return undefined;
+}
+
 const unlockCmd: Command = {
   path: ['unlock'],
   summary: 'attest to the key-release server and unlock a LUKS2 device with the released key',
@@ -62,15 +81,8 @@ Exit status: 0 unlocked, 1 refused or failed, 2 usage, 3 no server reachable bef
       process.stdout.write(`unlocked ${device}${test ? ' (key checked with cryptsetup open --test-passphrase)' : ` as /dev/mapper/${name}`}: machine ${r.machine}, server ${r.server}\n`);
       return 0;
     } catch (e) {
-      if (e instanceof ClientError && e.code === 'REFUSED') {
-        process.stderr.write(`bootkey: refused by ${e.server}: ${e.message.replace(/\s*\n\s*/g, '; ')}\n`);
-        for (const f of e.failures ?? []) process.stderr.write(`  - ${f}\n`);
-        return 1;
-      }
-      if (e instanceof ClientError && e.code === 'UNREACHABLE') {
-        process.stderr.write(`bootkey: ${e.message.replace(/\s*\n\s*/g, '; ')}\n`);
-        return EXIT_UNREACHABLE;
-      }
+      const status = clientErrorExit(e, 'refused by');
+      if (status !== undefined) return status;
       throw e;
     } finally {
       await tpm.close();
