@@ -8,7 +8,6 @@
 import { type Command, type Parsed, flag, opt, req, readInput, printJson } from './command.ts';
 import { UsageError } from '../errors.ts';
 import { Tpm } from '../tpm/tpm.ts';
-import { ClientError } from '../client/connect.ts';
 import { readToken } from '../initrd/unlock.ts';
 import { DEFAULT_EVENTLOG } from './enroll.ts';
 import { PART_OPTIONS, predictFrom } from './policy.ts';

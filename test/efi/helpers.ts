@@ -57,6 +57,16 @@ let ukis: { uki1: string; uki2: string; signed: string; initrd: string } | { ski
  * test/data/efi-cache/uki/: uki1 (cmdline 1), uki2 (cmdline 2), and uki1 sbsigned with OVMF's
  * snakeoil key. Cached; ~5 s the first time.
  */
+/** testUkis(), or undefined after printing why it is skipped. */
+export function testUkisOrSkip(): { uki1: string; uki2: string; signed: string; initrd: string } | undefined {
+  const u = testUkis();
+  if ('skip' in u) {
+    skipped(u.skip);
+    return undefined;
+  }
+  return u;
+}
+
 export function testUkis(): { uki1: string; uki2: string; signed: string; initrd: string } | { skip: string } {
   if (ukis) return ukis;
   const bins = efiBinaries();

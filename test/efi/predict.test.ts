@@ -25,21 +25,14 @@ import { evaluateBoot, requiredPcrs } from '../../src/measuredboot/verdict.ts';
 import { stageBoot, newStagedImages, policyWidening, parsePredictedBoot, predictedLogBytes, StageError, type PredictedBoot } from '../../src/measuredboot/stage.ts';
 import { PolicyError } from '../../src/measuredboot/policy-errors.ts';
 import { predictBoot, checkStagedSignature, parsePe, parseCertificateTable, authenticodeDigest, pcr12CmdlineEvent } from '../../src/efi/index.ts';
-import { ROOT, testUkis, skipped, CMDLINE2 } from './helpers.ts';
+import { ROOT, testUkisOrSkip, skipped, CMDLINE2 } from './helpers.ts';
 
 const QEMU = ROOT + 'test/data/qemu/';
 const SNAKEOIL = '/usr/share/ovmf/PkKek-1-snakeoil.pem';
 const log = (name: string): EventLog => parseEventLog(readFileSync(QEMU + name + '.bin'));
 const pcrsOf = (name: string) => JSON.parse(readFileSync(QEMU + name + '.pcrs.json', 'utf8')) as Record<string, Record<string, string>>;
 
-function ukis() {
-  const u = testUkis();
-  if ('skip' in u) {
-    skipped(u.skip);
-    return undefined;
-  }
-  return u;
-}
+const ukis = testUkisOrSkip;
 
 /** The quote of `policy`'s PCRs in every bank, from the guest's PCR dump. */
 function quoted(name: string, policy: Policy): PcrValues {

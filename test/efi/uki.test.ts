@@ -16,7 +16,7 @@ import { readFileSync } from 'node:fs';
 import { X509Certificate } from 'node:crypto';
 import { parseEventLog, type TcgEvent } from '../../src/measuredboot/index.ts';
 import { parsePe, authenticodeDigests, parseUki, pcr11Events, pcr12CmdlineEvent, kernelAuthenticode, sectionText, verifyAuthenticode, efiReport, measuredSections, type DigestName } from '../../src/efi/index.ts';
-import { ROOT, testUkis, skipped, CMDLINE1, CMDLINE2 } from './helpers.ts';
+import { ROOT, testUkisOrSkip, skipped, CMDLINE1, CMDLINE2 } from './helpers.ts';
 
 const QEMU = ROOT + 'test/data/qemu/';
 const EV_IPL = 0x0d;
@@ -32,14 +32,7 @@ function devicePath(e: TcgEvent): string {
   return e.decoded.kind === 'efi-image' ? e.decoded.devicePath : '';
 }
 
-function ukis() {
-  const u = testUkis();
-  if ('skip' in u) {
-    skipped(u.skip);
-    return undefined;
-  }
-  return u;
-}
+const ukis = testUkisOrSkip;
 
 /** Every bank the log has, compared: the digests we compute vs one event. */
 function sameDigests(ours: Partial<Record<DigestName, Buffer>>, e: TcgEvent, what: string): number {
