@@ -49,17 +49,22 @@ function candidates(type: number, pcr: number, data: Buffer, decoded: DecodedEve
 }
 
 /**
- * shim's EV_EFI_VARIABLE_AUTHORITY events carry a few bytes more than UEFI_VARIABLE_DATA
- * (it sizes them with sizeof() of the struct) and hash one byte less than they log: accept
- * any length from the exact structure size up to the logged size.
+ * shim's EV_EFI_VARIABLE_AUTHORITY events carry a few bytes more than their UEFI_VARIABLE_DATA
+ * (it sizes them with sizeof() of the struct), and shim < 15.3 hashes one byte less than it logs
+ * (go-attestation issue 157): the prefixes that may be what was hashed. The GUID and name are
+ * covered by each of them. Shared by the parser's display check and trusted.ts's binding.
  */
-function authorityCandidates(data: Buffer): Buffer[] {
-  const c = [data];
-  if (data.length < 32) return c;
+export function shimAuthorityPrefixes(data: Buffer): Buffer[] {
+  if (data.length < 33) return [];
+  const out = [data.subarray(0, data.length - 1)];
   const exact = 32n + data.readBigUInt64LE(16) * 2n + data.readBigUInt64LE(24);
-  if (exact >= BigInt(data.length) || BigInt(data.length) - exact > 16n) return c;
-  for (let n = Number(exact); n < data.length; n++) c.push(data.subarray(0, n));
-  return c;
+  if (exact >= BigInt(data.length) || BigInt(data.length) - exact > 16n) return out;
+  for (let n = Number(exact); n < data.length - 1; n++) out.push(data.subarray(0, n));
+  return out;
+}
+
+function authorityCandidates(data: Buffer): Buffer[] {
+  return [data, ...shimAuthorityPrefixes(data)];
 }
 
 /** Does every digest the event carries equal the hash of (one reading of) its data? */

@@ -32,6 +32,7 @@
 import { createHash, getHashes } from 'node:crypto';
 import { BANK_HASH, BANK_SIZE, type BankName, type PcrValues } from '../pcrs.ts';
 import { replay } from './replay.ts';
+import { shimAuthorityPrefixes } from './digest.ts';
 import { EV_NO_ACTION, EV_EFI_VARIABLE_AUTHORITY } from './eventtypes.ts';
 import type { DecodedEvent, EventLog, TcgEvent } from './types.ts';
 import { BootkeyError } from '../errors.ts';
@@ -125,22 +126,6 @@ export function isTrustedLog(x: unknown): x is TrustedLog {
   return x instanceof TrustedLog;
 }
 
-/**
- * shim before 15.3 logs EV_EFI_VARIABLE_AUTHORITY events a few bytes longer than their
- * UEFI_VARIABLE_DATA and hashes the structure alone (go-attestation issue 157): the structure
- * (GUID, name, data) is then still wholly covered.
- */
-function authorityPrefixes(data: Buffer): Buffer[] {
-  if (data.length < 33) return [];
-  // shim < 15.3 also hashes one byte less than it logs; the GUID and name are still covered,
-  // and a changed last byte can only change the authority's hash (a refusal), never forge one.
-  const out = [data.subarray(0, data.length - 1)];
-  const exact = 32n + data.readBigUInt64LE(16) * 2n + data.readBigUInt64LE(24);
-  if (exact >= BigInt(data.length) || BigInt(data.length) - exact > 16n) return out;
-  for (let n = Number(exact); n < data.length - 1; n++) out.push(data.subarray(0, n));
-  return out;
-}
-
 /** Does `bytes` hash to the digest in every bank of `digests` (at least one computable)? */
 export function hashesTo(digests: ReadonlyMap<BankName, Buffer>, bytes: Buffer): boolean {
   let checked = 0;
@@ -157,7 +142,7 @@ function isDataBound(ev: TcgEvent, digests: ReadonlyMap<BankName, Buffer>): bool
   if (hashesTo(digests, ev.data)) return true;
   // The stray bytes of shim's authority events are beyond the structure; the type label does
   // not matter: what is bound is that these bytes, read as UEFI_VARIABLE_DATA, are measured.
-  if (ev.type === EV_EFI_VARIABLE_AUTHORITY) return authorityPrefixes(ev.data).some((p) => hashesTo(digests, p));
+  if (ev.type === EV_EFI_VARIABLE_AUTHORITY) return shimAuthorityPrefixes(ev.data).some((p) => hashesTo(digests, p));
   return false;
 }
 
