@@ -30,7 +30,8 @@
 import { createHash } from 'node:crypto';
 import type { EfiSignatureList, DecodedEvent } from './types.ts';
 import type { BankName } from '../pcrs.ts';
-import { TrustedLog, hashesTo, type TrustedEvent } from './trusted.ts';
+import { TrustedLog, type TrustedEvent } from './trusted.ts';
+import { hashesTo } from './digest.ts';
 import { decodeEvent } from './events.ts';
 import { recognizeCmdline, type CmdlineSource } from './cmdline.ts';
 import {

@@ -49,8 +49,8 @@
  * (grub-core/loader/i386/linux.c prepends BOOT_IMAGE=), which is not part of the measurement.
  * @module
  */
-import { createHash, getHashes } from 'node:crypto';
-import { BANK_HASH, type BankName } from '../pcrs.ts';
+import type { BankName } from '../pcrs.ts';
+import { hashesTo } from './digest.ts';
 import { EV_EVENT_TAG, EV_IPL } from './eventtypes.ts';
 import type { TcgEvent } from './types.ts';
 
@@ -106,8 +106,6 @@ export const cmdlinePcrs: Record<CmdlineSource, number[]> = {
 /** LINUX_EFI_LOADOPTIONS_EVENT_TAG_ID, include/linux/efi.h (Linux ≥ 6.1). */
 export const LINUX_EFI_LOADOPTIONS_EVENT_TAG_ID = 0x8f3b22ed;
 
-const AVAILABLE = new Set(getHashes());
-
 /** GRUB PCR 8 prefixes: [prefix, form, is a grub_cmd (needs a linux command word), NUL measured]. */
 const GRUB_PREFIXES: readonly (readonly [string, CmdlineForm, boolean, boolean])[] = [
   ['kernel_cmdline: ', 'grub2-upstream-kernel_cmdline', false, false],
@@ -121,21 +119,6 @@ const LINUX_COMMANDS = new Set(['linux', 'linuxefi', 'linux16']);
 
 /** systemd-stub's other PCR 12 EV_IPL descriptions (credential cpio archives): not command lines. */
 const SYSTEMD_PCR12_OTHER = new Set(['Credentials initrd', 'Global credentials initrd', 'System extension initrd']);
-
-/**
- * Does `b` hash to the event's digest in every bank it carries? Banks node:crypto cannot compute
- * are skipped (not counted as a match); at least one bank must be checked.
- */
-function hashesTo(digests: Map<BankName, Buffer>, b: Buffer): boolean {
-  let checked = 0;
-  for (const [bank, digest] of digests) {
-    const alg = Object.hasOwn(BANK_HASH, bank) ? BANK_HASH[bank] : undefined;
-    if (alg === undefined || !AVAILABLE.has(alg) || !Buffer.isBuffer(digest)) continue;
-    checked++;
-    if (!createHash(alg).update(b).digest().equals(digest)) return false;
-  }
-  return checked > 0;
-}
 
 const UTF8 = new TextDecoder('utf-8', { fatal: true });
 

@@ -67,6 +67,22 @@ function authorityCandidates(data: Buffer): Buffer[] {
   return [data, ...shimAuthorityPrefixes(data)];
 }
 
+/**
+ * Does `bytes` hash to the digest in every bank of `digests`? Banks node:crypto cannot compute
+ * (sm3) are skipped, not counted as a match; at least one bank must be checked. The one test of
+ * "this data is what was measured" for the binding (trusted.ts) and command lines (cmdline.ts).
+ */
+export function hashesTo(digests: ReadonlyMap<BankName, Buffer>, bytes: Buffer): boolean {
+  let checked = 0;
+  for (const [bank, digest] of digests) {
+    const alg = Object.hasOwn(BANK_HASH, bank) ? BANK_HASH[bank] : undefined;
+    if (alg === undefined || !AVAILABLE.has(alg) || !Buffer.isBuffer(digest)) continue;
+    checked++;
+    if (!createHash(alg).update(bytes).digest().equals(digest)) return false;
+  }
+  return checked > 0;
+}
+
 /** Does every digest the event carries equal the hash of (one reading of) its data? */
 export function checkDigest(type: number, pcr: number, data: Buffer, decoded: DecodedEvent, digests: Map<BankName, Buffer>, legacy = false): DigestCheck {
   const cands = candidates(type, pcr, data, decoded);

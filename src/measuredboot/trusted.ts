@@ -29,15 +29,12 @@
  * Pure.
  * @module
  */
-import { createHash, getHashes } from 'node:crypto';
-import { BANK_HASH, BANK_SIZE, type BankName, type PcrValues } from '../pcrs.ts';
+import { BANK_SIZE, type BankName, type PcrValues } from '../pcrs.ts';
 import { replay } from './replay.ts';
-import { shimAuthorityPrefixes } from './digest.ts';
+import { hashesTo, shimAuthorityPrefixes } from './digest.ts';
 import { EV_NO_ACTION, EV_EFI_VARIABLE_AUTHORITY } from './eventtypes.ts';
 import type { DecodedEvent, EventLog, TcgEvent } from './types.ts';
 import { BootkeyError } from '../errors.ts';
-
-const AVAILABLE = new Set(getHashes());
 
 /** A log that does not replay to the quoted values (code REPLAY), or lacks a quoted bank. */
 export class BindError extends BootkeyError {
@@ -124,18 +121,6 @@ export class TrustedLog {
 
 export function isTrustedLog(x: unknown): x is TrustedLog {
   return x instanceof TrustedLog;
-}
-
-/** Does `bytes` hash to the digest in every bank of `digests` (at least one computable)? */
-export function hashesTo(digests: ReadonlyMap<BankName, Buffer>, bytes: Buffer): boolean {
-  let checked = 0;
-  for (const [bank, d] of digests) {
-    const alg = BANK_HASH[bank];
-    if (!AVAILABLE.has(alg)) continue;
-    if (!createHash(alg).update(bytes).digest().equals(d)) return false;
-    checked++;
-  }
-  return checked > 0;
 }
 
 function isDataBound(ev: TcgEvent, digests: ReadonlyMap<BankName, Buffer>): boolean {
