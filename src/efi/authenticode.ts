@@ -379,16 +379,7 @@ export function verifyAuthenticode(pe: PeImage, cas?: X509Certificate[], known: 
       continue;
     }
     if (!ownDigest.has(sig.digestAlgorithm)) ownDigest.set(sig.digestAlgorithm, authenticodeDigest(pe, sig.digestAlgorithm));
-    const digestMatches = ownDigest.get(sig.digestAlgorithm)!.equals(sig.signedDigest);
-    const signers = sig.signerInfos.map((si) => {
-      try {
-        return checkSigner(sig, si, cas);
-      } catch (e) {
-        return { attributesMatch: false, signatureVerifies: false, chain: (cas ? 'untrusted' : 'not-checked') as ChainResult, reason: `signer does not decode: ${(e as Error)?.message ?? e}` };
-      }
-    });
-    const valid = digestMatches && signers.some((s) => s.attributesMatch && s.signatureVerifies && (!cas || s.chain === 'trusted'));
-    out.push({ offset: sig.offset, digestAlgorithm: sig.digestAlgorithm, signedDigest: sig.signedDigest, digestMatches, certificates: sig.certificates, signers, valid });
+    out.push(judge(sig, ownDigest.get(sig.digestAlgorithm)!.equals(sig.signedDigest), cas, sig.offset));
   }
   return out;
 }
@@ -418,6 +409,11 @@ export function verifyDigestSignature(pkcs7: Buffer, digest: Buffer, algorithm: 
   if (pkcs7.length > MAX_SIGNATURE_SIZE) throw new EfiError('TOO_LARGE', `a signature of ${pkcs7.length} bytes exceeds the ${MAX_SIGNATURE_SIZE}-byte limit`, 0);
   const sig = parseSignature({ offset: 0, length: pkcs7.length + 8, revision: WIN_CERT_REVISION_2_0, certificateType: WIN_CERT_TYPE_PKCS_SIGNED_DATA, data: pkcs7 });
   const digestMatches = sig.digestAlgorithm === algorithm && sig.signedDigest.equals(digest);
+  return judge(sig, digestMatches, cas, 0);
+}
+
+/** Steps 3–5 of the checklist for one signature whose digest step is done: signers, chain, verdict. */
+function judge(sig: AuthenticodeSignature, digestMatches: boolean, cas: X509Certificate[] | undefined, offset: number): SignatureResult {
   const signers = sig.signerInfos.map((si) => {
     try {
       return checkSigner(sig, si, cas);
@@ -426,5 +422,5 @@ export function verifyDigestSignature(pkcs7: Buffer, digest: Buffer, algorithm: 
     }
   });
   const valid = digestMatches && signers.some((s) => s.attributesMatch && s.signatureVerifies && (!cas || s.chain === 'trusted'));
-  return { offset: 0, digestAlgorithm: sig.digestAlgorithm, signedDigest: sig.signedDigest, digestMatches, certificates: sig.certificates, signers, valid };
+  return { offset, digestAlgorithm: sig.digestAlgorithm, signedDigest: sig.signedDigest, digestMatches, certificates: sig.certificates, signers, valid };
 }
