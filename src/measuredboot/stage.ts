@@ -452,6 +452,17 @@ export function parsePredictedBoot(input: unknown): PredictedBoot {
   const evs = get('events');
   if (!Array.isArray(evs) || evs.length > MAX_PREDICTED_EVENTS) bad('events', `expected an array of at most ${MAX_PREDICTED_EVENTS} events`);
   let total = 0;
+  /** One digest per bank of the prediction, each of its bank's size, as lowercase hex. */
+  const readDigests = (digests: unknown, at: string): Digests => {
+    if (!isObj(digests)) bad(at, 'expected an object');
+    const d: Digests = {};
+    for (const b of banks) {
+      const v = Object.hasOwn(digests as object, b) ? (digests as Record<string, unknown>)[b] : undefined;
+      if (typeof v !== 'string' || v.length !== BANK_SIZE[b] * 2 || !/^[0-9a-f]+$/.test(v)) bad(`${at}.${b}`, `expected a ${b} digest`);
+      d[b] = v as string;
+    }
+    return d;
+  };
   const events: PredictedEvent[] = (evs as unknown[]).map((e, i) => {
     const at = `events[${i}]`;
     if (!isObj(e)) bad(at, 'expected an object');
@@ -462,13 +473,7 @@ export function parsePredictedBoot(input: unknown): PredictedBoot {
     if (typeof data !== 'string' || !/^([0-9a-f]{2})*$/.test(data)) bad(`${at}.data`, 'expected hex');
     total += (data as string).length;
     if (total > MAX_DATA_HEX) bad(`${at}.data`, `event data beyond ${MAX_DATA_HEX / 2} bytes in all`);
-    if (!isObj(digests)) bad(`${at}.digests`, 'expected an object');
-    const d: Digests = {};
-    for (const b of banks) {
-      const v = Object.hasOwn(digests as object, b) ? (digests as Record<string, unknown>)[b] : undefined;
-      if (typeof v !== 'string' || v.length !== BANK_SIZE[b] * 2 || !/^[0-9a-f]+$/.test(v)) bad(`${at}.digests.${b}`, `expected a ${b} digest`);
-      d[b] = v as string;
-    }
+    const d = readDigests(digests, `${at}.digests`);
     const CHANGED = ['shim', 'bootloader', 'uki', 'kernel', 'initrd', 'cmdline'];
     if (changed !== undefined && !CHANGED.includes(changed as string)) bad(`${at}.changed`, `expected one of ${CHANGED.join(', ')}`);
     const desc = g('description');
@@ -483,13 +488,7 @@ export function parsePredictedBoot(input: unknown): PredictedBoot {
     const g = (k: string) => (Object.hasOwn(x as object, k) ? (x as Record<string, unknown>)[k] : undefined);
     const role = g('role'), digests = g('digests'), pkcs7 = g('pkcs7');
     if (!ROLES.includes(role as AppRole)) bad(`${at}.role`, `expected one of ${ROLES.join(', ')}`);
-    if (!isObj(digests)) bad(`${at}.digests`, 'expected an object');
-    const d: Digests = {};
-    for (const b of banks) {
-      const v = Object.hasOwn(digests as object, b) ? (digests as Record<string, unknown>)[b] : undefined;
-      if (typeof v !== 'string' || v.length !== BANK_SIZE[b] * 2 || !/^[0-9a-f]+$/.test(v)) bad(`${at}.digests.${b}`, `expected a ${b} digest`);
-      d[b] = v as string;
-    }
+    const d = readDigests(digests, `${at}.digests`);
     if (pkcs7 !== undefined && (!Array.isArray(pkcs7) || pkcs7.length > 8 || !pkcs7.every((s) => typeof s === 'string' && s.length <= 2 << 20 && /^([0-9a-f]{2})+$/.test(s)))) bad(`${at}.pkcs7`, 'expected at most 8 hex strings of at most 1 MiB');
     return { role: role as AppRole, digests: d, ...(pkcs7 ? { pkcs7: pkcs7 as string[] } : {}) };
   });
