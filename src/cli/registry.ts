@@ -11,5 +11,6 @@ import { configCommands } from './config.ts';
 import { setupCommands } from './setup.ts';
 import { stageCommands } from './stage.ts';
 import { agentCommands } from './agent.ts';
+import { imaCommands } from './ima.ts';
 
-export const COMMANDS: Command[] = [...tpmCommands, ...eventlogCommands, ...policyCommands, ...serverCommands, ...enrollCommands, ...unlockCommands, ...efiCommands, ...configCommands, ...stageCommands, ...agentCommands, ...setupCommands];
+export const COMMANDS: Command[] = [...tpmCommands, ...eventlogCommands, ...policyCommands, ...serverCommands, ...enrollCommands, ...unlockCommands, ...efiCommands, ...configCommands, ...stageCommands, ...imaCommands, ...agentCommands, ...setupCommands];
