@@ -452,7 +452,7 @@ export function checkRuntimePolicy(policy: RuntimePolicy | CompiledRuntimePolicy
     }
     let sigResult: SigResult | undefined;
     if (e.sig && e.sig.length > 0) {
-      sigResult = verifyImaSignature(e.sig, e.digestAlgo, e.digest, index);
+      sigResult = verifyImaSignature(e.sig, e.digestAlgo, e.digest, index, e.digestType);
       if (sigResult.ok) {
         passed.signature++;
         continue;

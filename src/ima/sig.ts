@@ -293,7 +293,7 @@ export function keyIndex(keys: Iterable<VerificationKey>): KeyLookup & { readonl
  * Verifies an `ima-sig` entry's signature (the security.ima xattr) over the entry's file digest.
  * Never throws on attacker bytes: a malformed signature is a failed result.
  */
-export function verifyImaSignature(sigBytes: Uint8Array, digestAlgo: string, digest: Buffer, keys: KeyLookup): SigResult {
+export function verifyImaSignature(sigBytes: Uint8Array, digestAlgo: string, digest: Buffer, keys: KeyLookup, digestType?: string): SigResult {
   let sig: ImaSignature;
   try {
     sig = parseImaSignature(sigBytes);
@@ -301,6 +301,11 @@ export function verifyImaSignature(sigBytes: Uint8Array, digestAlgo: string, dig
     return { ok: false, code: 'MALFORMED_SIGNATURE', message: (e as Error).message };
   }
   const keyid = sig.keyid.toString('hex');
+  // An fs-verity digest (d-ngv2 "verity:") is signed only as such (type 0x06), and a type 0x06
+  // signature only covers an fs-verity digest: no reading one kind of digest as the other.
+  if ((sig.type === IMA_VERITY_DIGSIG) !== (digestType === 'verity')) {
+    return { ok: false, code: 'MALFORMED_SIGNATURE', keyid, message: `signature by key ${keyid}: a ${sig.type === IMA_VERITY_DIGSIG ? 'fs-verity' : 'file'} signature on a ${digestType === 'verity' ? 'fs-verity' : 'file'} digest` };
+  }
   if (sig.hashAlgo !== digestAlgo) {
     return { ok: false, code: 'ALGO_MISMATCH', keyid, message: `signature by key ${keyid} is over ${sig.hashAlgo}, the entry's digest is ${digestAlgo}` };
   }
