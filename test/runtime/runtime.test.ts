@@ -158,6 +158,12 @@ test('attack: a quote without PCR 10 is refused SELECTION', async () => {
   }
 });
 
+test('attack: chunks without a runtime-begin on the same connection are refused IMA_NO_BEGIN (nothing held)', async () => {
+  const p = withServer({ servers: [srv.url], ca: srv.ca, deadlineMs: 10_000, maxAttempts: 1 }, (s) =>
+    s.request({ t: 'runtime-entries', machine: machineId, nonce: Buffer.alloc(32), bank: 'sha256', from: 0, entries: ima.bytes() }, ['runtime-more']));
+  await refused(p, 'IMA_NO_BEGIN');
+});
+
 test('two replicas on one SQLite file continue one machine\'s chain', async () => {
   const srv2 = await testServer(tmp.dir, { state: srv.state });
   try {
