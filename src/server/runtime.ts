@@ -77,6 +77,26 @@ export interface RuntimeSession {
   pending?: PendingReport;
 }
 
+/**
+ * Bytes of chunks held by all connections of this process together: over the cap a chunk is
+ * refused BUSY (the agent retries later), so that many large first lists at once cannot
+ * exhaust the server's memory (parsed entries take a few times their bytes).
+ */
+export const MAX_HELD_BYTES = 256 * 1024 * 1024;
+let heldBytes = 0;
+
+/** Drops a connection's pending chunks (report done, new begin, or connection closed). */
+export function releasePending(s: RuntimeSession | undefined): void {
+  if (s?.pending) {
+    heldBytes -= s.pending.bytes;
+    s.pending = undefined;
+  }
+}
+
+export function heldRuntimeBytes(): number {
+  return heldBytes;
+}
+
 /** Parses one chunk; entry indices become absolute (from + i). @throws ServerError IMA_LIST */
 export function parseChunk(bytes: Buffer, bank: BankName, from: number): ImaEntry[] {
   if (!bytes.length) return [];
@@ -100,7 +120,9 @@ export function addChunk(s: RuntimeSession, msg: MessageOf<'runtime-entries'>): 
   if (p.bank !== undefined && p.bank !== msg.bank) refuse('IMA_LIST', `runtime-entries: bank ${msg.bank} after chunks of bank ${p.bank}`);
   if (p.next !== undefined && msg.from !== p.next) refuse('IMA_FROM', `runtime-entries: chunk starts at entry ${msg.from}, expected ${p.next} (chunks must be contiguous)`);
   if (p.bytes + msg.entries.length > LIMITS.imaReport) refuse('IMA_TOO_LARGE', `runtime report over ${LIMITS.imaReport} bytes`);
+  if (heldBytes + msg.entries.length > MAX_HELD_BYTES) refuse('BUSY', 'the server holds too many runtime reports in progress; retry later');
   const entries = parseChunk(msg.entries, msg.bank, msg.from);
+  heldBytes += msg.entries.length;
   p.bank = msg.bank;
   p.from ??= msg.from;
   p.next = msg.from + entries.length;
@@ -204,7 +226,8 @@ export async function verifyRuntimeReport(o: {
       return { record, verified: 0, result: { t: 'runtime-result', state: 'restart', count: 0, unbound: entries.length, failures: [], message: `the entries from ${from} do not continue the verified chain (${e.message}): send the whole list from entry 0` } };
     }
     const reason = `REPLAY: the IMA list does not replay to the quoted PCR 10: ${e.message}`;
-    return failedVerdict(next, reason, [], now, 0, entries.length);
+    // Nothing of this list is verified: the next report starts a chain at entry 0.
+    return failedVerdict({ ...next, count: 0, pcr10: '{}', learnedKeys: '[]', bootDigest: undefined, resetCount: undefined, restartCount: undefined }, reason, [], now, 0, entries.length);
   }
   // boot_aggregate (entry 0, in a whole list) against the QUOTED boot PCRs, when its bank was quoted.
   let bootAggregates: string[] | undefined;

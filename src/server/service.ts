@@ -52,7 +52,7 @@ import { stageNonce, stageRequestHash } from '../protocol/stage.ts';
 import { verifyQuoteOnly } from './attest.ts';
 import { evaluateBoot, requiredPcrs } from '../measuredboot/verdict.ts';
 import { StageError } from '../measuredboot/stage.ts';
-import { addChunk, bootGate, runtimeJson, runtimeView, verifyRuntimeReport, RUNTIME_SELECTION, type RuntimeSession } from './runtime.ts';
+import { addChunk, releasePending, bootGate, runtimeJson, runtimeView, verifyRuntimeReport, RUNTIME_SELECTION, type RuntimeSession } from './runtime.ts';
 import { checkRuntimePolicyText } from './runtime-policy.ts';
 import { emptyRuntime, type RuntimeRecord } from './store.ts';
 import type { Notifier } from './webhook.ts';
@@ -512,7 +512,10 @@ export class Service {
     const nonce = randomBytes(32);
     const hash = sha256(nonce);
     await this.o.store.putNonce({ hash, machine: m.id, purpose: 'runtime', expiresAt: this.now() + this.nonceTtlMs });
-    if (ctx.runtime) ctx.runtime.pending = { machine: m.id, nonceHash: hash, entries: [], bytes: 0 };
+    if (ctx.runtime) {
+      releasePending(ctx.runtime);
+      ctx.runtime.pending = { machine: m.id, nonceHash: hash, entries: [], bytes: 0 };
+    }
     const chain = rt.count > 0 && rt.resetCount !== undefined && rt.bootDigest ? { resetCount: rt.resetCount, bootDigest: rt.bootDigest } : {};
     return { t: 'runtime-challenge', nonce, pcrSelection: RUNTIME_SELECTION, expiresIn: Math.ceil(this.nonceTtlMs / 1000), from: chain.resetCount !== undefined ? rt.count : 0, ...chain };
   }
@@ -524,7 +527,7 @@ export class Service {
   private async runtimeReport(msg: MessageOf<'runtime-report'>, ctx: RequestContext): Promise<Message> {
     const t0 = process.hrtime.bigint();
     const pending = ctx.runtime?.pending;
-    if (ctx.runtime) ctx.runtime.pending = undefined;
+    releasePending(ctx.runtime);
     try {
       const m = await this.activeMachine(msg.machine, msg.akName);
       this.chargeMachine(m.id);

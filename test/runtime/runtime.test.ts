@@ -25,6 +25,7 @@ import { attestRuntime, chunkEntries, type AgentOptions, type RuntimeReport } fr
 import { withServer } from '../../src/client/connect.ts';
 import { startServer, type RunningServer } from '../../src/server/server.ts';
 import type { BootkeyToken } from '../../src/client/token.ts';
+import { heldRuntimeBytes } from '../../src/server/runtime.ts';
 import { ImaLog, runtimePolicy, imaNgData, binaryEntry } from './helpers.ts';
 
 const tmp = tempDir('runtime');
@@ -191,6 +192,7 @@ test('a reboot (swtpm restart, resetCount changes) restarts the chain at entry 0
   assert.is(r.result.state, 'attesting', r.result.message);
   assert.is(r.from, 0);
   assert.is(r.result.count, ima.entries.length);
+  assert.is(heldRuntimeBytes(), 0, 'the chunks were released after the report');
 });
 
 test('attack: a list doctored after the quote (another path, the same template hash) is refused', async () => {
