@@ -134,6 +134,9 @@ test('broken binary lists: stable codes and the byte offset of the entry', () =>
   const badField = Buffer.from(good); badField.writeUInt32LE(0xffff, 106 + 24 + 4 + 7 + 4);
   assert.is(code(() => parseImaList(badField, { bank: 'sha1' })).code, 'BAD_FIELD');
   assert.is(code(() => parseImaList(good, { bank: 'sha1', maxEntries: 5 })).code, 'TOO_MANY');
+  // A big-endian list (no ima_canonical_fmt on a big-endian host) is refused, never misread.
+  const be = Buffer.from(good); be.writeUInt32BE(10, 0);
+  assert.is(code(() => parseImaList(be, { bank: 'sha1' })).code, 'BAD_PCR');
   // No size parses the whole file: BAD_SIZE, naming the furthest attempt.
   assert.is(code(() => parseImaList(Buffer.concat([good, Buffer.from([10, 0, 0])]))).code, 'BAD_SIZE');
 });
