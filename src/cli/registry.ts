@@ -10,6 +10,7 @@ import { efiCommands } from './efi.ts';
 import { configCommands } from './config.ts';
 import { setupCommands } from './setup.ts';
 import { stageCommands } from './stage.ts';
+import { imaCommands } from './ima.ts';
 import { runtimePolicyCommands } from './runtime-policy.ts';
 
-export const COMMANDS: Command[] = [...tpmCommands, ...eventlogCommands, ...policyCommands, ...serverCommands, ...enrollCommands, ...unlockCommands, ...efiCommands, ...configCommands, ...stageCommands, ...setupCommands, ...runtimePolicyCommands];
+export const COMMANDS: Command[] = [...tpmCommands, ...eventlogCommands, ...policyCommands, ...serverCommands, ...enrollCommands, ...unlockCommands, ...efiCommands, ...configCommands, ...stageCommands, ...imaCommands, ...runtimePolicyCommands, ...setupCommands];
