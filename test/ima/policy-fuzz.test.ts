@@ -75,7 +75,7 @@ test('policy loader: mutated real policies and random JSON give RuntimePolicyErr
   const seeds = [base, serializeRuntimePolicy(importKeylimePolicy(JSON.parse(readKp('runtime-policy-fcos.json'))).policy)];
   const e = trusted([entry({ path: '/usr/bin/dd', sig: GOOD[0] })]);
   fc.assert(fc.property(fc.nat({ max: 1 }), fc.array(mutation(4000), { minLength: 1, maxLength: 4 }), (which, ms) => {
-    let b = Buffer.from(seeds[which]);
+    let b: Buffer = Buffer.from(seeds[which]);
     for (const m of ms) b = mutate(b, { ...m, at: Math.min(m.at, Math.max(0, b.length - 1)) });
     try {
       const p = loadRuntimePolicy(b);
