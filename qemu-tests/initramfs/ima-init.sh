@@ -4,8 +4,7 @@
 # one that also measures the initramfs (rootfs) and selects every template by file owner, makes
 # a few measurements (exec, reads, an open-writers violation), then writes base64 blocks
 # "=== BEGIN name" ... "=== END name" to ttyS1 (the host's data.txt):
-#   bin        /sys/kernel/security/ima/binary_runtime_measurements (and _sha1/_sha256 if present)
-#   ascii      /sys/kernel/security/ima/ascii_runtime_measurements (and _sha1/_sha256 if present)
+#   every /sys/kernel/security/ima/*_runtime_measurements* (binary and ASCII, per bank if present)
 #   pcrs       "bank index HEX" lines from /sys/class/tpm/tpm0/pcr-<bank>/<index>, read AFTER the lists
 #   policy     the policy written
 # then powers off.
@@ -48,13 +47,17 @@ exec 3>>/data/buf
 cat /data/buf >/dev/null
 exec 3>&-
 echo changed >>/data/ng; cat /data/ng >/dev/null
+# bkima.files=N on the command line: N more distinct files read as root (ima-sig/default template).
+n=$(sed -n 's/.*bkima.files=\([0-9]*\).*/\1/p' /proc/cmdline)
+i=0
+mkdir -p /data/many
+while [ "$i" -lt "${n:-0}" ]; do echo "file $i" >/data/many/f$i; cat /data/many/f$i >/dev/null; i=$((i + 1)); done
 sleep 1
-for f in binary_runtime_measurements binary_runtime_measurements_sha1 binary_runtime_measurements_sha256 \
-         ascii_runtime_measurements ascii_runtime_measurements_sha1 ascii_runtime_measurements_sha256; do
-  [ -e $S/$f ] && cat $S/$f >/tmp/$f
+for f in $S/*_runtime_measurements*; do
+  cat "$f" >/tmp/$(basename "$f")
 done
 # PCRs after the lists: nothing is measured between (the cat above reads securityfs).
-for bank in sha1 sha256 sha384 sha512; do
+for bank in sha1 sha256 sha384 sha512 sm3_256; do
   [ -d /sys/class/tpm/tpm0/pcr-$bank ] || continue
   n=0
   while [ $n -le 23 ]; do echo "$bank $n $(cat /sys/class/tpm/tpm0/pcr-$bank/$n)"; n=$((n + 1)); done
