@@ -8,7 +8,7 @@ import * as assert from 'uvu/assert';
 import { createECDH, createHash, createPublicKey } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { CURVES, mulAdd, ecdsaVerifyDigest, parseDerSig } from '../../src/ima/_ecdsa.ts';
+import { CURVES, mulAdd, mulAddNative, ecdsaVerifyDigest, parseDerSig } from '../../src/ima/_ecdsa.ts';
 import { ImaSigError, keyIndex, loadVerificationKey, parseImaSignature, tryLoadKey, verifyImaSignature, verifyModsig } from '../../src/ima/sig.ts';
 import { tool } from './policy-helpers.ts';
 
@@ -45,6 +45,24 @@ test('curves: k·G of our constants equals node:crypto (createECDH) for P-256, P
       const x = BigInt('0x' + e.getPublicKey().subarray(1, 1 + c.size).toString('hex'));
       assert.is(mulAdd(c, k, [c.gx, c.gy], 0n, [c.gx, c.gy]), x, `${name} k=${k}`);
     }
+  }
+});
+
+test('curves: the OpenSSL-assisted u1·G + u2·Q equals the BigInt double-and-add (random scalars, every curve)', () => {
+  let seed = 12345n;
+  const rnd = (n: bigint) => { seed = (seed * 6364136223846793005n + 1442695040888963407n) % (1n << 64n); let v = 0n; for (let i = 0; i < 9; i++) v = (v << 64n) | ((seed * BigInt(i + 7)) % (1n << 64n)); return (v % (n - 2n)) + 1n; };
+  for (const c of Object.values(CURVES)) {
+    const e = createECDH(c.openssl);
+    e.setPrivateKey(Buffer.from(rnd(c.n).toString(16).padStart(c.size * 2, '0'), 'hex'));
+    const pub = e.getPublicKey();
+    const qx = BigInt('0x' + pub.subarray(1, 1 + c.size).toString('hex'));
+    const qy = BigInt('0x' + pub.subarray(1 + c.size).toString('hex'));
+    for (let i = 0; i < 4; i++) {
+      const u1 = rnd(c.n);
+      const u2 = rnd(c.n);
+      assert.is(mulAddNative(c, u1, u2, qx, qy), mulAdd(c, u1, [c.gx, c.gy], u2, [qx, qy]), `${c.name} #${i}`);
+    }
+    assert.is(mulAddNative(c, 0n, 5n, qx, qy), undefined, 'u1 = 0 falls back');
   }
 });
 
@@ -144,7 +162,9 @@ test('prehashed ECDSA: our verifier agrees with openssl pkeyutl on P-256/P-384 s
     const c = CURVES[jwk.crv!];
     const [qx, qy] = [jwk.x!, jwk.y!].map((v) => BigInt('0x' + Buffer.from(v, 'base64url').toString('hex')));
     assert.ok(ecdsaVerifyDigest(c, qx, qy, digest, sig));
+    assert.ok(ecdsaVerifyDigest(c, qx, qy, digest, sig, { native: false }), 'the BigInt path agrees');
     assert.not.ok(ecdsaVerifyDigest(c, qx, qy, otherDigest, sig));
+    assert.not.ok(ecdsaVerifyDigest(c, qx, qy, otherDigest, sig, { native: false }));
     const rs = parseDerSig(sig)!;
     assert.ok(rs);
     // s → n - s is the other valid signature (ECDSA malleability): still valid; r, s out of range are not
