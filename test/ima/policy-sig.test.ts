@@ -10,7 +10,10 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { CURVES, mulAdd, mulAddNative, ecdsaVerifyDigest, parseDerSig } from '../../src/ima/_ecdsa.ts';
 import { ImaSigError, keyIndex, loadVerificationKey, parseImaSignature, tryLoadKey, verifyImaSignature, verifyModsig } from '../../src/ima/sig.ts';
-import { tool } from './policy-helpers.ts';
+import { parseImaList } from '../../src/ima/list.ts';
+import { checkRuntimePolicy } from '../../src/ima/policy.ts';
+import { unverifiedImaEntries } from '../../src/ima/trusted.ts';
+import { entry, policy, tool, ROOT } from './policy-helpers.ts';
 
 const dir = mkdtempSync(tmpdir() + '/bootkey-ima-sig-');
 const f = (n: string) => `${dir}/${n}`;
@@ -234,6 +237,27 @@ test('modsig: openssl cms detached PKCS#7 (no attributes like sign-file, and wit
   assert.ok(verifyModsig(cms('rsa', 'file', ['-noattr']), 'sha256', digest, [loadVerificationKey(readFileSync(f('rsa.pub')))]).ok);
   const bad = verifyModsig(Buffer.from('3003020100', 'hex'), 'sha256', digest, certs);
   assert.equal([bad.ok, !bad.ok && bad.code], [false, 'MALFORMED_SIGNATURE']);
+});
+
+test('modsig, real: Debian\'s llc.ko signature verifies with the .builtin_trusted_keys certificate of the real IMA list', () => {
+  const M = ROOT + 'test/data/ima/modsig/';
+  const meta = JSON.parse(readFileSync(M + 'llc.ko.json', 'utf8'));
+  const p7 = readFileSync(M + 'llc.ko.p7s');
+  const list = parseImaList(readFileSync(ROOT + 'test/data/ima/qemu-debian/binary_runtime_measurements'));
+  const keyEntry = list.entries[1];
+  assert.is(keyEntry.path, '.builtin_trusted_keys');
+  const k = loadVerificationKey(keyEntry.buf!);
+  const dModsig = Buffer.from(meta.dModsigSha256, 'hex');
+  assert.ok(verifyModsig(p7, 'sha256', dModsig, [k]).ok);
+  assert.not.ok(verifyModsig(p7, 'sha256', Buffer.from(meta.sha256, 'hex'), [k]).ok, 'd-ng (the whole file) is not what is signed');
+  // end to end: the key measured by the real list, listed in keyrings, is learned; a module entry after it passes by its signature alone
+  const mod = entry({ index: 11, templateName: 'ima-modsig', path: meta.module, digest: Buffer.from(meta.sha256, 'hex'), sig: Buffer.alloc(0), modsigDigestAlgo: 'sha256', modsigDigest: dModsig, modsig: p7 });
+  const keyring = { '.builtin_trusted_keys': [`sha256:${keyEntry.digest!.toString('hex')}`] };
+  const r = checkRuntimePolicy(policy({ keyrings: keyring }), unverifiedImaEntries([keyEntry, mod]));
+  assert.ok(r.ok, JSON.stringify(r.failures));
+  assert.is(r.passed.signature, 1);
+  const without = checkRuntimePolicy(policy(), unverifiedImaEntries([keyEntry, mod]));
+  assert.equal(without.failures.map((f) => f.code), ['UNLISTED_KEYRING', 'BAD_SIGNATURE']);
 });
 
 test.after(() => rmSync(dir, { recursive: true, force: true }));
