@@ -260,5 +260,50 @@ test('modsig, real: Debian\'s llc.ko signature verifies with the .builtin_truste
   assert.equal(without.failures.map((f) => f.code), ['UNLISTED_KEYRING', 'BAD_SIGNATURE']);
 });
 
+/** A binary ima-sig list (sha1 template hashes) of files with their .sig (if any), and a PCR file of its PCR 10 for evmctl. */
+function binaryList(files: string[]): Buffer {
+  const u32 = (n: number) => { const b = Buffer.alloc(4); b.writeUInt32LE(n); return b; };
+  const lp = (b: Buffer) => Buffer.concat([u32(b.length), b]);
+  let pcr = Buffer.alloc(20);
+  const parts = files.map((file) => {
+    const d = createHash('sha256').update(readFileSync(f(file))).digest();
+    let sig = Buffer.alloc(0);
+    try { sig = readFileSync(f(`${file}.sig`)); } catch { /* unsigned */ }
+    const data = Buffer.concat([lp(Buffer.concat([Buffer.from('sha256:\0'), d])), lp(Buffer.from(`${f(file)}\0`)), lp(sig)]);
+    const th = createHash('sha1').update(data).digest();
+    pcr = createHash('sha1').update(Buffer.concat([pcr, th])).digest();
+    return Buffer.concat([u32(10), th, lp(Buffer.from('ima-sig')), lp(data)]);
+  });
+  const hex = (b: Buffer) => b.toString('hex').toUpperCase().match(/../g)!.join(' ');
+  writeFileSync(f('pcrs-sha1'), Array.from({ length: 24 }, (_, i) => `PCR-${String(i).padStart(2, '0')}: ${hex(i === 10 ? pcr : Buffer.alloc(20))}\n`).join(''));
+  return Buffer.concat(parts);
+}
+
+test('whole list: evmctl ima_measurement --verify-sig and checkRuntimePolicy agree entry by entry', () => {
+  for (const [n, body] of [['l-good', 'good\n'], ['l-unknown', 'unknown key\n'], ['l-moved', 'moved\n'], ['l-unsigned', 'unsigned\n'], ['l-p384', 'p384\n']]) writeFileSync(f(n), body);
+  evmSign('p256', 'l-good');
+  evmSign('other', 'l-unknown');
+  evmSign('p384', 'l-p384');
+  writeFileSync(f('l-moved.sig'), readFileSync(f('l-good.sig'))); // a valid signature of another file
+  const names = ['l-good', 'l-unknown', 'l-moved', 'l-unsigned', 'l-p384'];
+  writeFileSync(f('list.bin'), binaryList(names));
+  tool('openssl', ['x509', '-in', f('p256.crt'), '-outform', 'DER', '-out', f('p256.der')]);
+  tool('openssl', ['x509', '-in', f('p384.crt'), '-outform', 'DER', '-out', f('p384.der')]);
+  const out = tool('evmctl', ['-v', 'ima_measurement', '--verify-sig', '--key', `${f('p256.der')},${f('p384.der')}`, '--pcrs', `sha1,${f('pcrs-sha1')}`, f('list.bin')]);
+  const evm = new Map<string, boolean>();
+  for (const m of out.matchAll(/^(\S+): verification (is OK|failed)/gm)) evm.set(m[1], m[2] === 'is OK');
+  assert.match(out, /sha1 PCR-10: succeed at entry 5/);
+  const list = parseImaList(readFileSync(f('list.bin')));
+  assert.is(list.entries.length, 5);
+  const pol = policy({ verificationKeys: [readFileSync(f('p256.crt'), 'utf8'), readFileSync(f('p384.crt'), 'utf8')] });
+  const r = checkRuntimePolicy(pol, unverifiedImaEntries(list.entries));
+  const ours = new Map(list.entries.map((e) => [e.path!, !r.failures.some((x) => x.index === e.index)]));
+  assert.equal([...evm.keys()].sort(), [f('l-good'), f('l-moved'), f('l-p384'), f('l-unknown')].sort(), out);
+  for (const [path, ok] of evm) assert.is(ours.get(path), ok, `${path}: evmctl ${ok ? 'OK' : 'failed'}`);
+  assert.equal(r.failures.map((x) => [x.path.slice(dir.length + 1), x.code]), [['l-unknown', 'BAD_SIGNATURE'], ['l-moved', 'BAD_SIGNATURE'], ['l-unsigned', 'UNLISTED_PATH']]);
+  assert.match(r.failures[0].message, /no such key in the policy/);
+  assert.match(r.failures[1].message, /does not verify/);
+});
+
 test.after(() => rmSync(dir, { recursive: true, force: true }));
 test.run();
