@@ -12,6 +12,7 @@ import { SimMachine, BootImage } from './sim/machine.ts';
 import { softQuote } from './sim/quote.ts';
 import { marshalSignature, marshalPublic2B } from '../src/tpm/structures.ts';
 import { verifyRuntimeReport, RUNTIME_SELECTION } from '../src/server/runtime.ts';
+import { checkRuntimePolicyText, compiledRuntimePolicy } from '../src/server/runtime-policy.ts';
 import { emptyRuntime, type MachineRecord, type RuntimeRecord } from '../src/server/store.ts';
 import type { PcrValues } from '../src/pcrs.ts';
 import { imaNgData, binaryEntry, runtimePolicy, fileDigest } from '../test/runtime/helpers.ts';
@@ -57,13 +58,15 @@ function report(from: number, entries: Buffer, resetCount = 1) {
 }
 
 const ok = async () => 'ok' as const;
-let rt: RuntimeRecord = { ...emptyRuntime('m-bench', 0), policy };
+const policyHash = checkRuntimePolicyText(policy);
+const compiled = await compiledRuntimePolicy(policyHash, async () => policy);
+let rt: RuntimeRecord = { ...emptyRuntime('m-bench', 0), policyHash };
 global.gc?.();
 const heap0 = process.memoryUsage();
 const msg = report(0, Buffer.concat(bytes));
 const t0 = process.hrtime.bigint();
 const cpu0 = process.cpuUsage();
-const first = await verifyRuntimeReport({ machine, rt, msg, consumeNonce: ok, now: 1 });
+const first = await verifyRuntimeReport({ machine, rt, policy: compiled, msg, consumeNonce: ok, now: 1 });
 const firstMs = Number(process.hrtime.bigint() - t0) / 1e6;
 const firstCpu = process.cpuUsage(cpu0);
 const heap1 = process.memoryUsage();
@@ -76,7 +79,7 @@ for (let r = 0; r < 200; r++) {
   for (let k = 0; k < 5; k++) add(extra[r * 5 + k], files[extra[r * 5 + k]]);
   const m2 = report(start, Buffer.concat(bytes.slice(start)));
   const c0 = process.cpuUsage();
-  const v = await verifyRuntimeReport({ machine, rt, msg: m2, consumeNonce: ok, now: 2 + r });
+  const v = await verifyRuntimeReport({ machine, rt, policy: compiled, msg: m2, consumeNonce: ok, now: 2 + r });
   const c = process.cpuUsage(c0);
   samples.push((c.user + c.system) / 1000);
   if (v.result.state !== 'attesting') throw new Error(`incremental: ${v.result.message}`);

@@ -34,7 +34,7 @@ import type { ConsumeResult, MachineRecord, RuntimeRecord } from './store.ts';
 import { ServerError } from './errors.ts';
 import { ctEqual, sha256 } from './secrets.ts';
 import { verifyQuoteOnly } from './attest.ts';
-import { checkRuntime, type RuntimeFailure } from './runtime-policy.ts';
+import { checkRuntime, type CompiledRuntimePolicy, type RuntimeFailure } from './runtime-policy.ts';
 
 /** The bank and PCRs a runtime quote covers: the boot (0–9: boot identity, boot_aggregate) and IMA's 10. */
 export const RUNTIME_BANK: BankName = 'sha256';
@@ -168,13 +168,14 @@ export function formatFailure(f: RuntimeFailure): string {
 export async function verifyRuntimeReport(o: {
   machine: MachineRecord;
   rt: RuntimeRecord;
+  /** The machine's runtime policy, compiled (runtime-policy.ts: by the row's policyHash). */
+  policy: CompiledRuntimePolicy;
   msg: MessageOf<'runtime-report'>;
   pending?: PendingReport;
   consumeNonce: (nonceHash: Buffer) => Promise<ConsumeResult>;
   now: number;
 }): Promise<RuntimeVerdict> {
   const { machine: m, rt, msg, now } = o;
-  if (!rt.policy) refuse('RUNTIME_OFF', `runtime attestation is off for machine ${m.id}: it has no runtime policy (bootkey admin set-runtime-policy)`);
   const pending = o.pending && o.pending.machine === m.id && ctEqual(o.pending.nonceHash, sha256(msg.nonce)) && o.pending.entries.length ? o.pending : undefined;
   const v = await verifyQuoteOnly({
     akPublic: unmarshalPublic2B(m.akPublic, 'enrolled AK'), quote: msg.quote, signature: msg.signature, nonce: msg.nonce, pcrs: msg.pcrs,
@@ -236,7 +237,7 @@ export async function verifyRuntimeReport(o: {
     const ba = checkBootAggregate(first, v.values);
     if (ba.expected && ba.bank) bootAggregates = [`${first.digestAlgo ?? 'sha1'}:${ba.expected}`];
   }
-  const check = checkRuntime(rt.policy, binding.trusted, { bootAggregates, learnedKeys: sameBoot ? (JSON.parse(rt.learnedKeys) as LearnedKey[]) : [] });
+  const check = checkRuntime(o.policy, binding.trusted, { bootAggregates, learnedKeys: sameBoot ? (JSON.parse(rt.learnedKeys) as LearnedKey[]) : [] });
   const record: RuntimeRecord = { ...next, count: binding.state.count, pcr10: JSON.stringify(binding.state.pcr10), learnedKeys: JSON.stringify(check.learnedKeys), lastReport: now };
   const verified = binding.state.count - start.count;
   if (check.failures.length) {
@@ -266,7 +267,7 @@ export function runtimeView(rt: RuntimeRecord | undefined, now: number): Runtime
   if (!rt) return 'off';
   if (rt.state === 'failed') return 'failed';
   if (isStale(rt, now)) return 'stale';
-  if (!rt.policy) return 'off';
+  if (!rt.policyHash) return 'off';
   return rt.state;
 }
 
@@ -283,7 +284,7 @@ export function runtimeJson(rt: RuntimeRecord | undefined, now: number, full = f
   };
   if (full) {
     Object.assign(base, {
-      policy: rt?.policy ? (JSON.parse(rt.policy) as unknown) : null, failedAt: rt?.failedAt ?? null, failures: rt?.failures ?? [],
+      policySha256: rt?.policyHash ?? null, failedAt: rt?.failedAt ?? null, failures: rt?.failures ?? [],
       approvedUntil: rt?.approvedUntil ?? null, boot: rt?.resetCount !== undefined ? { resetCount: rt.resetCount, restartCount: rt.restartCount, bootDigest: rt.bootDigest?.toString('hex') } : null,
       pcr10: rt ? (JSON.parse(rt.pcr10) as unknown) : {},
     });

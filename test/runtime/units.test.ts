@@ -56,7 +56,7 @@ test('list file banks and jittered intervals', () => {
 test('boot gate: failed → RUNTIME_FAILED with the entries; stale → RUNTIME_STALE unless approved; no row or attesting → through', () => {
   const now = 1_800_000_000_000;
   assert.equal(bootGate(undefined, now), { useApproval: false });
-  const base = { ...emptyRuntime('m-1', now), policy: '{}', state: 'attesting' as const, lastReport: now - 10_000 };
+  const base = { ...emptyRuntime('m-1', now), policyHash: 'ab'.repeat(32), state: 'attesting' as const, lastReport: now - 10_000 };
   assert.equal(bootGate(base, now), { useApproval: false });
   assert.is(runtimeView(base, now), 'attesting');
   const failed = bootGate({ ...base, state: 'failed', reason: 'POLICY: 1 IMA entry', failures: ['entry 9 /tmp/x: no'] }, now);
@@ -70,7 +70,7 @@ test('boot gate: failed → RUNTIME_FAILED with the entries; stale → RUNTIME_S
   assert.equal(bootGate({ ...stale, approvedUntil: now + 1 }, now), { useApproval: true });
   assert.is('code' in bootGate({ ...stale, approvedUntil: now }, now), true, 'an expired approval does not count');
   assert.is('code' in bootGate({ ...base, state: 'failed', approvedUntil: now + 1000 }, now), true, 'an approval does not end a failure');
-  assert.is(runtimeView({ ...base, policy: undefined }, now), 'off');
+  assert.is(runtimeView({ ...base, policyHash: undefined }, now), 'off');
 });
 
 const ev: RuntimeEvent = { event: 'runtime-failed', machine: 'm-1', hostname: 'h', time: new Date(0).toISOString(), reason: 'POLICY', failures: ['entry 3 /tmp/x: no'] };

@@ -313,12 +313,16 @@ export function storeContract(be: StoreBackend): void {
     const now = Date.now();
     await a.createMachine(machine('m-ima', randomBytes(32)));
     assert.is(await a.getRuntime('m-ima'), undefined);
-    const r0 = { ...emptyRuntime('m-ima', now), policy: '{"p":1}', staleLimit: 3600, lastReport: now };
+    await a.putRuntimePolicy('ab'.repeat(32), '{"p":1}', now);
+    await b.putRuntimePolicy('ab'.repeat(32), '{"p":2}', now + 1); // content-addressed: the first stays
+    assert.is(await b.getRuntimePolicy('ab'.repeat(32)), '{"p":1}');
+    assert.is(await a.getRuntimePolicy('cd'.repeat(32)), undefined);
+    const r0 = { ...emptyRuntime('m-ima', now), policyHash: 'ab'.repeat(32), staleLimit: 3600, lastReport: now };
     assert.ok(await a.saveRuntime(r0), 'insert at version 0');
     assert.not.ok(await b.saveRuntime(r0), 'a second insert loses');
     const r1 = (await b.getRuntime('m-ima'))!;
     assert.is(r1.version, 1);
-    assert.is(r1.policy, '{"p":1}');
+    assert.is(r1.policyHash, 'ab'.repeat(32));
     assert.is(r1.staleLimit, 3600);
     const next = {
       ...r1, state: 'failed' as const, resetCount: 7, restartCount: 2, bootDigest: randomBytes(32), count: 20000, pcr10: '{"sha256":"00"}',
@@ -331,9 +335,9 @@ export function storeContract(be: StoreBackend): void {
     assert.equal({ ...got, bootDigest: got.bootDigest?.toString('hex') }, { ...next, version: 2, bootDigest: next.bootDigest.toString('hex') });
     assert.ok((await b.listRuntime()).some((x) => x.machine === 'm-ima'));
     // Optional fields back to absent.
-    assert.ok(await a.saveRuntime({ ...got, policy: undefined, staleLimit: undefined, bootDigest: undefined, approvedUntil: undefined }));
+    assert.ok(await a.saveRuntime({ ...got, policyHash: undefined, staleLimit: undefined, bootDigest: undefined, approvedUntil: undefined }));
     const cleared = (await b.getRuntime('m-ima'))!;
-    assert.is(cleared.policy, undefined);
+    assert.is(cleared.policyHash, undefined);
     assert.is(cleared.bootDigest, undefined);
     assert.is(cleared.approvedUntil, undefined);
     await a.setMachineState('m-ima', 'revoked', now);
