@@ -211,7 +211,11 @@ export class Service {
     }
     this.o.metrics?.refusal(action, code);
     this.log(kv({ event: action, result: 'refused', code, machine, peer: ctx.peer, reason: message, failures: failures?.join('; ') }));
-    await this.audit({ who: action === 'admin' ? 'admin' : action.startsWith('enroll') ? 'enroll' : 'machine', machine, action, result: 'refused', code, reasons: failures ?? [message], peer: ctx.peer });
+    // A machine's agent without a runtime policy asks every interval: RUNTIME_OFF (and BUSY) are
+    // logged, not audited, or the audit table would grow by a row per machine per minute.
+    if (!(action.startsWith('runtime-') && (code === 'RUNTIME_OFF' || code === 'BUSY'))) {
+      await this.audit({ who: action === 'admin' ? 'admin' : action.startsWith('enroll') ? 'enroll' : 'machine', machine, action, result: 'refused', code, reasons: failures ?? [message], peer: ctx.peer });
+    }
     return { t: 'error', code, message: message.slice(0, 4000), ...(failures ? { failures: failures.slice(0, 256).map((f) => f.slice(0, 4000)) } : {}) };
   }
 

@@ -79,6 +79,8 @@ test('no runtime policy: RUNTIME_OFF, and admin show says runtime attestation is
   const show = await adminOp(srv, 'show');
   assert.is((show.runtime as { state: string }).state, 'off');
   assert.match(String((show.runtime as { reason: string }).reason), /off/);
+  const audit = (await adminOp(srv, 'audit', { limit: 100 })) as unknown as { code?: string }[];
+  assert.not.ok(audit.some((x) => x.code === 'RUNTIME_OFF'), 'an agent without a policy does not fill the audit table');
 });
 
 test('a bad runtime policy is refused BAD_RUNTIME_POLICY; the CLI sets a good one', async () => {
