@@ -258,6 +258,13 @@ test('an unlisted file → failed naming it; the webhook gets it signed; next bo
   // The failure is sticky: a clean report does not end it.
   const show = await adminOp(srv, 'show');
   assert.is((show.runtime as { state: string }).state, 'failed');
+  const cliArgs = ['--server', srv.url, '--ca', join(tmp.dir, 'ca.pem'), '--admin-token', join(tmp.dir, 'admin.token')];
+  const plain = await cli(['admin', ...cliArgs, 'show', machineId]);
+  assert.is(plain.code, 0, plain.stderr);
+  assert.match(plain.stdout, /^runtime: failed, /m);
+  assert.match(plain.stdout, /^ {2}- entry \d+ \/tmp\/evil\.sh: /m);
+  const list = await cli(['admin', ...cliArgs, 'list', '--json']);
+  assert.is((JSON.parse(list.stdout) as { id: string; runtime: { state: string } }[]).find((x) => x.id === machineId)?.runtime.state, 'failed');
   const audit = (await adminOp(srv, 'audit', { limit: 50 })) as unknown as { action: string; reasons?: string[] }[];
   assert.ok(audit.some((a) => a.action === 'runtime-failed' && a.reasons?.some((x) => x.includes('/tmp/evil.sh'))));
   const e = await refused(unlockAfterReboot(), 'RUNTIME_FAILED');
