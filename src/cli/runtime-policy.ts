@@ -10,7 +10,7 @@ import { bindImaToQuote, unverifiedImaEntries, type TrustedImaEntries } from '..
 import { checkBootAggregate } from '../ima/replay.ts';
 import { type RuntimePolicy, checkRuntimePolicy, compileRuntimePolicy, keyFingerprint, loadRuntimePolicy, serializeRuntimePolicy } from '../ima/policy.ts';
 import { importKeylimeAllowlist, importKeylimePolicy } from '../ima/keylime.ts';
-import { DEFAULT_SKIP, policyFromDir, policyFromEntries } from '../ima/generate.ts';
+import { DEFAULT_EXCLUDES, DEFAULT_SKIP, policyFromDir, policyFromEntries } from '../ima/generate.ts';
 import { describeKey } from '../ima/sig.ts';
 import { pcrValuesFromText, type BankName } from '../pcrs.ts';
 import type { ImaList } from '../ima/types.ts';
@@ -78,6 +78,8 @@ Writes a bootkey runtime policy (JSON) allowing what a known-good machine has:
   --exclude RE      a regular expression whose paths always pass (repeatable; Keylime semantics:
                     matched at the START of the path). None by default: an exclude passes anything,
                     executables included
+  --default-excludes  add ${DEFAULT_EXCLUDES.join(' ')} to the excludes (what
+                    Keylime users often exclude; files run from there then pass unchecked)
   --out FILE        write the policy there (default stdout)
   --json            print a summary as JSON on stdout (with --out)
 
@@ -89,6 +91,7 @@ Exit status: 0 ok, 1 unreadable list or directory, 2 usage.`,
     algo: { type: 'string' },
     skip: { type: 'string', multiple: true },
     exclude: { type: 'string', multiple: true },
+    'default-excludes': { type: 'boolean' },
     out: { type: 'string' },
     json: { type: 'boolean' },
   },
@@ -96,7 +99,7 @@ Exit status: 0 ok, 1 unreadable list or directory, 2 usage.`,
     const log = opt(args, 'from-log');
     const dirs = list(args, 'from-dir');
     if (!!log === dirs.length > 0) throw new UsageError('runtime-policy generate: give exactly one of --from-log FILE or --from-dir DIR (see --help)');
-    const excludes = list(args, 'exclude');
+    const excludes = [...(flag(args, 'default-excludes') ? DEFAULT_EXCLUDES : []), ...list(args, 'exclude')];
     const out = opt(args, 'out') ?? '-';
     let policy: RuntimePolicy;
     let note: Record<string, unknown>;

@@ -104,6 +104,8 @@ test('generate --from-dir with --root: hashes regular files, skips the default d
   assert.equal(p.excludes, ['/var/cache/.*']);
   const s1 = run(['runtime-policy', 'generate', '--from-dir', '/usr', '--root', root, '--algo', 'sha1']);
   assert.match(JSON.parse(s1.stdout).digests['/usr/bin/tool'][0], /^sha1:[0-9a-f]{40}$/);
+  const de = run(['runtime-policy', 'generate', '--from-dir', '/usr', '--root', root, '--default-excludes']);
+  assert.ok(JSON.parse(de.stdout).excludes.includes('/tmp/.*'));
   assert.is(run(['runtime-policy', 'generate', '--from-dir', 'usr', '--root', root]).status, 2);
   assert.is(run(['runtime-policy', 'generate', '--from-dir', '/usr', '--algo', 'md5']).status, 2);
 });
