@@ -4,14 +4,22 @@
 # initramfs (initramfs/ima-init.sh) that measures files with every template, then dumps the lists
 # and /sys/class/tpm/tpm0/pcr-*/N. Knobs: BK_KVER (kernel), BK_PCR_BANKS (swtpm banks, default
 # sha1,sha256), BK_IMA_CMDLINE (default "ima_template=ima-sig ima_hash=sha256"; add bkima.files=N
-# for N more measured files). Writes into OUT (default test/data/ima/qemu-debian):
+# for N more measured files), BK_IMA_MODULES (kernel modules the guest loads: ima-modsig entries
+# with the modules' appended signatures). Writes into OUT (default test/data/ima/qemu-debian):
 #   binary_runtime_measurements[_sha1|_sha256], ascii_runtime_measurements[...], pcrs.json (bootkey's
 #   PCR JSON), pcrs.yaml (tpm2_pcrread layout), KERNEL (version + cmdline).
 . "$(dirname "$0")/lib.sh"
 OUT=${1:-$BK_ROOT/test/data/ima/qemu-debian}
 bk_fetch_kernel
 W=$BK_WORK/ima; rm -rf "$W"; mkdir -p "$W" "$OUT"
-bk_build_initramfs "$W/initrd.zst" "$BK_ROOT/qemu-tests/initramfs/ima-init.sh"
+mods=()
+for m in ${BK_IMA_MODULES:-}; do   # e.g. "crc8": uncompressed into the initramfs as /mods/crc8.ko
+  f=$(find "$BK_KDIR/lib/modules" -name "$m.ko*" | head -1)
+  [ -n "$f" ] || { bk_log "no module $m"; exit 1; }
+  case $f in *.xz) xz -dc "$f" >"$W/$m.ko" ;; *.zst) zstd -dcq "$f" >"$W/$m.ko" ;; *) cp "$f" "$W/$m.ko" ;; esac
+  mods+=("$W/$m.ko:/mods/$m.ko")
+done
+bk_build_initramfs "$W/initrd.zst" "$BK_ROOT/qemu-tests/initramfs/ima-init.sh" "${mods[@]}"
 swtpm_setup --tpm2 --tpmstate "$W" --pcr-banks "${BK_PCR_BANKS:-sha1,sha256}" --overwrite >"$W/swtpm_setup.log" 2>&1
 swtpm socket --tpm2 --tpmstate dir="$W" --ctrl type=unixio,path="$W/swtpm.sock" --terminate --log file="$W/swtpm.log" &
 spid=$!

@@ -33,11 +33,20 @@ measure func=FILE_CHECK mask=MAY_READ fowner=1002 template=ima-sig
 measure func=FILE_CHECK mask=MAY_READ fowner=1003 template=ima-modsig
 measure func=FILE_CHECK mask=MAY_READ fowner=1004 template=ima
 measure func=BPRM_CHECK mask=MAY_EXEC template=ima-sig
+measure func=MODULE_CHECK template=ima-modsig
 measure func=KEY_CHECK template=ima-buf
 measure func=CRITICAL_DATA template=ima-buf
 measure func=FILE_CHECK mask=MAY_READ uid=0
 POL
-cat /tmp/policy >$S/policy || echo "bootkey-ima: POLICY WRITE FAILED"
+# With modules to load, an appraise rule allows their appended signatures (the kernel reads a
+# modsig only when appraisal allows one): the ima-modsig entry then carries d-modsig and modsig.
+# (Boot with ima_appraise=log so that the unknown key does not stop the load.)
+if ls /mods/*.ko >/dev/null 2>&1; then
+  { cat /tmp/policy; echo 'appraise func=MODULE_CHECK appraise_type=imasig|modsig'; } >/tmp/policy.mods
+  cat /tmp/policy.mods >$S/policy && cp /tmp/policy.mods /tmp/policy || { echo "bootkey-ima: appraise rule refused"; cat /tmp/policy >$S/policy || echo "bootkey-ima: POLICY WRITE FAILED"; }
+else
+  cat /tmp/policy >$S/policy || echo "bootkey-ima: POLICY WRITE FAILED"
+fi
 for f in ng sig modsig ima; do cat /data/$f >/dev/null; done
 /bin/busybox true
 sh -c 'true'
@@ -47,6 +56,9 @@ exec 3>>/data/buf
 cat /data/buf >/dev/null
 exec 3>&-
 echo changed >>/data/ng; cat /data/ng >/dev/null
+# Kernel modules given in /mods (make-ima-lists.sh BK_IMA_MODULES): loaded, so measured as
+# ima-modsig with their appended signature (Debian signs its modules).
+for m in /mods/*.ko; do [ -e "$m" ] && insmod "$m" && echo "bootkey-ima: loaded $m"; done
 # bkima.files=N on the command line: N more distinct files read as root (ima-sig/default template).
 n=$(sed -n 's/.*bkima.files=\([0-9]*\).*/\1/p' /proc/cmdline)
 i=0

@@ -20,7 +20,7 @@
  */
 import { BANK_SIZE, type BankName } from '../pcrs.ts';
 import { BootkeyError } from '../errors.ts';
-import { checkTemplateHash, extend, IMA_PCR, ImaReplayError, startValue, templateHashOf } from './replay.ts';
+import { extend, IMA_PCR, ImaReplayError, startValue, templateHashOf } from './replay.ts';
 import type { ImaEntry, ImaRunningState } from './types.ts';
 
 /** A list that does not replay to the quoted PCR 10 (code REPLAY), or is otherwise unusable. */
@@ -103,9 +103,13 @@ export function bindImaToQuote(
   }
   // (3) The list's own bank: recorded hash = H(template data), checked once per entry.
   let altered: ImaEntry | undefined;
+  const own = new Map<ImaEntry, Buffer>(); // H_listBank(template data), reused by the replay
   for (const e of list) {
-    const c = checkTemplateHash(e, listBank);
-    if (c === 'mismatch') { altered = e; break; }
+    if (e.violation) continue;
+    const h = templateHashOf(e, listBank);
+    if (!h) continue; // opaque: nothing to compare
+    if (!h.equals(e.templateHash)) { altered = e; break; }
+    own.set(e, h);
   }
   const quirks: Quirk[] = ['strict'];
   if (listBank === 'sha1' && banks.some((b) => b !== 'sha1')) quirks.push('pre-5.8-padded-sha1');
@@ -118,7 +122,7 @@ export function bindImaToQuote(
       const e = list[k];
       if (e.pcr !== IMA_PCR) continue;
       if (altered && e.index >= altered.index) break; // an altered entry and what follows bind nothing
-      for (const b of banks) running.set(b, extend(b, running.get(b)!, bindValue(e, b, listBank, quirk)));
+      for (const b of banks) running.set(b, extend(b, running.get(b)!, (b === listBank && !e.violation && own.get(e)) || bindValue(e, b, listBank, quirk)));
       if (matches()) return bound(list, k + 1, running, start, quirk);
     }
     if (quirk === 'strict') last = { bank: banks[0], value: running.get(banks[0])!, at: list.length ? list[list.length - 1].index : start.count - 1 };

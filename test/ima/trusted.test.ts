@@ -165,4 +165,21 @@ test('TrustedImaEntries is made only here: the constructor refuses other callers
   void _ctor;
 });
 
+
+test('an entry for another PCR (a pcr= rule) extends nothing in PCR 10: counted, not bound', () => {
+  const b = bin61();
+  const all = parseImaList(b).entries;
+  b.writeUInt32LE(11, all[5].offset);
+  const l = parseImaList(b).entries;
+  assert.is(l[5].pcr, 11);
+  const r = replayIma(l, 'sha1', ['sha1', 'sha256']);
+  const q = new Map([['sha1', r.pcr10.get('sha1')!], ['sha256', r.pcr10.get('sha256')!]] as const);
+  const bound = bindImaToQuote(l, 'sha1', ZERO, q as never);
+  assert.is(bound.state.count, 11);
+  assert.is(bound.trusted.entries.length, 10);
+  assert.not.ok(bound.trusted.entries.some((e) => e.index === 5));
+  // The real quote (the kernel extended it into PCR 10) does not match such a list.
+  refused(() => bindImaToQuote(l, 'sha1', ZERO, pcr10(K61)), 'REPLAY', /at any point/);
+});
+
 test.run();
