@@ -208,8 +208,9 @@ function bindWithPcrs(l: ImaList, pcrFile: string): { trusted: TrustedImaEntries
   const notes = [`bound ${b.trusted.entries.length} entries to PCR 10 (${[...quoted.keys()].join(', ')})${b.unbound ? `; ${b.unbound} later entries are not covered by these PCR values and were not checked` : ''}`];
   const ba = checkBootAggregate(b.trusted.entries[0], pcrs);
   const bootAggregates: string[] = [];
+  // Fail closed: PCRs that cannot give the boot_aggregate leave the set empty, so the entry fails.
   if (ba.expected && ba.bank) bootAggregates.push(`${b.trusted.entries[0]?.digestAlgo ?? 'sha1'}:${ba.expected}`);
-  else notes.push(`boot_aggregate not checked against the PCRs: ${ba.reason}`);
+  else notes.push(`boot_aggregate cannot be computed from these PCR values: ${ba.reason}`);
   return { trusted: b.trusted, bootAggregates, notes };
 }
 
@@ -225,7 +226,8 @@ bootkey runtime policy POLICY, as the verifier does, and names every failing ent
 
   --pcrs FILE  PCR values of the boot (bootkey's JSON or tpm2_pcrread YAML): the list is first
                bound to PCR 10 (the entries must replay to it; entries after that point are not
-               judged) and boot_aggregate must be the one of PCRs 0-7 (0-9). Without --pcrs the
+               judged) and boot_aggregate must be the one of PCRs 0-7 (0-9; PCR values that
+               lack them fail it). Without --pcrs the
                list is only what the file says: the verdict is printed as UNVERIFIED.
   --json       print {"ok", "verified", "checked", "failures": [{index, path, code, message}],
                "warnings", "passed", "notes"}
