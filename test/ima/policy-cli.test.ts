@@ -39,6 +39,14 @@ test('generate --from-log, show --json, ima check: OK (UNVERIFIED without --pcrs
   assert.is(v.status, 0, v.stdout + v.stderr);
   const vj = JSON.parse(v.stdout);
   assert.equal([vj.ok, vj.verified, vj.checked], [true, true, 11]);
+  // PCR values without PCRs 0-9: boot_aggregate cannot be tied to the boot, so it fails
+  const pcrs = JSON.parse(readFileSync(Q + 'pcrs.json', 'utf8'));
+  writeFileSync(`${tmp}/pcr10only.json`, JSON.stringify({ sha1: { 10: pcrs.sha1['10'] }, sha256: { 10: pcrs.sha256['10'] } }));
+  const o = run(['ima', 'check', pol, Q + 'binary_runtime_measurements', '--pcrs', `${tmp}/pcr10only.json`, '--json']);
+  assert.is(o.status, 1, o.stdout + o.stderr);
+  const oj = JSON.parse(o.stdout);
+  assert.equal(oj.failures.map((f: { index: number; code: string }) => [f.index, f.code]), [[0, 'BOOT_AGGREGATE']]);
+  assert.ok(oj.notes.some((n: string) => /boot_aggregate cannot be computed/.test(n)));
 });
 
 test('ima check: a file missing from the policy exits 1 naming it; a doctored list does not bind', () => {
@@ -104,6 +112,8 @@ test('generate --from-dir with --root: hashes regular files, skips the default d
   assert.equal(p.excludes, ['/var/cache/.*']);
   const s1 = run(['runtime-policy', 'generate', '--from-dir', '/usr', '--root', root, '--algo', 'sha1']);
   assert.match(JSON.parse(s1.stdout).digests['/usr/bin/tool'][0], /^sha1:[0-9a-f]{40}$/);
+  const de = run(['runtime-policy', 'generate', '--from-dir', '/usr', '--root', root, '--default-excludes']);
+  assert.ok(JSON.parse(de.stdout).excludes.includes('/tmp/.*'));
   assert.is(run(['runtime-policy', 'generate', '--from-dir', 'usr', '--root', root]).status, 2);
   assert.is(run(['runtime-policy', 'generate', '--from-dir', '/usr', '--algo', 'md5']).status, 2);
 });

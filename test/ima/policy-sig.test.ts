@@ -260,6 +260,27 @@ test('modsig, real: Debian\'s llc.ko signature verifies with the .builtin_truste
   assert.equal(without.failures.map((f) => f.code), ['UNLISTED_KEYRING', 'BAD_SIGNATURE']);
 });
 
+test('modsig, real ECDSA: Debian 6.12\'s crc7.ko (the module loaded in the real sha384 capture) verifies with that list\'s builtin key', () => {
+  const M = ROOT + 'test/data/ima/modsig/';
+  const meta = JSON.parse(readFileSync(M + 'crc7.ko.json', 'utf8'));
+  const p7 = readFileSync(M + 'crc7.ko.p7s');
+  const list = parseImaList(readFileSync(ROOT + 'test/data/ima/qemu-debian-6.12-sha384/ascii_runtime_measurements'));
+  const keyEntry = list.entries[1];
+  const modEntry = list.entries.find((e) => e.path === '/mods/crc7.ko')!;
+  assert.is(modEntry.digest!.toString('hex'), meta.sha384, 'the module is the one the real list measured');
+  const k = loadVerificationKey(keyEntry.buf!);
+  assert.is(k.type, 'ec');
+  const dModsig = Buffer.from(meta.dModsigSha256, 'hex');
+  const r = verifyModsig(p7, 'sha256', dModsig, [k]);
+  assert.ok(r.ok, r.ok ? '' : r.message);
+  const wrong = Buffer.from(dModsig); wrong[0] ^= 1;
+  assert.not.ok(verifyModsig(p7, 'sha256', wrong, [k]).ok);
+  // as an ima-modsig entry after the real key entry
+  const mod = { ...modEntry, index: 20, templateName: 'ima-modsig', sig: Buffer.alloc(0), modsigDigestAlgo: 'sha256', modsigDigest: dModsig, modsig: p7 };
+  const pass = checkRuntimePolicy(policy({ keyrings: { '.builtin_trusted_keys': [`sha384:${keyEntry.digest!.toString('hex')}`] } }), unverifiedImaEntries([keyEntry, mod]));
+  assert.ok(pass.ok, JSON.stringify(pass.failures));
+});
+
 /** A binary ima-sig list (sha1 template hashes) of files with their .sig (if any), and a PCR file of its PCR 10 for evmctl. */
 function binaryList(files: string[]): Buffer {
   const u32 = (n: number) => { const b = Buffer.alloc(4); b.writeUInt32LE(n); return b; };
