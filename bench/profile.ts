@@ -1,5 +1,5 @@
 /**
- * `node --import tsx bench/profile.ts DIR|FILE.cpuprofile [--level C] [--json]`
+ * `node --import tsx bench/profile.ts DIR|FILE.cpuprofile [--level C] [--bundle FILE] [--json]`
  *
  * Summarises a V8 CPU profile of `bootkey server` (bench/server.ts --cpu-prof DIR, which writes
  * the profile and DIR/windows.json, the monotonic time window of each concurrency level) into the
@@ -23,13 +23,14 @@
  *   policy          parsePolicy, checkPolicy, evaluateBoot's own work, the effective policy
  *   sealing         createImportBlob (Duplicate), the Vault (AES-GCM), MakeCredential
  *   store           store-sqlite / store-pg / better-sqlite3 / pg, the audit
- *   logging         the log line formatting (kv) and its write
+ *   logging         the log line formatting (kv) and its write (the whole stack under it)
  *   metrics         src/server/metrics.ts
  *   GC              (garbage collector)
  *   other           the rest (service glue, promises, timers, rate limiter, random bytes)
  *
- * Frames of the bundle (dist/bootkey.js) are mapped back to their source module through the
- * `// src/…` markers esbuild writes at each module's start.
+ * Frames of the bundle are mapped back to their source module through the `// src/…` markers
+ * esbuild writes at each module's start: DIR/bootkey.js (the copy bench/server.ts makes of the
+ * bundle it ran), else --bundle FILE, else dist/bootkey.js.
  */
 import { readFileSync, readdirSync, statSync, existsSync } from 'node:fs';
 import { join, basename } from 'node:path';
@@ -68,8 +69,9 @@ export type Category = (typeof CATEGORIES)[number];
 function bundleModules(file: string): (line: number) => string {
   const starts: [number, string][] = [];
   readFileSync(file, 'utf8').split('\n').forEach((l, i) => {
-    const m = /^\/\/ ((?:src|node_modules)\/\S+)$/.exec(l);
-    if (m) starts.push([i, m[1]]);
+    // "// src/x.ts", "// node_modules/p/x.js", or "// ../main/node_modules/p/x.js" (a symlinked node_modules)
+    const m = /^\/\/ (?:\S*?\/)?((?:src|node_modules)\/\S+)$/.exec(l);
+    if (m) starts.push([i, m[1].replace(/^.*?node_modules\//, 'node_modules/')]);
   });
   return (line) => {
     let lo = 0, hi = starts.length - 1, best = '';
@@ -92,6 +94,10 @@ const OPS: [RegExp, Category][] = [
   [/^(createImportBlob|makeCredential|finish|policyPCRDigest)$/, 'sealing'],
   [/^(kv|logLine)$/, 'logging'],
 ];
+
+function isLogging(f: CallFrame, mod: string): boolean {
+  return (mod === 'src/cli/server.ts' && f.functionName === 'log') || mod === 'src/server/logwriter.ts' || /^(kv|logLine)$/.test(f.functionName);
+}
 
 export function categorise(frame: CallFrame, mod: string): Category | undefined {
   const fn = frame.functionName;
@@ -143,8 +149,13 @@ export function summarise(file: string, o: { window?: Window; releases?: number;
   const cat = (id: number): Category => {
     const hit = catOf.get(id);
     if (hit) return hit;
+    // logging owns its whole stack (the write under it is a socket or pipe write); otherwise the
     // deepest operation frame: walk from the leaf towards the root, first match wins
     let c: Category | undefined;
+    for (let x: number | undefined = id; x !== undefined && !c; x = parent.get(x)) {
+      const f = byId.get(x)!.callFrame;
+      if (isLogging(f, moduleOf(f))) c = 'logging';
+    }
     for (let x: number | undefined = id; x !== undefined && !c; x = parent.get(x)) {
       const f = byId.get(x)!.callFrame;
       c = categorise(f, moduleOf(f));
@@ -185,7 +196,7 @@ export function summarise(file: string, o: { window?: Window; releases?: number;
 
 function main(): void {
   const argv = process.argv.slice(2);
-  const target = argv.find((a) => !a.startsWith('--') && argv[argv.indexOf(a) - 1] !== '--level');
+  const target = argv.find((a, i) => !a.startsWith('--') && !['--level', '--bundle'].includes(argv[i - 1]));
   if (!target) {
     console.error('usage: bench/profile.ts DIR|FILE.cpuprofile [--level C] [--json]');
     process.exit(2);
@@ -205,7 +216,10 @@ function main(): void {
     if (w && !window) throw new Error(`no window for c=${level} in ${wf} (levels ${w.windows.map((x) => x.concurrency).join(',')})`);
     server = w?.server ?? '';
   }
-  const bundle = fileURLToPath(new URL('../dist/bootkey.js', import.meta.url));
+  // the bundle the profiled server ran (bench/server.ts copies it beside the profile)
+  const bi = argv.indexOf('--bundle');
+  const beside = statSync(target).isDirectory() ? join(target, 'bootkey.js') : '';
+  const bundle = bi >= 0 ? argv[bi + 1] : beside && existsSync(beside) ? beside : fileURLToPath(new URL('../dist/bootkey.js', import.meta.url));
   const s = summarise(file, { window, bundle });
   if (argv.includes('--json')) {
     console.log(JSON.stringify(s));
