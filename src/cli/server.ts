@@ -114,7 +114,8 @@ docs/SERVER.md).`,
     }
     if (st.state === undefined) throw new UsageError('missing the state directory: --state DIR, BOOTKEY_STATE, or "state = DIR" in server.conf');
     const stateDir = st.state;
-    const log = (line: string) => process.stdout.write(line + '\n');
+    const { batchedLog } = await import('../server/logwriter.ts');
+    const log = batchedLog();
     const { createStore } = await import('../server/store-factory.ts');
     const store = createStore(st.store, stateDir, { log });
     const { startServer } = await import('../server/server.ts');
@@ -137,7 +138,7 @@ docs/SERVER.md).`,
     });
     await new Promise<void>((resolve) => {
       const stop = (sig: string) => {
-        process.stdout.write(`event=signal signal=${sig}\n`);
+        log(`event=signal signal=${sig}`);
         process.off('SIGTERM', onTerm);
         process.off('SIGINT', onInt);
         resolve();
@@ -148,6 +149,7 @@ docs/SERVER.md).`,
       process.on('SIGINT', onInt);
     });
     await srv.close();
+    log.flush();
     return EXIT_OK;
   },
 };
