@@ -1,5 +1,13 @@
 /**
- * `npm run bench:server [-- --quick] [--levels 1,16,256,1024] [--no-tang] [--no-pg] [--server-nodelay]`
+ * `npm run bench:server [-- --quick] [--levels 1,16,256,1024] [--no-tang] [--no-pg] [--server-nodelay]
+ *    [--server bundle|sea|tsx] [--cpu-prof DIR] [--no-floor] [--per-level N]`
+ *
+ * The servers run as the product ships: the bundle `node dist/bootkey.js` (default; rebuilt when
+ * older than src/), or the single executable (`--server sea`); `--server tsx` runs the sources
+ * through the tsx loader, only to compare. `--cpu-prof DIR` profiles the SQLite server (node
+ * --cpu-prof) and writes DIR/windows.json (the monotonic time window of each level) for
+ * bench/profile.ts. The floor (bench/floor.ts: the same operations timed alone) is measured first
+ * unless `--no-floor`.
  *
  * Boot-time key releases per second against real `bootkey server` child processes (the CLI,
  * TLS 1.3), driven by simulated machines (bench/sim: software EK/AK enrolled through the real
@@ -14,12 +22,13 @@
  * The last line is one JSON object (figures at the highest concurrency level): SQLite at the
  * top level, PostgreSQL (1 replica) under `postgres`, 2 replicas under `postgres_2_replicas`.
  */
-import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir, cpus } from 'node:os';
 import { join } from 'node:path';
 import { initState } from '../src/server/pki.ts';
 import { SimMachine, BootImage, enrollAll, createEnrolToken, type SimConfig, type FlowStats } from './sim/machine.ts';
-import { spawnServer, type ServerProc } from './sim/server-proc.ts';
+import { spawnServer, ensureBundle, type ServerProc, type ServerKind } from './sim/server-proc.ts';
+import { measureFloor, type Floor } from './floor.ts';
 import { startPg, createDatabase, type Pg } from './sim/pg.ts';
 import { startTang, provision, recover, tangAvailable, type TangBinding } from './sim/tang.ts';
 
@@ -32,11 +41,19 @@ const val = (f: string) => {
 const QUICK = has('--quick');
 const LEVELS = (val('--levels') ?? '1,16,256,1024').split(',').map(Number);
 /** Releases per level: enough for a stable rate, bounded so that a run stays short. */
-const perLevel = (c: number): number => (QUICK ? Math.max(20, Math.min(c, 1024)) : Math.max(300, Math.min(8 * c, 6000)));
+const PER_LEVEL = val('--per-level') ? Number(val('--per-level')) : undefined;
+const perLevel = (c: number): number => PER_LEVEL ?? (QUICK ? Math.max(20, Math.min(c, 1024)) : Math.max(300, Math.min(8 * c, 6000)));
 const POOL = QUICK ? 256 : 2048;
 /** --server-nodelay: preload bench/sim/nodelay-preload.mjs into the servers (TCP_NODELAY; see docs/SCALE.md). */
 const PRELOAD = has('--server-nodelay') ? [new URL('./sim/nodelay-preload.mjs', import.meta.url).href] : [];
 const LOG_FILE = new URL('../test/data/qemu/uki-sb-on.bin', import.meta.url);
+/** How the servers run (bench/sim/server-proc.ts): the bundle unless --server sea|tsx. */
+const SERVER_KIND = (val('--server') ?? 'bundle') as ServerKind;
+if (!['bundle', 'sea', 'tsx'].includes(SERVER_KIND)) throw new Error(`--server ${SERVER_KIND}: bundle, sea or tsx`);
+const CPU_PROF = val('--cpu-prof');
+/** Monotonic time windows (µs, the clock of V8's profiles) of each SQLite level, for bench/profile.ts. */
+const windows: { system: string; concurrency: number; startUs: number; endUs: number; releases: number; cpuMsPerRelease: number }[] = [];
+const monoUs = (): number => Number(process.hrtime.bigint() / 1000n);
 
 interface LevelResult {
   system: string;
@@ -117,6 +134,7 @@ async function benchBootkey(system: string, servers: ServerProc[], machines: Sim
     const sampler = setInterval(() => {
       for (const s of servers) peak = Math.max(peak, s.stats().rssMb);
     }, 100);
+    const w0 = monoUs();
     const r = await load(c, n, async (i) => {
       const m = machines[(cursor + i) % machines.length];
       m.reboot();
@@ -137,6 +155,7 @@ async function benchBootkey(system: string, servers: ServerProc[], machines: Sim
       cpuMsPerRelease: (cpu * 1000) / Math.max(1, ok), dbCpuMsPerRelease: pg ? (db * 1000) / Math.max(1, ok) : undefined,
       clientCpuMsPerRelease: (cl.user + cl.system) / 1000 / Math.max(1, ok), peakRssMb: peak,
     });
+    windows.push({ system, concurrency: c, startUs: w0, endUs: monoUs(), releases: ok, cpuMsPerRelease: (cpu * 1000) / Math.max(1, ok) });
     if (r.failed.length) process.stderr.write(`${system} c=${c}: ${r.failed.length} failed, e.g. ${r.failed[0]}\n`);
     process.stderr.write(`  ${system} c=${c}: ${fmt(out[out.length - 1].rps)}/s p99 ${fmt(out[out.length - 1].p99)} ms\n`);
   }
@@ -212,13 +231,21 @@ async function main(): Promise<void> {
   const procs: ServerProc[] = [];
   let pg: Pg | undefined;
   const tangMissing = has('--no-tang') ? 'disabled (--no-tang)' : tangAvailable();
+  const built = SERVER_KIND === 'bundle' ? ensureBundle() : SERVER_KIND === 'sea' ? 'dist/bootkey-linux-x64' : 'src/cli/main.ts through tsx';
+  const serverDesc = SERVER_KIND === 'bundle' ? `node dist/bootkey.js (the bundle; ${built})` : SERVER_KIND === 'sea' ? 'dist/bootkey-linux-x64 (the single executable)' : 'node --import tsx src/cli/main.ts (sources, NOT as shipped)';
+  process.stderr.write(`bench:server: servers run ${serverDesc}\n`);
+  let floor: Floor | undefined;
+  if (!has('--no-floor')) {
+    floor = await measureFloor({ quick: QUICK, log: (l) => process.stderr.write(`  floor: ${l}\n`) });
+  }
   process.stderr.write(`bench:server ${QUICK ? '(quick) ' : ''}${PRELOAD.length ? '(servers with TCP_NODELAY preload) ' : ''}levels ${LEVELS.join(',')}, ${POOL} simulated machines, ${cpus().length} CPUs, node ${process.version}\n`);
   try {
     const mk = (n: number) => Array.from({ length: n }, (_, i) => new SimMachine(i, image));
 
     // ---- SQLite ----
     {
-      const s = await spawnServer({ stateDir: state, preload: PRELOAD });
+      const prof = CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir', CPU_PROF, '--cpu-prof-interval', '200'] : [];
+      const s = await spawnServer({ stateDir: state, preload: PRELOAD, kind: SERVER_KIND, nodeFlags: prof });
       procs.push(s);
       const machines = mk(POOL);
       const te = Date.now();
@@ -228,6 +255,10 @@ async function main(): Promise<void> {
       process.stderr.write(`  sqlite: ${POOL} machines enrolled in ${((Date.now() - te) / 1000).toFixed(1)} s\n`);
       results.push(...(await benchBootkey('sqlite', [s], machines, ca)));
       await s.stop();
+      if (CPU_PROF) {
+        writeFileSync(join(CPU_PROF, 'windows.json'), JSON.stringify({ server: serverDesc, pid: s.pid, windows: windows.filter((w) => w.system === 'sqlite') }, null, 1));
+        process.stderr.write(`  cpu profile of the SQLite server in ${CPU_PROF} (summarise: node --import tsx bench/profile.ts ${CPU_PROF})\n`);
+      }
     }
 
     // ---- PostgreSQL: 1 replica, then 2 ----
@@ -241,7 +272,7 @@ async function main(): Promise<void> {
     if (pg) {
       const url = await createDatabase(pg.url, 'bench');
       const machines = mk(POOL).map((m) => m);
-      let s = await spawnServer({ stateDir: state, store: url, preload: PRELOAD });
+      let s = await spawnServer({ stateDir: state, store: url, preload: PRELOAD, kind: SERVER_KIND });
       procs.push(s);
       const te = Date.now();
       const enrolToken = await createEnrolToken({ server: `https://127.0.0.1:${s.port}`, ca, adminToken }, POOL);
@@ -252,10 +283,10 @@ async function main(): Promise<void> {
       // --quick keeps the first replica running (saves a start); the full run starts both afresh
       if (!QUICK) {
         await s.stop();
-        s = await spawnServer({ stateDir: state, store: url, preload: PRELOAD });
+        s = await spawnServer({ stateDir: state, store: url, preload: PRELOAD, kind: SERVER_KIND });
         procs.push(s);
       }
-      const s2 = await spawnServer({ stateDir: state, store: url, preload: PRELOAD });
+      const s2 = await spawnServer({ stateDir: state, store: url, preload: PRELOAD, kind: SERVER_KIND });
       procs.push(s2);
       results.push(...(await benchBootkey('postgres-2', [s, s2], machines, ca, pg)));
       await s.stop();
@@ -299,7 +330,21 @@ async function main(): Promise<void> {
     failed: r.failed, retries: r.retries, concurrency: r.concurrency,
     throughput_ratio_vs_tang: tg ? round(r.rps / tg.rps) : null, p99_ratio_vs_tang: tg ? round(r.p99 / tg.p99) : null,
   };
-  console.log(JSON.stringify({ ...summary(pick('sqlite')), quick: QUICK, server_nodelay_preload: PRELOAD.length > 0, postgres: summary(pick('postgres-1')) ?? null, postgres_2_replicas: summary(pick('postgres-2')) ?? null }));
+  // Issue 14: server CPU per release at c = 16 (SQLite), the floor, and the throughput ratio to
+  // Tang: the lowest over the levels c >= 16 (the goal holds at every one of them).
+  const c16 = results.find((r) => r.system === 'sqlite' && r.concurrency === 16);
+  const ratios = results.filter((r) => r.system === 'sqlite' && r.concurrency >= 16 && tang.has(r.concurrency)).map((r) => [r.concurrency, r.rps / tang.get(r.concurrency)!.rps] as const);
+  const top0 = summary(pick('sqlite'));
+  console.log(JSON.stringify({
+    ...top0, quick: QUICK, server_nodelay_preload: PRELOAD.length > 0,
+    postgres: summary(pick('postgres-1')) ?? null, postgres_2_replicas: summary(pick('postgres-2')) ?? null,
+    server: SERVER_KIND,
+    cpu_ms_per_release: c16 ? round(c16.cpuMsPerRelease) : null,
+    cpu_ms_per_release_at_top: top0?.cpu_ms_per_release ?? null,
+    floor_cpu_ms: floor ? round(floor.totalMs) : null,
+    ratio_vs_tang: ratios.length ? round(Math.min(...ratios.map((x) => x[1]))) : null,
+    ratios_vs_tang: Object.fromEntries(ratios.map(([c, v]) => [String(c), round(v)])),
+  }));
 }
 
 function round(v: number | undefined): number | null {

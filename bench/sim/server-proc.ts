@@ -1,13 +1,51 @@
 /**
- * A `bootkey server` child process (the real CLI: `node --import tsx src/cli/main.ts server
- * --state DIR --listen 127.0.0.1:0 [--store URL]`), its port read from the `event=listening`
- * log line, and its CPU time and memory read from /proc/PID/stat and /proc/PID/status.
+ * A `bootkey server` child process as it ships: the bundle `node dist/bootkey.js server --state
+ * DIR --listen 127.0.0.1:0 [--store URL]` (built by scripts/build.mjs when missing or older than
+ * src/), or the single executable dist/bootkey-linux-x64 (`kind: 'sea'`); `kind: 'tsx'` (the
+ * sources through the tsx loader) only to compare. Its port is read from the `event=listening`
+ * log line, its CPU time and memory from /proc/PID/stat and /proc/PID/status.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+export const BUNDLE = join(ROOT, 'dist', 'bootkey.js');
+export const SEA = join(ROOT, 'dist', 'bootkey-linux-x64');
+
+/** How the server runs: the bundle (default), the single executable, or the sources via tsx. */
+export type ServerKind = 'bundle' | 'sea' | 'tsx';
+
+function newestMtime(dir: string): number {
+  let t = 0;
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    t = Math.max(t, e.isDirectory() ? newestMtime(p) : statSync(p).mtimeMs);
+  }
+  return t;
+}
+
+/**
+ * Builds dist/bootkey.js (scripts/build.mjs) when it is missing or older than any file in src/,
+ * so that a benchmark or test never runs a stale bundle. Returns a description for the output.
+ */
+export function ensureBundle(): string {
+  const stale = !existsSync(BUNDLE) || statSync(BUNDLE).mtimeMs < newestMtime(join(ROOT, 'src'));
+  if (stale) execFileSync(process.execPath, ['scripts/build.mjs'], { cwd: ROOT, stdio: ['ignore', 'inherit', 'inherit'] });
+  return `${stale ? 'rebuilt' : 'up to date'} dist/bootkey.js (${(statSync(BUNDLE).size / 1e6).toFixed(1)} MB)`;
+}
+
+/** The command line that starts `bootkey` of this kind (program, leading arguments). */
+export function serverCommand(kind: ServerKind, nodeFlags: string[] = []): { cmd: string; args: string[] } {
+  if (kind === 'sea') {
+    if (!existsSync(SEA)) throw new Error(`${SEA} is missing: run node scripts/build-sea.mjs`);
+    // A single executable takes Node's own flags from NODE_OPTIONS only (see spawnServer).
+    return { cmd: SEA, args: [] };
+  }
+  if (kind === 'tsx') return { cmd: process.execPath, args: [...nodeFlags, '--import', 'tsx', 'src/cli/main.ts'] };
+  return { cmd: process.execPath, args: [...nodeFlags, BUNDLE] };
+}
 const CLK_TCK = 100; // getconf CLK_TCK on Linux
 
 export interface ProcStats {
@@ -42,15 +80,34 @@ export interface ServerProc {
   exited: Promise<number | null>;
 }
 
-export async function spawnServer(o: { stateDir: string; store?: string; listen?: string; env?: Record<string, string>; preload?: string[] }): Promise<ServerProc> {
-  const args = [...(o.preload ?? []).flatMap((p) => ['--import', p]), '--import', 'tsx', 'src/cli/main.ts', 'server', '--state', o.stateDir, '--listen', o.listen ?? '127.0.0.1:0'];
+export async function spawnServer(o: {
+  stateDir: string; store?: string; listen?: string; env?: Record<string, string>; preload?: string[];
+  /** Default 'bundle' (call ensureBundle() first). */
+  kind?: ServerKind;
+  /** Extra Node flags (e.g. --cpu-prof); for the single executable they go in NODE_OPTIONS. */
+  nodeFlags?: string[];
+  /** Extra `bootkey server` arguments. */
+  args?: string[];
+}): Promise<ServerProc> {
+  const kind = o.kind ?? 'bundle';
+  const nodeFlags = [...(o.preload ?? []).flatMap((p) => ['--import', p]), ...(o.nodeFlags ?? [])];
+  const { cmd, args: lead } = serverCommand(kind, nodeFlags);
+  const args = [...lead, 'server', '--state', o.stateDir, '--listen', o.listen ?? '127.0.0.1:0', ...(o.args ?? [])];
   if (o.store) args.push('--store', o.store);
-  const proc = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...o.env } });
+  const env: Record<string, string | undefined> = { ...process.env, ...o.env };
+  // The children must not inherit this process's loader (tsx) through NODE_OPTIONS.
+  const inherited = (process.env.NODE_OPTIONS ?? '').replace(/--(import|loader|require)[= ]\S*tsx\S*/g, '').trim();
+  env.NODE_OPTIONS = [inherited, ...(kind === 'sea' ? nodeFlags : [])].filter(Boolean).join(' ') || undefined;
+  const proc = spawn(cmd, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env });
   const lines: string[] = [];
   const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
   let buf = '';
   const port = await new Promise<number>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`server did not start within 30 s:\n${lines.join('\n')}`)), 30_000);
+    const t = setTimeout(() => {
+      // Never leave a child behind: its stdio pipes would keep this process alive.
+      proc.kill('SIGKILL');
+      reject(new Error(`server did not start within 30 s:\n${lines.join('\n')}`));
+    }, 30_000);
     const onData = (d: Buffer) => {
       buf += d.toString();
       let i;

@@ -2,7 +2,7 @@
  * Boot storms and faults, loopback only, bounded counts and times: 2,000 simulated machines
  * (bench/sim: software EK/AK enrolled through the real protocol, genuine quotes over a
  * replayed QEMU log, failover like the real client) against two `bootkey server` processes (the
- * CLI, child processes) on one PostgreSQL (scripts/pg.sh):
+ * CLI as shipped: `node dist/bootkey.js`, child processes) on one PostgreSQL (scripts/pg.sh):
  *
  * 1. all 2,000 start within 10 s: every one gets its key (checked by importing the released
  *    blob under its EK in software: the share, sealed to this boot's PCRs);
@@ -28,7 +28,7 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { initState } from '../../src/server/pki.ts';
 import { SimMachine, BootImage, enrollAll, createEnrolToken, openReleased, type SimConfig, type FlowStats, type Target } from '../../bench/sim/machine.ts';
-import { spawnServer, type ServerProc } from '../../bench/sim/server-proc.ts';
+import { spawnServer, ensureBundle, type ServerProc } from '../../bench/sim/server-proc.ts';
 import { startPg, createDatabase, type Pg } from '../../bench/sim/pg.ts';
 
 const N = Number(process.env.STORM_MACHINES ?? 2000);
@@ -120,6 +120,8 @@ if ('missing' in started) {
   }
 
   test.before(async () => {
+    // The servers run as shipped: node dist/bootkey.js (rebuilt when older than src/), not tsx.
+    console.log(`  storm servers: ${ensureBundle()}`);
     root = mkdtempSync(join(tmpdir(), 'bootkey-storm-'));
     state = join(root, 'state');
     await initState(state);
