@@ -153,12 +153,15 @@ docs/SERVER.md).`,
     }
     if (worker !== undefined) {
       // A worker: TLS only; metrics, dashboard and gc are the primary's.
-      const { announceWorker } = await import('../server/cluster.ts');
-      const srv = await startServer({ ...common, workers, metricsListen: undefined, dashboardListen: undefined, gc: false });
-      announceWorker(srv);
-      await untilSignal(true);
-      await srv.close();
-      process.disconnect?.();
+      const { announceWorker, leaveCluster } = await import('../server/cluster.ts');
+      try {
+        const srv = await startServer({ ...common, workers, metricsListen: undefined, dashboardListen: undefined, gc: false });
+        announceWorker(srv);
+        await untilSignal(true);
+        await srv.close();
+      } finally {
+        leaveCluster(); // else the IPC channel keeps this process alive (its error is printed by runCli)
+      }
       return EXIT_OK;
     }
     // The primary: the store (migrations run here, once), metrics, dashboard, gc; then the workers.

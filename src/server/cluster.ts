@@ -9,7 +9,8 @@
  * The primary serves no TLS: it opens the store first (migrations run once), runs the metrics
  * listener (the workers' counters summed, over IPC), the dashboard (one process: its sessions
  * are in memory), the periodic gc, and restarts a worker that ends (backoff 0.2 s doubling to
- * 30 s while one keeps dying within 10 s of its start). SIGTERM/SIGINT: the workers close
+ * 30 s while one keeps dying within 10 s of its start; not one that exited 0 after a signal of
+ * its own). SIGTERM/SIGINT: the workers close
  * gracefully (requests in flight finish, at most 5 s), then the primary. Every log line of a
  * worker ends with `worker=K` (K = 1..N, kept by its replacement).
  * @module
@@ -37,6 +38,11 @@ export function announceWorker(srv: { port: number; host: string; metrics: Metri
     if (m?.bk === 'metrics') process.send?.({ bk: 'metrics', id: m.id ?? 0, snapshot: srv.metrics.snapshot() } satisfies Msg);
   });
   process.send?.({ bk: 'ready', port: srv.port, host: srv.host } satisfies Msg);
+}
+
+/** In a worker that is done (stopped, or failed to start): closes the IPC channel so that the process can end with its own exit code. */
+export function leaveCluster(): void {
+  if (cluster.isWorker && cluster.worker?.isConnected()) cluster.worker.disconnect();
 }
 
 export interface ClusterHandle {
@@ -96,6 +102,12 @@ export async function startCluster(o: { workers: number; log: (line: string) => 
       if (stopping) return;
       if (startup) {
         failStartup(new ServerError('WORKER', `worker ${slot} (pid ${w.process.pid}) ended before it listened (${signal ?? `exit ${code}`}); its error is above`));
+        return;
+      }
+      if (code === 0 && !signal) {
+        // A worker exits 0 only after SIGTERM/SIGINT sent to it alone (systemd sends SIGTERM to
+        // the whole control group at a stop, the primary's own may come a moment later).
+        log(logLine({ event: 'worker-exit', worker: slot, pid: w.process.pid, code: 0, restart: 'no', reason: 'stopped by a signal sent to the worker' }));
         return;
       }
       // Dying again soon after a start: back off (a broken store, a full disk), else at once.
