@@ -1,8 +1,8 @@
 /**
  * `node --import tsx bench/profile.ts DIR|FILE.cpuprofile [--level C] [--bundle FILE] [--json]`
  *
- * Summarises a V8 CPU profile of `bootkey server` (bench/server.ts --cpu-prof DIR, which writes
- * the profile and DIR/windows.json, the monotonic time window of each concurrency level) into the
+ * Summarises the V8 CPU profiles of `bootkey server` (bench/server.ts --cpu-prof DIR, which writes
+ * one profile per process, the primary and each worker, and DIR/windows.json, the monotonic time window of each concurrency level) into the
  * cost of one release by category. Only the samples inside the chosen level's window count
  * (default c = 16; enrolment and the other levels are left out). A category's ms per release is
  * its share of the main thread's non-idle samples times the process's CPU per release measured
@@ -130,8 +130,21 @@ export interface Summary {
   top: { fn: string; mod: string; ms: number }[];
 }
 
-export function summarise(file: string, o: { window?: Window; releases?: number; bundle?: string } = {}): Summary {
-  const p = JSON.parse(readFileSync(file, 'utf8')) as Profile;
+export function summarise(files: string[], o: { window?: Window; releases?: number; bundle?: string } = {}): Summary {
+  const ms = new Map<Category, number>();
+  const self = new Map<string, number>();
+  let sampled = 0;
+  // one profile per process (a --workers N server: the primary and each worker), summed
+  for (const file of files) sampled += addProfile(JSON.parse(readFileSync(file, 'utf8')) as Profile, o, ms, self);
+  const releases = o.window?.releases ?? o.releases ?? 1;
+  // ms per release: share × /proc CPU per release when the window says it, else sampled time
+  const scale = o.window ? o.window.cpuMsPerRelease / Math.max(sampled, 1e-9) : 1 / releases;
+  const rows: Summary['rows'] = CATEGORIES.map((c) => ({ category: c, ms: (ms.get(c) ?? 0) * scale, share: (ms.get(c) ?? 0) / Math.max(sampled, 1e-9) }));
+  const top = [...self.entries()].sort((a, b) => b[1] - a[1]).slice(0, 25).map(([k, v]) => ({ fn: k.split('\t')[0], mod: k.split('\t')[1], ms: v * scale }));
+  return { file: files.join(', '), window: o.window, releases, sampledMs: sampled, procMsPerRelease: o.window?.cpuMsPerRelease, rows, top };
+}
+
+function addProfile(p: Profile, o: { window?: Window; bundle?: string }, ms: Map<Category, number>, self: Map<string, number>): number {
   const byId = new Map<number, ProfNode>();
   const parent = new Map<number, number>();
   for (const n of p.nodes) {
@@ -164,8 +177,6 @@ export function summarise(file: string, o: { window?: Window; releases?: number;
     catOf.set(id, r);
     return r;
   };
-  const ms = new Map<Category, number>();
-  const self = new Map<string, number>();
   let t = p.startTime;
   let sampled = 0;
   for (let i = 0; i < p.samples.length; i++) {
@@ -186,12 +197,7 @@ export function summarise(file: string, o: { window?: Window; releases?: number;
     }
     self.set(key, (self.get(key) ?? 0) + d);
   }
-  const releases = o.window?.releases ?? o.releases ?? 1;
-  // ms per release: share × /proc CPU per release when the window says it, else sampled time
-  const scale = o.window ? o.window.cpuMsPerRelease / Math.max(sampled, 1e-9) : 1 / releases;
-  const rows: Summary['rows'] = CATEGORIES.map((c) => ({ category: c, ms: (ms.get(c) ?? 0) * scale, share: (ms.get(c) ?? 0) / Math.max(sampled, 1e-9) }));
-  const top = [...self.entries()].sort((a, b) => b[1] - a[1]).slice(0, 25).map(([k, v]) => ({ fn: k.split('\t')[0], mod: k.split('\t')[1], ms: v * scale }));
-  return { file, window: o.window, releases, sampledMs: sampled, procMsPerRelease: o.window?.cpuMsPerRelease, rows, top };
+  return sampled;
 }
 
 function main(): void {
@@ -203,15 +209,15 @@ function main(): void {
   }
   const li = argv.indexOf('--level');
   const level = li >= 0 ? Number(argv[li + 1]) : 16;
-  let file = target;
+  let files = [target];
   let window: Window | undefined;
   let server = '';
   if (statSync(target).isDirectory()) {
     const wf = join(target, 'windows.json');
     const w = existsSync(wf) ? (JSON.parse(readFileSync(wf, 'utf8')) as { server: string; pid: number; windows: Window[] }) : undefined;
-    const profs = readdirSync(target).filter((f) => f.endsWith('.cpuprofile') && (!w || f.includes(`.${w.pid}.`)));
-    if (!profs.length) throw new Error(`no .cpuprofile in ${target}`);
-    file = join(target, profs.sort((a, b) => statSync(join(target, b)).mtimeMs - statSync(join(target, a)).mtimeMs)[0]);
+    // every process of the profiled server (primary and workers: the windows say when)
+    files = readdirSync(target).filter((f) => f.endsWith('.cpuprofile')).map((f) => join(target, f));
+    if (!files.length) throw new Error(`no .cpuprofile in ${target}`);
     window = w?.windows.find((x) => x.concurrency === level);
     if (w && !window) throw new Error(`no window for c=${level} in ${wf} (levels ${w.windows.map((x) => x.concurrency).join(',')})`);
     server = w?.server ?? '';
@@ -220,12 +226,12 @@ function main(): void {
   const bi = argv.indexOf('--bundle');
   const beside = statSync(target).isDirectory() ? join(target, 'bootkey.js') : '';
   const bundle = bi >= 0 ? argv[bi + 1] : beside && existsSync(beside) ? beside : fileURLToPath(new URL('../dist/bootkey.js', import.meta.url));
-  const s = summarise(file, { window, bundle });
+  const s = summarise(files, { window, bundle });
   if (argv.includes('--json')) {
     console.log(JSON.stringify(s));
     return;
   }
-  console.log(`${basename(file)}${server ? ` (${server})` : ''}${window ? `, c=${window.concurrency}: ${window.releases} releases, server CPU ${window.cpuMsPerRelease.toFixed(3)} ms/release (/proc)` : ''}`);
+  console.log(`${files.map((f) => basename(f)).join(' + ')}${server ? ` (${server})` : ''}${window ? `, c=${window.concurrency}: ${window.releases} releases, server CPU ${window.cpuMsPerRelease.toFixed(3)} ms/release (/proc)` : ''}`);
   console.log('');
   console.log('| category | ms per release | share of main thread |');
   console.log('|---|--:|--:|');

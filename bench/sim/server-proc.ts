@@ -78,6 +78,42 @@ process.on('exit', () => {
   for (const p of live) p.kill('SIGKILL');
 });
 
+/** The process and its descendants (a `--workers N` server: the primary and its workers). */
+export function processTree(pid: number): number[] {
+  const parent = new Map<number, number[]>();
+  for (const p of readdirSync('/proc')) {
+    if (!/^\d+$/.test(p)) continue;
+    try {
+      const st = readFileSync(`/proc/${p}/stat`, 'utf8');
+      const pp = Number(st.slice(st.lastIndexOf(')') + 2).split(' ')[1]);
+      const l = parent.get(pp);
+      if (l) l.push(Number(p));
+      else parent.set(pp, [Number(p)]);
+    } catch {
+      // gone
+    }
+  }
+  const out = [pid];
+  for (let i = 0; i < out.length; i++) out.push(...(parent.get(out[i]) ?? []));
+  return out;
+}
+
+/** CPU and memory summed over a process tree (peakRssMb: the sum of each process's VmHWM, an upper bound of the tree's peak). */
+export function treeStats(pids: number[]): ProcStats {
+  const t: ProcStats = { cpuS: 0, rssMb: 0, peakRssMb: 0 };
+  for (const p of pids) {
+    try {
+      const s = procStats(p);
+      t.cpuS += s.cpuS;
+      t.rssMb += s.rssMb;
+      t.peakRssMb += s.peakRssMb;
+    } catch {
+      // a worker that ended: its CPU is lost (rare: only a crash)
+    }
+  }
+  return t;
+}
+
 export interface ServerProc {
   proc: ChildProcess;
   pid: number;
@@ -100,11 +136,14 @@ export async function spawnServer(o: {
   nodeFlags?: string[];
   /** Extra `bootkey server` arguments. */
   args?: string[];
+  /** `--workers N`; default 1 (one process). Stats then sum the primary and its workers. */
+  workers?: number;
 }): Promise<ServerProc> {
+  const workers = o.workers ?? 1;
   const kind = o.kind ?? 'bundle';
   const nodeFlags = [...(o.preload ?? []).flatMap((p) => ['--import', p]), ...(o.nodeFlags ?? [])];
   const { cmd, args: lead } = serverCommand(kind, nodeFlags);
-  const args = [...lead, 'server', '--state', o.stateDir, '--listen', o.listen ?? '127.0.0.1:0', ...(o.args ?? [])];
+  const args = [...lead, 'server', '--state', o.stateDir, '--listen', o.listen ?? '127.0.0.1:0', '--workers', String(workers), ...(o.args ?? [])];
   if (o.store) args.push('--store', o.store);
   const env: Record<string, string | undefined> = { ...process.env, ...o.env };
   // The children must not inherit this process's loader (tsx) through NODE_OPTIONS.
@@ -134,7 +173,8 @@ export async function spawnServer(o: {
         buf = buf.slice(i + 1);
         lines.push(l);
         if (lines.length > 2000) lines.shift();
-        const m = /event=listening .*port=(\d+)/.exec(l);
+        // with workers, the primary's line (all of them listen) names the port and `workers=N`
+        const m = (workers > 1 ? /^event=listening host=\S+ port=(\d+) workers=/ : /event=listening .*port=(\d+)/).exec(l);
         if (m) {
           clearTimeout(t);
           resolve(Number(m[1]));
@@ -149,9 +189,15 @@ export async function spawnServer(o: {
     });
   });
   const pid = proc.pid!;
+  let tree = { at: 0, pids: [pid] };
   return {
     proc, pid, port, lines, exited,
-    stats: () => procStats(pid),
+    stats: () => {
+      if (workers === 1) return procStats(pid);
+      // the tree changes only when a worker is restarted: look again at most once a second
+      if (Date.now() - tree.at > 1000) tree = { at: Date.now(), pids: processTree(pid) };
+      return treeStats(tree.pids);
+    },
     async stop() {
       if (proc.exitCode !== null || proc.signalCode !== null) return;
       proc.ref(); // wait for it
