@@ -132,8 +132,8 @@ export class SqliteStore implements Store {
 
   /**
    * Group commit of the writes every boot makes (nonce put and mark-used, result, audit): the
-   * writes queued during one turn of the event loop go into ONE transaction (each in its own
-   * savepoint, so a failing write undoes only itself), and each caller's promise settles once
+   * writes queued during one turn of the event loop go into ONE transaction (each write is one
+   * statement: a failing one undoes only itself), and each caller's promise settles once
    * that transaction committed: the same guarantee as a transaction per write, with one WAL
    * commit per turn instead of four per release. Issue 14: at c = 16 these commits were the
    * store's largest cost.
@@ -155,10 +155,15 @@ export class SqliteStore implements Store {
     try {
       this.db.transaction(() => {
         for (const w of batch) {
+          // Each queued write is one statement that changes something (consumeNonce's second
+          // UPDATE runs only when the first changed nothing): a failing statement undoes only
+          // itself (SQLite's statement atomicity), no savepoint needed. If SQLite rolled the
+          // whole transaction back (I/O error, disk full), the batch fails as one.
           try {
-            results.push({ ok: true, v: this.db.transaction(w.run)() }); // nested: a savepoint
+            results.push({ ok: true, v: w.run() });
           } catch (e) {
             results.push({ ok: false, v: e });
+            if (!this.db.inTransaction) throw e;
           }
         }
       }).immediate();
