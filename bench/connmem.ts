@@ -4,7 +4,9 @@
  *
  * One `bootkey server --workers 1` child (the bundle, as shipped; timeouts raised so that
  * nothing is closed while measured). N connections are opened and held in one state, the
- * child's RSS (VmRSS) is read before and after (1 s to settle), the growth divided by N:
+ * child's RSS (VmRSS) is read before and after (1.5 s to settle), the growth divided by N;
+ * they stay open while the next state's N are opened (RSS does not shrink when memory is freed,
+ * so closing them first would let the next state reuse it and look free):
  *
  * - `tcp`: TCP accepted, nothing sent (the TLS server waits for a ClientHello);
  * - `handshake`: a real ClientHello sent (captured once from node:tls), the server's flight
@@ -69,8 +71,8 @@ async function main(): Promise<void> {
     const after = await rss();
     results.push({ state: name, n, kbPerConnection: (after - before) / n });
     process.stderr.write(`  ${name}: ${n} connections, RSS ${(before / 1024).toFixed(1)} → ${(after / 1024).toFixed(1)} MB: ${((after - before) / n).toFixed(1)} kB each\n`);
-    for (const h of held.splice(0)) h.destroy();
-    await sleep(500);
+    // Kept open: the next state's connections need new memory (RSS does not shrink when a
+    // closed connection's memory is freed, so closing first would hide their cost).
   };
   try {
     // warm the server (JIT, TLS context) with a few full connections first
