@@ -1,8 +1,8 @@
 /**
- * `node --import tsx bench/profile.ts DIR|FILE.cpuprofile [--level C] [--json]`
+ * `node --import tsx bench/profile.ts DIR|FILE.cpuprofile [--level C] [--bundle FILE] [--json]`
  *
- * Summarises a V8 CPU profile of `bootkey server` (bench/server.ts --cpu-prof DIR, which writes
- * the profile and DIR/windows.json, the monotonic time window of each concurrency level) into the
+ * Summarises the V8 CPU profiles of `bootkey server` (bench/server.ts --cpu-prof DIR, which writes
+ * one profile per process, the primary and each worker, and DIR/windows.json, the monotonic time window of each concurrency level) into the
  * cost of one release by category. Only the samples inside the chosen level's window count
  * (default c = 16; enrolment and the other levels are left out). A category's ms per release is
  * its share of the main thread's non-idle samples times the process's CPU per release measured
@@ -23,13 +23,14 @@
  *   policy          parsePolicy, checkPolicy, evaluateBoot's own work, the effective policy
  *   sealing         createImportBlob (Duplicate), the Vault (AES-GCM), MakeCredential
  *   store           store-sqlite / store-pg / better-sqlite3 / pg, the audit
- *   logging         the log line formatting (kv) and its write
+ *   logging         the log line formatting (kv) and its write (the whole stack under it)
  *   metrics         src/server/metrics.ts
  *   GC              (garbage collector)
  *   other           the rest (service glue, promises, timers, rate limiter, random bytes)
  *
- * Frames of the bundle (dist/bootkey.js) are mapped back to their source module through the
- * `// src/…` markers esbuild writes at each module's start.
+ * Frames of the bundle are mapped back to their source module through the `// src/…` markers
+ * esbuild writes at each module's start: DIR/bootkey.js (the copy bench/server.ts makes of the
+ * bundle it ran), else --bundle FILE, else dist/bootkey.js.
  */
 import { readFileSync, readdirSync, statSync, existsSync } from 'node:fs';
 import { join, basename } from 'node:path';
@@ -68,8 +69,9 @@ export type Category = (typeof CATEGORIES)[number];
 function bundleModules(file: string): (line: number) => string {
   const starts: [number, string][] = [];
   readFileSync(file, 'utf8').split('\n').forEach((l, i) => {
-    const m = /^\/\/ ((?:src|node_modules)\/\S+)$/.exec(l);
-    if (m) starts.push([i, m[1]]);
+    // "// src/x.ts", "// node_modules/p/x.js", or "// ../main/node_modules/p/x.js" (a symlinked node_modules)
+    const m = /^\/\/ (?:\S*?\/)?((?:src|node_modules)\/\S+)$/.exec(l);
+    if (m) starts.push([i, m[1].replace(/^.*?node_modules\//, 'node_modules/')]);
   });
   return (line) => {
     let lo = 0, hi = starts.length - 1, best = '';
@@ -92,6 +94,10 @@ const OPS: [RegExp, Category][] = [
   [/^(createImportBlob|makeCredential|finish|policyPCRDigest)$/, 'sealing'],
   [/^(kv|logLine)$/, 'logging'],
 ];
+
+function isLogging(f: CallFrame, mod: string): boolean {
+  return (mod === 'src/cli/server.ts' && f.functionName === 'log') || mod === 'src/server/logwriter.ts' || /^(kv|logLine)$/.test(f.functionName);
+}
 
 export function categorise(frame: CallFrame, mod: string): Category | undefined {
   const fn = frame.functionName;
@@ -124,8 +130,21 @@ export interface Summary {
   top: { fn: string; mod: string; ms: number }[];
 }
 
-export function summarise(file: string, o: { window?: Window; releases?: number; bundle?: string } = {}): Summary {
-  const p = JSON.parse(readFileSync(file, 'utf8')) as Profile;
+export function summarise(files: string[], o: { window?: Window; releases?: number; bundle?: string } = {}): Summary {
+  const ms = new Map<Category, number>();
+  const self = new Map<string, number>();
+  let sampled = 0;
+  // one profile per process (a --workers N server: the primary and each worker), summed
+  for (const file of files) sampled += addProfile(JSON.parse(readFileSync(file, 'utf8')) as Profile, o, ms, self);
+  const releases = o.window?.releases ?? o.releases ?? 1;
+  // ms per release: share × /proc CPU per release when the window says it, else sampled time
+  const scale = o.window ? o.window.cpuMsPerRelease / Math.max(sampled, 1e-9) : 1 / releases;
+  const rows: Summary['rows'] = CATEGORIES.map((c) => ({ category: c, ms: (ms.get(c) ?? 0) * scale, share: (ms.get(c) ?? 0) / Math.max(sampled, 1e-9) }));
+  const top = [...self.entries()].sort((a, b) => b[1] - a[1]).slice(0, 25).map(([k, v]) => ({ fn: k.split('\t')[0], mod: k.split('\t')[1], ms: v * scale }));
+  return { file: files.join(', '), window: o.window, releases, sampledMs: sampled, procMsPerRelease: o.window?.cpuMsPerRelease, rows, top };
+}
+
+function addProfile(p: Profile, o: { window?: Window; bundle?: string }, ms: Map<Category, number>, self: Map<string, number>): number {
   const byId = new Map<number, ProfNode>();
   const parent = new Map<number, number>();
   for (const n of p.nodes) {
@@ -143,8 +162,13 @@ export function summarise(file: string, o: { window?: Window; releases?: number;
   const cat = (id: number): Category => {
     const hit = catOf.get(id);
     if (hit) return hit;
+    // logging owns its whole stack (the write under it is a socket or pipe write); otherwise the
     // deepest operation frame: walk from the leaf towards the root, first match wins
     let c: Category | undefined;
+    for (let x: number | undefined = id; x !== undefined && !c; x = parent.get(x)) {
+      const f = byId.get(x)!.callFrame;
+      if (isLogging(f, moduleOf(f))) c = 'logging';
+    }
     for (let x: number | undefined = id; x !== undefined && !c; x = parent.get(x)) {
       const f = byId.get(x)!.callFrame;
       c = categorise(f, moduleOf(f));
@@ -153,8 +177,6 @@ export function summarise(file: string, o: { window?: Window; releases?: number;
     catOf.set(id, r);
     return r;
   };
-  const ms = new Map<Category, number>();
-  const self = new Map<string, number>();
   let t = p.startTime;
   let sampled = 0;
   for (let i = 0; i < p.samples.length; i++) {
@@ -175,43 +197,41 @@ export function summarise(file: string, o: { window?: Window; releases?: number;
     }
     self.set(key, (self.get(key) ?? 0) + d);
   }
-  const releases = o.window?.releases ?? o.releases ?? 1;
-  // ms per release: share × /proc CPU per release when the window says it, else sampled time
-  const scale = o.window ? o.window.cpuMsPerRelease / Math.max(sampled, 1e-9) : 1 / releases;
-  const rows: Summary['rows'] = CATEGORIES.map((c) => ({ category: c, ms: (ms.get(c) ?? 0) * scale, share: (ms.get(c) ?? 0) / Math.max(sampled, 1e-9) }));
-  const top = [...self.entries()].sort((a, b) => b[1] - a[1]).slice(0, 25).map(([k, v]) => ({ fn: k.split('\t')[0], mod: k.split('\t')[1], ms: v * scale }));
-  return { file, window: o.window, releases, sampledMs: sampled, procMsPerRelease: o.window?.cpuMsPerRelease, rows, top };
+  return sampled;
 }
 
 function main(): void {
   const argv = process.argv.slice(2);
-  const target = argv.find((a) => !a.startsWith('--') && argv[argv.indexOf(a) - 1] !== '--level');
+  const target = argv.find((a, i) => !a.startsWith('--') && !['--level', '--bundle'].includes(argv[i - 1]));
   if (!target) {
     console.error('usage: bench/profile.ts DIR|FILE.cpuprofile [--level C] [--json]');
     process.exit(2);
   }
   const li = argv.indexOf('--level');
   const level = li >= 0 ? Number(argv[li + 1]) : 16;
-  let file = target;
+  let files = [target];
   let window: Window | undefined;
   let server = '';
   if (statSync(target).isDirectory()) {
     const wf = join(target, 'windows.json');
     const w = existsSync(wf) ? (JSON.parse(readFileSync(wf, 'utf8')) as { server: string; pid: number; windows: Window[] }) : undefined;
-    const profs = readdirSync(target).filter((f) => f.endsWith('.cpuprofile') && (!w || f.includes(`.${w.pid}.`)));
-    if (!profs.length) throw new Error(`no .cpuprofile in ${target}`);
-    file = join(target, profs.sort((a, b) => statSync(join(target, b)).mtimeMs - statSync(join(target, a)).mtimeMs)[0]);
+    // every process of the profiled server (primary and workers: the windows say when)
+    files = readdirSync(target).filter((f) => f.endsWith('.cpuprofile')).map((f) => join(target, f));
+    if (!files.length) throw new Error(`no .cpuprofile in ${target}`);
     window = w?.windows.find((x) => x.concurrency === level);
     if (w && !window) throw new Error(`no window for c=${level} in ${wf} (levels ${w.windows.map((x) => x.concurrency).join(',')})`);
     server = w?.server ?? '';
   }
-  const bundle = fileURLToPath(new URL('../dist/bootkey.js', import.meta.url));
-  const s = summarise(file, { window, bundle });
+  // the bundle the profiled server ran (bench/server.ts copies it beside the profile)
+  const bi = argv.indexOf('--bundle');
+  const beside = statSync(target).isDirectory() ? join(target, 'bootkey.js') : '';
+  const bundle = bi >= 0 ? argv[bi + 1] : beside && existsSync(beside) ? beside : fileURLToPath(new URL('../dist/bootkey.js', import.meta.url));
+  const s = summarise(files, { window, bundle });
   if (argv.includes('--json')) {
     console.log(JSON.stringify(s));
     return;
   }
-  console.log(`${basename(file)}${server ? ` (${server})` : ''}${window ? `, c=${window.concurrency}: ${window.releases} releases, server CPU ${window.cpuMsPerRelease.toFixed(3)} ms/release (/proc)` : ''}`);
+  console.log(`${files.map((f) => basename(f)).join(' + ')}${server ? ` (${server})` : ''}${window ? `, c=${window.concurrency}: ${window.releases} releases, server CPU ${window.cpuMsPerRelease.toFixed(3)} ms/release (/proc)` : ''}`);
   console.log('');
   console.log('| category | ms per release | share of main thread |');
   console.log('|---|--:|--:|');

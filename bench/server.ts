@@ -30,13 +30,13 @@
  * The last line is one JSON object (figures at the highest concurrency level): SQLite at the
  * top level, PostgreSQL (1 replica) under `postgres`, 2 replicas under `postgres_2_replicas`.
  */
-import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir, cpus, loadavg } from 'node:os';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { initState } from '../src/server/pki.ts';
 import { SimMachine, BootImage, enrollAll, createEnrolToken, type SimConfig, type FlowStats } from './sim/machine.ts';
-import { spawnServer, ensureBundle, type ServerProc, type ServerKind } from './sim/server-proc.ts';
+import { spawnServer, ensureBundle, BUNDLE, type ServerProc, type ServerKind } from './sim/server-proc.ts';
 import { measureFloor, type Floor } from './floor.ts';
 import { startPg, createDatabase, type Pg } from './sim/pg.ts';
 import { startTang, provision, recover, tangAvailable, type TangBinding } from './sim/tang.ts';
@@ -330,6 +330,7 @@ async function main(): Promise<void> {
       await s.stop();
       if (w !== MAX_WORKERS) continue;
       if (CPU_PROF) {
+        if (SERVER_KIND === 'bundle') copyFileSync(BUNDLE, join(CPU_PROF, 'bootkey.js')); // for profile.ts's line → module map
         writeFileSync(join(CPU_PROF, 'windows.json'), JSON.stringify({ server: serverDesc, pid: s.pid, windows: windows.filter((w) => w.system === 'sqlite') }, null, 1));
         process.stderr.write(`  cpu profile of the SQLite server in ${CPU_PROF} (summarise: node --import tsx bench/profile.ts ${CPU_PROF})\n`);
       }

@@ -66,6 +66,18 @@ export function procStats(pid: number): ProcStats {
   return { cpuS, rssMb: kb('VmRSS') / 1024, peakRssMb: kb('VmHWM') / 1024 };
 }
 
+/**
+ * Every server child still running. A child nobody stops (a set-up that failed half-way) must
+ * neither outlive this process nor keep it alive: the children are unref'd, and SIGKILLed when
+ * this process exits. (The storm suite's "hang in set-up, no CPU, no sockets" was exactly that:
+ * the second server failed to start, the first was never recorded for the after-hook, uvu
+ * swallowed the before-hook's error, and the first server's stdio pipes kept uvu alive forever.)
+ */
+const live = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const p of live) p.kill('SIGKILL');
+});
+
 /** The process and its descendants (a `--workers N` server: the primary and its workers). */
 export function processTree(pid: number): number[] {
   const parent = new Map<number, number[]>();
@@ -138,6 +150,12 @@ export async function spawnServer(o: {
   const inherited = (process.env.NODE_OPTIONS ?? '').replace(/--(import|loader|require)[= ]\S*tsx\S*/g, '').trim();
   env.NODE_OPTIONS = [inherited, ...(kind === 'sea' ? nodeFlags : [])].filter(Boolean).join(' ') || undefined;
   const proc = spawn(cmd, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env });
+  live.add(proc);
+  proc.once('exit', () => live.delete(proc));
+  // neither the child nor its pipes keep this process alive (see `live`)
+  proc.unref();
+  (proc.stdout as unknown as { unref(): void }).unref();
+  (proc.stderr as unknown as { unref(): void }).unref();
   const lines: string[] = [];
   const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
   let buf = '';
@@ -182,6 +200,7 @@ export async function spawnServer(o: {
     },
     async stop() {
       if (proc.exitCode !== null || proc.signalCode !== null) return;
+      proc.ref(); // wait for it
       proc.kill('SIGTERM');
       const t = setTimeout(() => proc.kill('SIGKILL'), 8000);
       await exited;
@@ -189,6 +208,7 @@ export async function spawnServer(o: {
     },
     async kill() {
       if (proc.exitCode !== null || proc.signalCode !== null) return;
+      proc.ref();
       proc.kill('SIGKILL');
       await exited;
     },

@@ -124,7 +124,10 @@ docs/SERVER.md).`,
     const { workerNumber } = await import('../server/cluster.ts');
     const worker = workerNumber();
     const clustered = workers > 1 || worker !== undefined;
-    const log = worker === undefined ? (line: string) => process.stdout.write(line + '\n') : (line: string) => process.stdout.write(`${line} worker=${worker}\n`);
+    // batched: one write per event-loop turn (logwriter.ts), flushed at signal and exit
+    const { batchedLog } = await import('../server/logwriter.ts');
+    const out = batchedLog();
+    const log = worker === undefined ? out : (line: string) => out(`${line} worker=${worker}`);
     const { createStore } = await import('../server/store-factory.ts');
     const store = createStore(st.store, stateDir, { log });
     const { startServer, effectiveBacklog, DEFAULT_LISTEN_BACKLOG } = await import('../server/server.ts');
@@ -147,7 +150,7 @@ docs/SERVER.md).`,
     };
     if (!clustered) {
       const srv = await startServer(common);
-      await untilSignal();
+      await untilSignal(log);
       await srv.close();
       return EXIT_OK;
     }
@@ -157,7 +160,7 @@ docs/SERVER.md).`,
       try {
         const srv = await startServer({ ...common, workers, metricsListen: undefined, dashboardListen: undefined, gc: false });
         announceWorker(srv);
-        await untilSignal(true);
+        await untilSignal(log, true);
         await srv.close();
       } finally {
         leaveCluster(); // else the IPC channel keeps this process alive (its error is printed by runCli)
@@ -181,7 +184,7 @@ docs/SERVER.md).`,
     const b = effectiveBacklog(backlog);
     if (b.warning) log(`event=warning reason=${JSON.stringify(b.warning)}`);
     log(`event=listening host=${cl.host} port=${cl.port} workers=${workers} backlog=${backlog} pids=${[...cl.pids().values()].join(',')}`);
-    await untilSignal();
+    await untilSignal(log);
     await cl.stop();
     await primary.close();
     return EXIT_OK;
@@ -189,10 +192,10 @@ docs/SERVER.md).`,
 };
 
 /** Resolves on SIGTERM or SIGINT (logged; a cluster worker does not log it: its primary does). */
-function untilSignal(quiet = false): Promise<void> {
+function untilSignal(log: (line: string) => void, quiet = false): Promise<void> {
   return new Promise<void>((resolve) => {
     const stop = (sig: string) => {
-      if (!quiet) process.stdout.write(`event=signal signal=${sig}\n`);
+      if (!quiet) log(`event=signal signal=${sig}`);
       process.off('SIGTERM', onTerm);
       process.off('SIGINT', onInt);
       resolve();

@@ -19,8 +19,12 @@ function esc(v: string): string {
   return v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
 }
 function labelText(l: Labels): string {
-  const ks = Object.keys(l);
-  return ks.length ? `{${ks.map((k) => `${k}="${esc(l[k])}"`).join(',')}}` : '';
+  let out = '';
+  for (const k in l) {
+    const v = l[k];
+    out += `${out ? ',' : '{'}${k}="${/[\\\n"]/.test(v) ? esc(v) : v}"`;
+  }
+  return out ? out + '}' : '';
 }
 function fmt(n: number): string {
   return Number.isFinite(n) ? String(n) : n > 0 ? '+Inf' : n < 0 ? '-Inf' : 'NaN';
@@ -210,23 +214,32 @@ const STORE_METHODS_TIMED = new Set(['getMachine', 'listMachines', 'machinesByEk
 
 /** The same store, with the latency of each operation observed in `m` (the op name is the label). */
 export function instrumentStore(store: Store, m: Metrics): Store {
+  // one wrapper per method, made at its first use (not a new closure at every call)
+  const wrapped = new Map<string | symbol, { of: unknown; fn: unknown }>();
   return new Proxy(store, {
     get(target, prop, recv) {
       const v = Reflect.get(target, prop, recv);
-      if (typeof prop !== 'string' || typeof v !== 'function' || !STORE_METHODS_TIMED.has(prop)) return typeof v === 'function' ? v.bind(target) : v;
-      return async (...args: unknown[]) => {
-        const t0 = process.hrtime.bigint();
-        try {
-          return await (v as (...a: unknown[]) => Promise<unknown>).apply(target, args);
-        } catch (e) {
-          m.storeErrors.inc({ op: prop });
-          throw e;
-        } finally {
-          m.storeLatency.observe({ op: prop }, Number(process.hrtime.bigint() - t0) / 1e9);
-        }
-      };
+      if (typeof v !== 'function') return v;
+      const w = wrapped.get(prop);
+      if (w && w.of === v) return w.fn;
+      const fn = typeof prop !== 'string' || !STORE_METHODS_TIMED.has(prop) ? v.bind(target) : timed(target, prop, v as (...a: unknown[]) => Promise<unknown>);
+      wrapped.set(prop, { of: v, fn });
+      return fn;
     },
   });
+  function timed(target: Store, prop: string, v: (...a: unknown[]) => Promise<unknown>) {
+    return async (...args: unknown[]) => {
+      const t0 = process.hrtime.bigint();
+      try {
+        return await (v as (...a: unknown[]) => Promise<unknown>).apply(target, args);
+      } catch (e) {
+        m.storeErrors.inc({ op: prop });
+        throw e;
+      } finally {
+        m.storeLatency.observe({ op: prop }, Number(process.hrtime.bigint() - t0) / 1e9);
+      }
+    };
+  }
 }
 
 /** Starts the plain-HTTP metrics listener: GET /metrics, nothing else. */

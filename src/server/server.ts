@@ -226,9 +226,10 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
         if (closing) return;
         const left = deadline - Date.now();
         if (left <= 0) return await fail('TIMEOUT', `connection open longer than ${connTimeout} ms`);
-        let frame: Buffer;
+        let frame: Buffer | undefined;
         try {
-          frame = await conn.receiveFrame(Math.min(msgTimeout, left));
+          frame = await conn.nextFrame(Math.min(msgTimeout, left));
+          if (!frame) return; // the client closed: the normal end
         } catch (e) {
           if (e instanceof ProtocolError && e.code !== 'CLOSED') return await fail(e.code, e.message);
           return;

@@ -120,6 +120,16 @@ if ('missing' in started) {
   }
 
   test.before(async () => {
+    try {
+      await setUp();
+    } catch (e) {
+      // uvu does not print a failed before-hook's error: say it here
+      console.error(`  storm set-up failed: ${(e as Error).stack ?? String(e)}`);
+      throw e;
+    }
+  });
+
+  async function setUp(): Promise<void> {
     // The servers run as shipped: node dist/bootkey.js (rebuilt when older than src/), not tsx.
     console.log(`  storm servers: ${ensureBundle()}`);
     root = mkdtempSync(join(tmpdir(), 'bootkey-storm-'));
@@ -128,14 +138,15 @@ if ('missing' in started) {
     ca = readFileSync(join(state, 'ca.pem'));
     adminToken = readFileSync(join(state, 'admin.token'), 'utf8').trim();
     url = await createDatabase(pgc.url, 'storm');
-    servers.push(await spawnServer({ stateDir: state, store: url }), await spawnServer({ stateDir: state, store: url }));
+    // one at a time, each recorded as soon as it runs (the after-hook stops what is recorded)
+    for (let i = 0; i < 2; i++) servers.push(await spawnServer({ stateDir: state, store: url }));
     const t0 = Date.now();
     machines = Array.from({ length: N }, (_, i) => new SimMachine(i, image));
     const enrolToken = await createEnrolToken({ server: `https://127.0.0.1:${servers[0].port}`, ca, adminToken }, N);
     const errs = await enrollAll(machines, { ...cfgFor(targets()), enrolToken }, 48);
     console.log(`  storm setup: ${N} machines enrolled through 2 replicas in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
     assert.equal(errs, []);
-  });
+  }
 
   test.after(async () => {
     for (const s of servers) await s.stop().catch(() => undefined);
