@@ -177,7 +177,16 @@ function pgCpuS(pg: Pg | undefined): number {
 async function benchBootkey(system: string, servers: ServerProc[], machines: SimMachine[], ca: Buffer, pg?: Pg, workers?: number): Promise<LevelResult[]> {
   const cfg: SimConfig = { servers: servers.map((s) => ({ host: '127.0.0.1', port: s.port })), ca, backoffMs: 100, maxBackoffMs: 2000, maxAttempts: 20, deadlineMs: 120_000 };
   const out: LevelResult[] = [];
-  let cursor = 0;
+  // Warm-up, not measured: every server process starts with cold JIT code (a fresh server per
+  // worker count), 32 releases per process.
+  const warm = Math.min(machines.length, 32 * (workers ?? servers.length));
+  await load(8, warm, async (i) => {
+    const m = machines[i];
+    m.reboot();
+    await m.release(cfg, { attempts: 0, path: [] }, i);
+    return 0;
+  });
+  let cursor = warm;
   for (const c of LEVELS) {
     const n = perLevel(c);
     const cpu0 = servers.reduce((a, s) => a + s.stats().cpuS, 0);

@@ -12,6 +12,9 @@ export interface LogWriter {
   flush(): void;
 }
 
+/** Linux's PIPE_BUF: a write to a pipe of at most this many bytes is never interleaved with another's. */
+const PIPE_BUF = 4096;
+
 /** Bounded: past this many pending bytes the batch is written at once. */
 const MAX_PENDING = 64 * 1024;
 
@@ -22,11 +25,21 @@ export function batchedLog(out: NodeJS.WritableStream = process.stdout): LogWrit
   const flush = () => {
     scheduled = false;
     if (!pending.length) return;
-    const text = pending.join('');
+    const lines = pending;
     pending = [];
     bytes = 0;
-    // process.stdout: synchronous for files and pipes on Linux, ordered in any case
-    out.write(text);
+    // process.stdout: synchronous for files and pipes on Linux, ordered in any case. Writes of
+    // at most PIPE_BUF bytes, cut at line ends: the workers of `--workers N` share one pipe, and
+    // only a write(2) of at most PIPE_BUF is atomic there, so their lines never interleave.
+    let chunk = '';
+    for (const l of lines) {
+      if (chunk && Buffer.byteLength(chunk) + Buffer.byteLength(l) > PIPE_BUF) {
+        out.write(chunk);
+        chunk = '';
+      }
+      chunk += l;
+    }
+    if (chunk) out.write(chunk);
   };
   const log = ((line: string) => {
     pending.push(line + '\n');

@@ -40,9 +40,10 @@ export const TOKEN_SIGNING_KEY_FILE = 'token-signing.key';
 export const DEFAULT_LISTEN_BACKLOG = 4096;
 /**
  * Simultaneous connections per server (all workers together). Sized from the measured memory
- * per connection (docs/SCALE.md §4.3: about 0.1 MB for a connection mid-handshake or mid-request,
- * up to about 4.3 MB for one holding a half-sent 2 MiB frame, the worst an attacker can make):
- * 4,096 ordinary connections take ~0.4 GB.
+ * per connection (bench/connmem.ts, docs/SCALE.md §7.3): at most about 55 kB (TCP accepted,
+ * mid-handshake, mid-request), so 4,096 take ≤ 225 MB and 1,024 machines connect at once
+ * without a reset; up to 3.5 MB for a connection holding a half-sent 2 MiB frame (the
+ * worst a client can make the server hold, for at most the message timeout).
  */
 export const DEFAULT_MAX_CONNECTIONS = 4096;
 

@@ -1,8 +1,8 @@
 /**
  * One process of the cross-process store race (workers.test.ts): opens the SQLite store at
  * argv[2], prints "ready", waits for a line on stdin (both processes loaded), then races the
- * other process argv[3] times over: consumes
- * every nonce of argv[4] (a count; hashes are sha256("n"+i)), takes the enrolment token
+ * other process: consumes every nonce of argv[4] (a count; hashes are sha256("n"+i); p1 in
+ * ascending order, p2 descending: they meet whatever the scheduler does), takes the enrolment token
  * t-00000000000000aa argv[5] times, appends argv[6] audit entries. Prints one JSON line.
  */
 import { createHash } from 'node:crypto';
@@ -26,8 +26,10 @@ const work = () => {
 };
 for (let i = 0; i < Math.max(Number(nonces), Number(takes), Number(audits)); i++) {
   if (i < Number(nonces)) {
-    const r = await store.consumeNonce(createHash('sha256').update(`n${i}`).digest(), 'm1', Date.now());
-    if (r === 'ok') nonceOk.push(i);
+    // p1 goes up, p2 down: they meet in the middle whatever the scheduler does
+    const k = who === 'p2' ? Number(nonces) - 1 - i : i;
+    const r = await store.consumeNonce(createHash('sha256').update(`n${k}`).digest(), 'm1', Date.now());
+    if (r === 'ok') nonceOk.push(k);
     else other[r] = (other[r] ?? 0) + 1;
     work();
   }
