@@ -15,7 +15,9 @@ import { SqliteStore } from '../../src/server/store-sqlite.ts';
 const dir = mkdtempSync(join(tmpdir(), 'bootkey-batch-'));
 const file = join(dir, 'b.db');
 const store = new SqliteStore(file);
-const later = Date.now() + 60_000;
+// fixed times: other suites in the same process may move Date.now
+const NOW = 1_700_000_000_000;
+const later = NOW + 60_000;
 
 test.before(async () => {
   await store.migrate();
@@ -43,14 +45,14 @@ test('a failing write in a batch rejects alone; the others commit', async () => 
   } finally {
     other.close();
   }
-  assert.is(await store.consumeNonce(h1, 'm-a', Date.now()), 'ok', 'the first insert was kept');
-  assert.is(await store.consumeNonce(h1, 'm-b', Date.now()), 'unknown', 'the refused insert left nothing');
+  assert.is(await store.consumeNonce(h1, 'm-a', NOW), 'ok', 'the first insert was kept');
+  assert.is(await store.consumeNonce(h1, 'm-b', NOW), 'unknown', 'the refused insert left nothing');
 });
 
 test('two uses of one nonce in the same batch: one ok, one used', async () => {
   const h = randomBytes(32);
   await store.putNonce({ hash: h, machine: 'm-c', purpose: 'attest', expiresAt: later });
-  const now = Date.now();
+  const now = NOW;
   const r = await Promise.all([store.consumeNonce(h, 'm-c', now), store.consumeNonce(h, 'm-c', now), store.consumeNonce(h, 'm-x', now)]);
   assert.equal(r, ['ok', 'used', 'unknown']);
 });
