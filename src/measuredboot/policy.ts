@@ -244,6 +244,16 @@ function cmdlineEntryPcrs(a: AllowedCmdline): number[] {
  * ExitBootServices. A quote must cover all of them in the policy's bank.
  */
 export function policyPcrs(policy: Policy): number[] {
+  // a frozen policy (parsePolicyCached) cannot change: computed once, a copy handed out
+  const hit = frozenPcrs.get(policy);
+  if (hit) return [...hit];
+  const out = computePolicyPcrs(policy);
+  if (Object.isFrozen(policy) && Object.isFrozen(policy.rules)) frozenPcrs.set(policy, out);
+  return [...out];
+}
+const frozenPcrs = new WeakMap<Policy, number[]>();
+
+function computePolicyPcrs(policy: Policy): number[] {
   const s = new Set<number>(policy.pcrs);
   const r = policy.rules;
   if (r.firmware) s.add(0);

@@ -89,14 +89,19 @@ export interface RequestContext {
 
 /** One `key=value` log field; values with spaces or quotes are JSON-quoted. */
 function kv(fields: Record<string, string | number | undefined>): string {
-  return Object.entries(fields)
-    .filter(([, v]) => v !== undefined && v !== '')
-    .map(([k, v]) => {
-      const s = String(v).replace(/[\r\n]+/g, ' ');
-      return `${k}=${/^[A-Za-z0-9._:\/@+-]+$/.test(s) ? s : JSON.stringify(s)}`;
-    })
-    .join(' ');
+  // one pass, no intermediate arrays (a release logs two or three lines)
+  let out = '';
+  for (const k in fields) {
+    const v = fields[k];
+    if (v === undefined || v === '') continue;
+    let s = typeof v === 'string' ? v : String(v);
+    if (LOG_NEWLINE.test(s)) s = s.replace(/[\r\n]+/g, ' ');
+    out += `${out ? ' ' : ''}${k}=${LOG_BARE.test(s) ? s : JSON.stringify(s)}`;
+  }
+  return out;
 }
+const LOG_NEWLINE = /[\r\n]/;
+const LOG_BARE = /^[A-Za-z0-9._:\/@+-]+$/;
 export { kv as logLine };
 
 function refuse(code: string, message: string, failures?: string[]): never {

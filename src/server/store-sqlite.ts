@@ -130,6 +130,51 @@ export class SqliteStore implements Store {
     return s;
   }
 
+  /**
+   * Group commit of the writes every boot makes (nonce put and mark-used, result, audit): the
+   * writes queued during one turn of the event loop go into ONE transaction (each write is one
+   * statement: a failing one undoes only itself), and each caller's promise settles once
+   * that transaction committed: the same guarantee as a transaction per write, with one WAL
+   * commit per turn instead of four per release. Issue 14: at c = 16 these commits were the
+   * store's largest cost.
+   */
+  private queue: { run: () => unknown; resolve: (v: unknown) => void; reject: (e: unknown) => void }[] = [];
+
+  private write<T>(run: () => T): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.queue.push({ run, resolve: resolve as (v: unknown) => void, reject });
+      if (this.queue.length === 1) setImmediate(() => this.flushWrites());
+    });
+  }
+
+  private flushWrites(): void {
+    const batch = this.queue;
+    this.queue = [];
+    if (!batch.length) return;
+    const results: { ok: boolean; v: unknown }[] = [];
+    try {
+      this.db.transaction(() => {
+        for (const w of batch) {
+          // Each queued write is one statement that changes something (consumeNonce's second
+          // UPDATE runs only when the first changed nothing): a failing statement undoes only
+          // itself (SQLite's statement atomicity), no savepoint needed. If SQLite rolled the
+          // whole transaction back (I/O error, disk full), the batch fails as one.
+          try {
+            results.push({ ok: true, v: w.run() });
+          } catch (e) {
+            results.push({ ok: false, v: e });
+            if (!this.db.inTransaction) throw e;
+          }
+        }
+      }).immediate();
+    } catch (e) {
+      // BEGIN or COMMIT itself failed (busy beyond busy_timeout, disk full): nothing was written
+      for (const w of batch) w.reject(e);
+      return;
+    }
+    batch.forEach((w, i) => (results[i].ok ? w.resolve(results[i].v) : w.reject(results[i].v)));
+  }
+
   /** Opens (creating if needed) the database file; call migrate() before use. */
   constructor(readonly file: string) {
     try {
@@ -160,7 +205,10 @@ export class SqliteStore implements Store {
   }
 
   async close(): Promise<void> {
-    if (this.db.open) this.db.close();
+    if (this.db.open) {
+      this.flushWrites(); // queued writes first
+      this.db.close();
+    }
   }
 
   private insertMachine(m: MachineRecord): void {
@@ -212,12 +260,14 @@ export class SqliteStore implements Store {
 
   async recordResult(id: string, r: { result: string; time: number; reasons?: string[]; resetCount?: number; restartCount?: number }): Promise<void> {
     const reasons = r.reasons ? JSON.stringify(r.reasons) : null;
-    if (r.resetCount !== undefined && r.restartCount !== undefined) {
-      this.stmt('UPDATE machines SET last_result = ?, last_time = ?, last_reasons = ?, last_reset_count = ?, last_restart_count = ? WHERE id = ?')
-        .run(r.result, r.time, reasons, r.resetCount, r.restartCount, id);
-    } else {
-      this.stmt('UPDATE machines SET last_result = ?, last_time = ?, last_reasons = ? WHERE id = ?').run(r.result, r.time, reasons, id);
-    }
+    return this.write(() => {
+      if (r.resetCount !== undefined && r.restartCount !== undefined) {
+        this.stmt('UPDATE machines SET last_result = ?, last_time = ?, last_reasons = ?, last_reset_count = ?, last_restart_count = ? WHERE id = ?')
+          .run(r.result, r.time, reasons, r.resetCount, r.restartCount, id);
+      } else {
+        this.stmt('UPDATE machines SET last_result = ?, last_time = ?, last_reasons = ? WHERE id = ?').run(r.result, r.time, reasons, id);
+      }
+    });
   }
 
   async deleteMachine(id: string): Promise<boolean> {
@@ -247,11 +297,16 @@ export class SqliteStore implements Store {
   }
 
   async putNonce(n: NonceRecord): Promise<void> {
-    this.stmt('INSERT INTO nonces (hash, machine, purpose, expires_at) VALUES (?, ?, ?, ?)').run(n.hash, n.machine, n.purpose, n.expiresAt);
+    return this.write(() => void this.stmt('INSERT INTO nonces (hash, machine, purpose, expires_at) VALUES (?, ?, ?, ?)').run(n.hash, n.machine, n.purpose, n.expiresAt));
   }
 
   async consumeNonce(hash: Buffer, machine: string, now: number, purpose: NonceRecord['purpose'] = 'attest'): Promise<ConsumeResult> {
-    // One UPDATE decides atomically (SQLite serialises writers across connections and processes).
+    return this.write(() => this.consumeNonceNow(hash, machine, now, purpose));
+  }
+
+  private consumeNonceNow(hash: Buffer, machine: string, now: number, purpose: NonceRecord['purpose']): ConsumeResult {
+    // One UPDATE decides atomically (SQLite serialises writers across connections and processes;
+    // in a group commit the writes of one process run one after the other in one transaction).
     const changed = this.stmt('UPDATE nonces SET used_at = ? WHERE hash = ? AND machine = ? AND purpose = ? AND used_at IS NULL AND expires_at > ?').run(now, hash, machine, purpose, now).changes;
     if (changed === 1) return 'ok';
     const r = this.stmt('SELECT machine, purpose, expires_at, used_at FROM nonces WHERE hash = ?').get(hash) as { machine: string; purpose: string; expires_at: number; used_at: number | null } | undefined;
@@ -396,8 +451,9 @@ export class SqliteStore implements Store {
   }
 
   async audit(e: AuditEntry): Promise<void> {
-    this.stmt('INSERT INTO audit (time, who, machine, action, result, code, reasons, peer) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
-      .run(e.time, e.who, e.machine ?? null, e.action, e.result, e.code ?? null, e.reasons ? JSON.stringify(e.reasons) : null, e.peer ?? null);
+    const reasons = e.reasons ? JSON.stringify(e.reasons) : null;
+    return this.write(() => void this.stmt('INSERT INTO audit (time, who, machine, action, result, code, reasons, peer) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
+      .run(e.time, e.who, e.machine ?? null, e.action, e.result, e.code ?? null, reasons, e.peer ?? null));
   }
 
   async queryAudit(q: { machine?: string; limit?: number }): Promise<AuditRow[]> {
