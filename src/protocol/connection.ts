@@ -82,7 +82,10 @@ export class Connection {
       const left = deadline - Date.now();
       if (left <= 0) throw new ProtocolError('TIMEOUT', `no message within ${timeoutMs} ms`);
       await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, left);
+        // setImmediate: when the event loop lags (thousands of connections at once), the timer
+        // may come due in the same turn as the frame that arrived in time; the turn's I/O runs
+        // before the immediate, so such a frame is taken, not refused as TIMEOUT.
+        const t = setTimeout(() => setImmediate(resolve), left);
         this.waiter = () => { clearTimeout(t); resolve(); };
       });
     }
