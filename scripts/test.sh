@@ -34,8 +34,8 @@ run_suite() { # dir, seconds
   return 0
 }
 
-# storm normally takes 1–2 min; it has hung twice (no CPU, no sockets, in its set-up), cause not
-# found: a short limit makes such a hang cost minutes, and the retry usually passes.
+# storm normally takes 1–2 min. Its rare hang in set-up (no CPU, no sockets) was a server child
+# leaked by a failed start that kept uvu alive (docs/SCALE.md §3, fixed); the limit stays short.
 for spec in measuredboot:600 ima:600 runtime:600 attacks:300 efi:300 config:120 protocol:120 hooks:60 tpm:900 server:600 luks:300 e2e:1200 qemu:300 storm:360 packaging:900; do
   dir=${spec%%:*}; limit=${spec##*:}
   [ -d "test/$dir" ] || continue

@@ -78,6 +78,8 @@ export async function runCli(): Promise<void> {
     }
   }
   process.exitCode = code;
+  // A `bootkey server --workers N` worker: its IPC channel to the primary would keep it alive.
+  if (process.env.BOOTKEY_WORKER !== undefined && process.connected) process.exit(code);
 }
 
 // Not a top-level await: the single executable's bundle is CommonJS. runCli never rejects.

@@ -59,7 +59,7 @@ const serve: Command = {
   path: ['server'],
   summary: 'run the key-release server until SIGTERM/SIGINT',
   help: `usage: bootkey server [--config FILE] [--check-config] [--state DIR] [--listen HOST:PORT] [--store URL]
-                      [--released-pcr N] [--ek-ca FILE] [--nonce-ttl SECONDS] [--max-connections N]
+                      [--workers N] [--released-pcr N] [--ek-ca FILE] [--nonce-ttl SECONDS] [--max-connections N]
                       [--listen-backlog N] [--rate-limit-peer B/R] [--rate-limit-machine B/R]
                       [--message-timeout S] [--connection-timeout S] [--metrics HOST:PORT|off] [--dashboard HOST:PORT|off]
                       [--webhook-url URL] [--webhook-secret-file FILE] [--webhook-attempts N] [--runtime-hook FILE]
@@ -72,6 +72,11 @@ chains to it. Logs one key=value line per event on stdout (journald-friendly); n
 The master key comes from DIR/master.key or BOOTKEY_MASTER_KEY (hex or base64).
 --store: sqlite (default, DIR/bootkey.db) or postgres://USER@HOST:PORT/DB[?pool_max=N];
 several servers on one PostgreSQL database are replicas (docs/SCALE.md).
+--workers: processes serving the TLS port (default: the number of CPU cores); a primary deals
+connections to them, runs metrics (summed over the workers), dashboard and gc, and restarts a
+worker that ends. --max-connections (default 4096) and the rate limits are the whole server's:
+each worker takes its share; one connection over the limit is reset at once (the client
+retries). --listen-backlog: default 4096 (the kernel clamps it to net.core.somaxconn: logged).
 --metrics: Prometheus text exposition, plain HTTP GET /metrics (bind it to loopback).
 --dashboard: the web dashboard, HTTPS with the server certificate; sign in with the admin token.
 --webhook-url, --webhook-secret-file, --webhook-attempts, --runtime-hook: what a runtime (IMA)
@@ -118,11 +123,19 @@ docs/SERVER.md).`,
     }
     if (st.state === undefined) throw new UsageError('missing the state directory: --state DIR, BOOTKEY_STATE, or "state = DIR" in server.conf');
     const stateDir = st.state;
-    const log = (line: string) => process.stdout.write(line + '\n');
+    const { availableParallelism } = await import('node:os');
+    const workers = st.workers ?? availableParallelism();
+    const { workerNumber } = await import('../server/cluster.ts');
+    const worker = workerNumber();
+    const clustered = workers > 1 || worker !== undefined;
+    // batched: one write per event-loop turn (logwriter.ts), flushed at signal and exit
+    const { batchedLog } = await import('../server/logwriter.ts');
+    const out = batchedLog();
+    const log = worker === undefined ? out : (line: string) => out(`${line} worker=${worker}`);
     const { createStore } = await import('../server/store-factory.ts');
     const store = createStore(st.store, stateDir, { log });
-    const { startServer } = await import('../server/server.ts');
-    const srv = await startServer({
+    const { startServer, effectiveBacklog, DEFAULT_LISTEN_BACKLOG } = await import('../server/server.ts');
+    const common = {
       stateDir,
       listen: st.listen,
       releasedPcr: st['released-pcr'],
@@ -142,23 +155,65 @@ docs/SERVER.md).`,
       version: BOOTKEY_VERSION,
       log,
       store,
+    };
+    if (!clustered) {
+      const srv = await startServer(common);
+      await untilSignal(log);
+      await srv.close();
+      return EXIT_OK;
+    }
+    if (worker !== undefined) {
+      // A worker: TLS only; metrics, dashboard and gc are the primary's.
+      const { announceWorker, leaveCluster } = await import('../server/cluster.ts');
+      try {
+        const srv = await startServer({ ...common, workers, metricsListen: undefined, dashboardListen: undefined, gc: false });
+        announceWorker(srv);
+        await untilSignal(log, true);
+        await srv.close();
+      } finally {
+        leaveCluster(); // else the IPC channel keeps this process alive (its error is printed by runCli)
+      }
+      return EXIT_OK;
+    }
+    // The primary: the store (migrations run here, once), metrics, dashboard, gc; then the workers.
+    const { startCluster } = await import('../server/cluster.ts');
+    let cl: Awaited<ReturnType<typeof startCluster>> | undefined;
+    const primary = await startServer({
+      ...common, tls: false, workers,
+      renderMetrics: async () => primary.metrics.renderMerged(cl ? await cl.snapshots() : []),
     });
-    await new Promise<void>((resolve) => {
-      const stop = (sig: string) => {
-        process.stdout.write(`event=signal signal=${sig}\n`);
-        process.off('SIGTERM', onTerm);
-        process.off('SIGINT', onInt);
-        resolve();
-      };
-      const onTerm = () => stop('SIGTERM');
-      const onInt = () => stop('SIGINT');
-      process.on('SIGTERM', onTerm);
-      process.on('SIGINT', onInt);
-    });
-    await srv.close();
+    try {
+      cl = await startCluster({ workers, log, metrics: primary.metrics });
+    } catch (e) {
+      await primary.close();
+      throw e;
+    }
+    const backlog = st['listen-backlog'] ?? DEFAULT_LISTEN_BACKLOG;
+    const b = effectiveBacklog(backlog);
+    if (b.warning) log(`event=warning reason=${JSON.stringify(b.warning)}`);
+    log(`event=listening host=${cl.host} port=${cl.port} workers=${workers} backlog=${backlog} pids=${[...cl.pids().values()].join(',')}`);
+    await untilSignal(log);
+    await cl.stop();
+    await primary.close();
     return EXIT_OK;
   },
 };
+
+/** Resolves on SIGTERM or SIGINT (logged; a cluster worker does not log it: its primary does). */
+function untilSignal(log: (line: string) => void, quiet = false): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const stop = (sig: string) => {
+      if (!quiet) log(`event=signal signal=${sig}`);
+      process.off('SIGTERM', onTerm);
+      process.off('SIGINT', onInt);
+      resolve();
+    };
+    const onTerm = () => stop('SIGTERM');
+    const onInt = () => stop('SIGINT');
+    process.on('SIGTERM', onTerm);
+    process.on('SIGINT', onInt);
+  });
+}
 
 const OPS = ['list', 'show', 'set-policy', 'put-policy', 'add-boot', 'revoke', 'unrevoke', 'rotate', 'delete', 'audit', 'gc', 'token', 'staged', 'set-runtime-policy', 'set-stale-limit', 'clear', 'approve'];
 const TOKEN_OPS = ['create', 'list', 'revoke'];

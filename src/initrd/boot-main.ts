@@ -6,7 +6,22 @@
  * and SQLite code only when they run.
  * @module
  */
+import { realpathSync } from 'node:fs';
+
 const startupMs = performance.now(); // ms since the process started (performance.timeOrigin)
+
+// A `bootkey server --workers N` worker (node:cluster; BOOTKEY_WORKER set, src/server/cluster.ts) of the single
+// executable is started as `EXE EXE server ...` (cluster's script is argv[1], which a SEA sets
+// to the executable itself): drop the second EXE so that the CLI sees `server ...` again.
+if (process.env.BOOTKEY_WORKER !== undefined && process.argv[2] !== undefined && sameFile(process.argv[2], process.execPath)) process.argv.splice(2, 1);
+
+function sameFile(a: string, b: string): boolean {
+  try {
+    return realpathSync(a) === realpathSync(b);
+  } catch {
+    return false;
+  }
+}
 
 if (process.argv[2] === 'initrd-agent') {
   import('./agent.ts')

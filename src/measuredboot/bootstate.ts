@@ -156,7 +156,12 @@ export interface BootState {
 }
 
 const sha256hex = (b: Buffer) => createHash('sha256').update(b).digest('hex');
-const stripNul = (s: string) => s.replace(/\0+$/, '');
+/** Drops trailing NULs (a loop: the regex /\0+$/ was a hot spot on long command lines). */
+const stripNul = (s: string) => {
+  let e = s.length;
+  while (e > 0 && s.charCodeAt(e - 1) === 0) e--;
+  return e === s.length ? s : s.slice(0, e);
+};
 
 export function digestsOf(ev: TrustedEvent): Digests {
   const d: Digests = {};

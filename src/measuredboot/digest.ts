@@ -3,7 +3,7 @@
  * the event data (PFP 1.05 §10.4.1 Table 9 and §10.4.4), compare. Reports, never fails.
  * @module
  */
-import { createHash, getHashes } from 'node:crypto';
+import { getHashes, hash } from 'node:crypto';
 import { BANK_HASH, type BankName } from '../pcrs.ts';
 import * as EV from './eventtypes.ts';
 import type { DecodedEvent, DigestCheck } from './types.ts';
@@ -78,7 +78,7 @@ export function hashesTo(digests: ReadonlyMap<BankName, Buffer>, bytes: Buffer):
     const alg = Object.hasOwn(BANK_HASH, bank) ? BANK_HASH[bank] : undefined;
     if (alg === undefined || !AVAILABLE.has(alg) || !Buffer.isBuffer(digest)) continue;
     checked++;
-    if (!createHash(alg).update(bytes).digest().equals(digest)) return false;
+    if (!hash(alg, bytes, 'buffer').equals(digest)) return false;
   }
   return checked > 0;
 }
@@ -95,7 +95,7 @@ export function checkDigest(type: number, pcr: number, data: Buffer, decoded: De
     const alg = BANK_HASH[bank];
     if (!AVAILABLE.has(alg)) continue;
     checked++;
-    if (cands.some((c) => createHash(alg).update(c).digest().equals(digest))) matched++;
+    if (cands.some((c) => hash(alg, c, 'buffer').equals(digest))) matched++;
   }
   if (checked === 0) return 'not-applicable';
   if (matched === checked) return 'match';

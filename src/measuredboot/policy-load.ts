@@ -188,3 +188,30 @@ export function parsePolicy(input: string | unknown): Policy {
   }
   return v as Policy;
 }
+
+/**
+ * parsePolicy for the server's hot path: one parse per distinct policy text (a machine's policy
+ * is read from the store at every boot). Keyed by the whole text, so a changed policy (set-policy,
+ * add-boot, a staged boot made active) is another key and is parsed afresh: nothing to invalidate.
+ * The result is deeply frozen (shared between requests: nobody may change it). Bounded: the
+ * oldest entries go first.
+ */
+export function parsePolicyCached(json: string): Policy {
+  const hit = policyCache.get(json);
+  if (hit) return hit;
+  const p = deepFreeze(parsePolicy(json));
+  if (policyCache.size >= POLICY_CACHE_MAX) policyCache.delete(policyCache.keys().next().value!);
+  policyCache.set(json, p);
+  return p;
+}
+
+const POLICY_CACHE_MAX = 1024;
+const policyCache = new Map<string, Policy>();
+
+function deepFreeze<T>(v: T): T {
+  if (v && typeof v === 'object' && !Object.isFrozen(v)) {
+    Object.freeze(v);
+    for (const x of Object.values(v as object)) deepFreeze(x);
+  }
+  return v;
+}

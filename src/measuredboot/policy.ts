@@ -244,6 +244,16 @@ function cmdlineEntryPcrs(a: AllowedCmdline): number[] {
  * ExitBootServices. A quote must cover all of them in the policy's bank.
  */
 export function policyPcrs(policy: Policy): number[] {
+  // a frozen policy (parsePolicyCached) cannot change: computed once, a copy handed out
+  const hit = frozenPcrs.get(policy);
+  if (hit) return [...hit];
+  const out = computePolicyPcrs(policy);
+  if (Object.isFrozen(policy) && Object.isFrozen(policy.rules)) frozenPcrs.set(policy, out);
+  return [...out];
+}
+const frozenPcrs = new WeakMap<Policy, number[]>();
+
+function computePolicyPcrs(policy: Policy): number[] {
   const s = new Set<number>(policy.pcrs);
   const r = policy.rules;
   if (r.firmware) s.add(0);
@@ -268,8 +278,16 @@ function rulePcrs(policy: Policy): Record<string, number[]> {
 
 /** SHA-256 of what the known-good values vouch for: bank, PCR list, options and rules. */
 export function rulesDigest(p: Policy): string {
-  return createHash('sha256').update(JSON.stringify({ bank: p.bank, pcrs: p.pcrs, options: p.options, rules: p.rules })).digest('hex');
+  // A frozen policy (parsePolicyCached: shared by every boot of a machine) cannot change: its
+  // digest is computed once. A mutable one is hashed at every call.
+  const frozen = Object.isFrozen(p) && Object.isFrozen(p.rules) && Object.isFrozen(p.options) && Object.isFrozen(p.pcrs);
+  const hit = frozen ? frozenDigests.get(p) : undefined;
+  if (hit) return hit;
+  const d = createHash('sha256').update(JSON.stringify({ bank: p.bank, pcrs: p.pcrs, options: p.options, rules: p.rules })).digest('hex');
+  if (frozen) frozenDigests.set(p, d);
+  return d;
 }
+const frozenDigests = new WeakMap<Policy, string>();
 
 function issuesIn(st: BootState, pcrs: Iterable<number>): StateIssue[] {
   const set = new Set(pcrs);

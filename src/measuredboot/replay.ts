@@ -13,7 +13,7 @@
  * Pure.
  * @module
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { BANK_HASH, BANK_SIZE, type BankName, type PcrValues } from '../pcrs.ts';
 import { EV_EFI_HCRTM_EVENT, EV_NO_ACTION } from './eventtypes.ts';
 import type { EventLog } from './types.ts';
@@ -33,20 +33,27 @@ export function startupLocality(log: EventLog): number | undefined {
   return undefined;
 }
 
-/** Replays every bank of the log; returns every PCR the log extends or initialises. */
-export function replay(log: EventLog): PcrValues {
+/**
+ * Replays every bank of the log; returns every PCR the log extends or initialises. `only`
+ * restricts the work to some banks and PCRs (the quoted ones: bindLogToQuote compares nothing
+ * else); the others are then absent from the result.
+ */
+export function replay(log: EventLog, only?: ReadonlyMap<BankName, ReadonlyMap<number, unknown>>): PcrValues {
   const locality = startupLocality(log);
   const out: PcrValues = new Map();
   for (const bank of log.banks) {
+    const want = only?.get(bank);
+    if (only && !want) continue;
     const pcrs = new Map<number, Buffer>();
-    if (locality !== undefined) pcrs.set(0, initial(bank, 0, locality));
+    if (locality !== undefined && (!want || want.has(0))) pcrs.set(0, initial(bank, 0, locality));
     const alg = BANK_HASH[bank];
     for (const ev of log.events) {
       if (ev.type === EV_NO_ACTION || ev.pcr > 23) continue;
+      if (want && !want.has(ev.pcr)) continue;
       const d = ev.digests.get(bank);
       if (!d) continue;
       const cur = pcrs.get(ev.pcr) ?? initial(bank, ev.pcr, undefined);
-      pcrs.set(ev.pcr, createHash(alg).update(cur).update(d).digest());
+      pcrs.set(ev.pcr, hash(alg, Buffer.concat([cur, d]), 'buffer')); // one-shot: no Hash object per extend
     }
     out.set(bank, pcrs);
   }

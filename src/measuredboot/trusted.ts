@@ -160,7 +160,8 @@ function collect(log: EventLog, covered: (pcr: number) => BankName[]): Map<numbe
  * @throws BindError (code REPLAY) naming the first PCR that differs.
  */
 export function bindLogToQuote(log: EventLog, quoted: PcrValues, opts: { skipPcr?: number } = {}): TrustedLog {
-  const replayed = replay(log);
+  // only the quoted banks and PCRs: nothing else is compared (a bank the log lacks stays absent)
+  const replayed = replay(log, quoted);
   const values: PcrValues = new Map();
   for (const [bank, pcrs] of quoted) {
     const r = replayed.get(bank);

@@ -62,16 +62,30 @@ export class Connection {
 
   /** The next raw frame, or a ProtocolError (TIMEOUT, CLOSED, TOO_LARGE). */
   async receiveFrame(timeoutMs: number): Promise<Buffer> {
+    const f = await this.nextFrame(timeoutMs);
+    if (!f) throw new ProtocolError('CLOSED', 'connection closed by the peer');
+    return f;
+  }
+
+  /**
+   * The next raw frame, or undefined when the peer closed cleanly between messages (the normal
+   * end of every connection on the server: no error object built for it); a ProtocolError
+   * (TIMEOUT, CLOSED after a failure, TOO_LARGE) otherwise.
+   */
+  async nextFrame(timeoutMs: number): Promise<Buffer | undefined> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const f = this.frames.shift();
       if (f) return f;
       if (this.failure) throw this.failure instanceof ProtocolError ? this.failure : new ProtocolError('CLOSED', `connection failed: ${this.failure.message}`);
-      if (this.ended) throw new ProtocolError('CLOSED', 'connection closed by the peer');
+      if (this.ended) return undefined;
       const left = deadline - Date.now();
       if (left <= 0) throw new ProtocolError('TIMEOUT', `no message within ${timeoutMs} ms`);
       await new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, left);
+        // setImmediate: when the event loop lags (thousands of connections at once), the timer
+        // may come due in the same turn as the frame that arrived in time; the turn's I/O runs
+        // before the immediate, so such a frame is taken, not refused as TIMEOUT.
+        const t = setTimeout(() => setImmediate(resolve), left);
         this.waiter = () => { clearTimeout(t); resolve(); };
       });
     }

@@ -35,7 +35,7 @@ import { TPM_ALG } from '../tpm/constants.ts';
 import { TpmError } from '../tpm/errors.ts';
 import { parseEventLog, EventLogError } from '../measuredboot/index.ts';
 import type { Policy } from '../measuredboot/policy.ts';
-import { parsePolicy } from '../measuredboot/policy-load.ts';
+import { parsePolicyCached } from '../measuredboot/policy-load.ts';
 import type { EventLog } from '../measuredboot/types.ts';
 import { bindLogToQuote, BindError, initialPcrValue, type TrustedLog } from '../measuredboot/trusted.ts';
 import { evaluateBoot, requiredPcrs } from '../measuredboot/verdict.ts';
@@ -182,7 +182,7 @@ export async function verifyAttestation(inp: AttestInput): Promise<AttestResult>
   if (m.state !== 'active') refuse('PENDING', `machine ${m.id}'s enrolment was not committed`);
   if (!ctEqual(msg.akName, m.akName)) refuse('AK_MISMATCH', `the AK name sent is not the AK enrolled for machine ${m.id}`);
   const akPublic = unmarshalPublic2B(m.akPublic, 'enrolled AK');
-  const policy = inp.policy ?? parsePolicy(m.policy);
+  const policy = inp.policy ?? parsePolicyCached(m.policy);
 
   const v = await verifyQuoteOnly({
     akPublic, quote: msg.quote, signature: msg.signature, nonce: msg.nonce, pcrs: msg.pcrs,

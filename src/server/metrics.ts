@@ -19,8 +19,12 @@ function esc(v: string): string {
   return v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
 }
 function labelText(l: Labels): string {
-  const ks = Object.keys(l);
-  return ks.length ? `{${ks.map((k) => `${k}="${esc(l[k])}"`).join(',')}}` : '';
+  let out = '';
+  for (const k in l) {
+    const v = l[k];
+    out += `${out ? ',' : '{'}${k}="${/[\\\n"]/.test(v) ? esc(v) : v}"`;
+  }
+  return out ? out + '}' : '';
 }
 function fmt(n: number): string {
   return Number.isFinite(n) ? String(n) : n > 0 ? '+Inf' : n < 0 ? '-Inf' : 'NaN';
@@ -59,6 +63,19 @@ class Family {
 class Histogram {
   readonly series = new Map<string, { labels: Labels; counts: number[]; sum: number; count: number }>();
   constructor(readonly name: string, readonly help: string, readonly buckets: number[]) {}
+  /** Adds pre-counted observations (a worker's, see Metrics.absorb). */
+  add(l: Labels, counts: number[], sum: number, count: number): void {
+    const k = labelText(l);
+    let s = this.series.get(k);
+    if (!s) {
+      if (this.series.size >= MAX_SERIES) return;
+      s = { labels: l, counts: this.buckets.map(() => 0), sum: 0, count: 0 };
+      this.series.set(k, s);
+    }
+    for (let i = 0; i < counts.length; i++) s.counts[i] += counts[i];
+    s.sum += sum;
+    s.count += count;
+  }
   observe(l: Labels, v: number): void {
     const k = labelText(l);
     let s = this.series.get(k);
@@ -83,6 +100,12 @@ class Histogram {
 
 const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 const STORE_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1];
+
+/** What a cluster worker sends its primary for the metrics page. */
+export interface MetricsSnapshot {
+  families: Record<string, { labels: Labels; value: number }[]>;
+  histograms: Record<string, { labels: Labels; counts: number[]; sum: number; count: number }[]>;
+}
 
 /** The store's machine counts, as gauges (cached: at most one query per `cacheMs`). */
 export interface MachineStats {
@@ -109,6 +132,9 @@ export class Metrics {
   readonly runtimeVerification = new Histogram('bootkey_runtime_verification_seconds', 'Time to verify a runtime-report (quote, IMA replay, runtime policy).', LATENCY_BUCKETS);
   readonly webhooks = new Family('bootkey_webhooks_total', 'Webhook deliveries, by result (ok, failed after retries).', 'counter');
   readonly info = new Family('bootkey_build_info', 'Always 1; the bootkey version as a label.', 'gauge');
+  /** Set by the cluster primary only (rendered when set). */
+  readonly workers = new Family('bootkey_workers', 'Worker processes running (bootkey server --workers); the other series sum all of them.', 'gauge');
+  readonly workerRestarts = new Family('bootkey_worker_restarts_total', 'Worker processes that ended unexpectedly and were started again.', 'counter');
   private cached?: { at: number; stats: MachineStats };
   private statsInFlight?: Promise<void>;
 
@@ -142,10 +168,47 @@ export class Metrics {
     await this.statsInFlight;
   }
 
+  /** The counters, gauges and histograms of this process, as plain data (sent by a cluster worker to the primary). */
+  snapshot(): MetricsSnapshot {
+    const fams: MetricsSnapshot['families'] = {};
+    for (const f of this.perProcess()) fams[f.name] = [...f.series.values()].map((x) => ({ labels: x.labels, value: x.value }));
+    const hists: MetricsSnapshot['histograms'] = {};
+    for (const h of [this.verification, this.storeLatency]) hists[h.name] = [...h.series.values()].map((x) => ({ labels: x.labels, counts: [...x.counts], sum: x.sum, count: x.count }));
+    return { families: fams, histograms: hists };
+  }
+
+  /** Adds a worker's snapshot to this process's series (sums: counters, open connections, histogram buckets). */
+  absorb(s: MetricsSnapshot): void {
+    for (const f of this.perProcess()) for (const x of s.families[f.name] ?? []) f.inc(x.labels, x.value);
+    for (const h of [this.verification, this.storeLatency]) {
+      for (const x of s.histograms[h.name] ?? []) {
+        if (x.counts.length !== h.buckets.length) continue;
+        h.add(x.labels, x.counts, x.sum, x.count);
+      }
+    }
+  }
+
+  /** The families each process counts for itself (not the store's machine gauges, not build info). */
+  private perProcess(): Family[] {
+    return [this.releases, this.refusals, this.storeErrors, this.openConnections, this.connections, this.rateLimited];
+  }
+
   render(): string {
     const out: string[] = [];
     for (const f of [this.info, this.releases, this.refusals, this.verification, this.runtimeReports, this.runtimeEntries, this.runtimeVerification, this.webhooks, this.storeLatency, this.storeErrors, this.openConnections, this.connections, this.rateLimited, this.machines, this.failedMachines]) f.render(out);
+    for (const f of [this.workers, this.workerRestarts]) if (f.series.size) f.render(out);
     return out.join('\n') + '\n';
+  }
+
+  /** This process's page with the workers' snapshots added in (the store gauges and build info are this process's). */
+  renderMerged(snaps: MetricsSnapshot[]): string {
+    const agg = new Metrics(this.o);
+    agg.absorb(this.snapshot());
+    for (const s of snaps) agg.absorb(s);
+    for (const [mine, theirs] of [[this.machines, agg.machines], [this.failedMachines, agg.failedMachines], [this.workers, agg.workers], [this.workerRestarts, agg.workerRestarts]] as const) {
+      for (const x of mine.series.values()) theirs.set(x.labels, x.value);
+    }
+    return agg.render();
   }
 }
 
@@ -155,36 +218,46 @@ const STORE_METHODS_TIMED = new Set(['getMachine', 'listMachines', 'machinesByEk
 
 /** The same store, with the latency of each operation observed in `m` (the op name is the label). */
 export function instrumentStore(store: Store, m: Metrics): Store {
+  // one wrapper per method, made at its first use (not a new closure at every call)
+  const wrapped = new Map<string | symbol, { of: unknown; fn: unknown }>();
   return new Proxy(store, {
     get(target, prop, recv) {
       const v = Reflect.get(target, prop, recv);
-      if (typeof prop !== 'string' || typeof v !== 'function' || !STORE_METHODS_TIMED.has(prop)) return typeof v === 'function' ? v.bind(target) : v;
-      return async (...args: unknown[]) => {
-        const t0 = process.hrtime.bigint();
-        try {
-          return await (v as (...a: unknown[]) => Promise<unknown>).apply(target, args);
-        } catch (e) {
-          m.storeErrors.inc({ op: prop });
-          throw e;
-        } finally {
-          m.storeLatency.observe({ op: prop }, Number(process.hrtime.bigint() - t0) / 1e9);
-        }
-      };
+      if (typeof v !== 'function') return v;
+      const w = wrapped.get(prop);
+      if (w && w.of === v) return w.fn;
+      const fn = typeof prop !== 'string' || !STORE_METHODS_TIMED.has(prop) ? v.bind(target) : timed(target, prop, v as (...a: unknown[]) => Promise<unknown>);
+      wrapped.set(prop, { of: v, fn });
+      return fn;
     },
   });
+  function timed(target: Store, prop: string, v: (...a: unknown[]) => Promise<unknown>) {
+    return async (...args: unknown[]) => {
+      const t0 = process.hrtime.bigint();
+      try {
+        return await (v as (...a: unknown[]) => Promise<unknown>).apply(target, args);
+      } catch (e) {
+        m.storeErrors.inc({ op: prop });
+        throw e;
+      } finally {
+        m.storeLatency.observe({ op: prop }, Number(process.hrtime.bigint() - t0) / 1e9);
+      }
+    };
+  }
 }
 
 /** Starts the plain-HTTP metrics listener: GET /metrics, nothing else. */
-export async function startMetricsServer(listen: string, m: Metrics, store: Store, log: (l: string) => void): Promise<{ port: number; close(): Promise<void> }> {
+export async function startMetricsServer(listen: string, m: Metrics, store: Store, log: (l: string) => void, render?: () => Promise<string>): Promise<{ port: number; close(): Promise<void> }> {
   const { host, port } = parseListen(listen);
   const srv = http.createServer((req, res) => {
     if (req.method !== 'GET' || (req.url ?? '').split('?')[0] !== '/metrics') {
       res.writeHead(404, { 'content-type': 'text/plain' }).end('only GET /metrics\n');
       return;
     }
-    m.refreshMachines(store).catch((e) => log(`event=metrics-error error=${JSON.stringify((e as Error).message)}`)).finally(() => {
-      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' }).end(m.render());
-    });
+    m.refreshMachines(store).catch((e) => log(`event=metrics-error error=${JSON.stringify((e as Error).message)}`))
+      .then(() => (render ? render() : m.render()))
+      .then((text) => res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' }).end(text),
+        (e) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`metrics: ${(e as Error).message}\n`));
   });
   srv.headersTimeout = 10_000;
   srv.requestTimeout = 10_000;

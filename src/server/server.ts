@@ -13,6 +13,7 @@
  * @module
  */
 import tls from 'node:tls';
+import net from 'node:net';
 import { existsSync, readFileSync } from 'node:fs';
 import { createPrivateKey } from 'node:crypto';
 import { join } from 'node:path';
@@ -37,6 +38,35 @@ export const DEFAULT_LISTEN = '0.0.0.0:7443';
 export const DB_FILE = 'bootkey.db';
 export const ADMIN_TOKEN_FILE = 'admin.token';
 export const TOKEN_SIGNING_KEY_FILE = 'token-signing.key';
+/** listen(2) backlog: above 1,024 simultaneous connects (the kernel clamps it to net.core.somaxconn). */
+export const DEFAULT_LISTEN_BACKLOG = 4096;
+/**
+ * Simultaneous connections per server (all workers together). Sized from the measured memory
+ * per connection (bench/connmem.ts, docs/SCALE.md §7.3): at most about 55 kB (TCP accepted,
+ * mid-handshake, mid-request), so 4,096 take ≤ 225 MB and 1,024 machines connect at once
+ * without a reset; up to 3.5 MB for a connection holding a half-sent 2 MiB frame (the
+ * worst a client can make the server hold, for at most the message timeout).
+ */
+export const DEFAULT_MAX_CONNECTIONS = 4096;
+
+/** net.core.somaxconn (the kernel's cap on any listen backlog), or undefined off Linux. */
+export function readSomaxconn(file = '/proc/sys/net/core/somaxconn'): number | undefined {
+  try {
+    const n = Number(readFileSync(file, 'utf8').trim());
+    return Number.isInteger(n) && n > 0 ? n : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The backlog the kernel will really use, and a warning line when it clamps `backlog`. */
+export function effectiveBacklog(backlog: number, somaxconn = readSomaxconn()): { backlog: number; warning?: string } {
+  if (somaxconn === undefined || backlog <= somaxconn) return { backlog };
+  return {
+    backlog: somaxconn,
+    warning: `listen backlog ${backlog} is clamped by the kernel to net.core.somaxconn=${somaxconn}: simultaneous connects beyond it are dropped and retried by the client after 1, 3, 7 s; raise it (sysctl -w net.core.somaxconn=${backlog})`,
+  };
+}
 
 export interface ServerOptions {
   stateDir: string;
@@ -54,14 +84,30 @@ export interface ServerOptions {
   messageTimeoutMs?: number;
   /** Whole-connection lifetime; default 30 000 ms. */
   connectionTimeoutMs?: number;
-  /** Maximum simultaneous connections; default 128. */
+  /**
+   * Maximum simultaneous connections (TCP accepted, TLS included); default DEFAULT_MAX_CONNECTIONS.
+   * One more is reset at once (TCP RST before the TLS handshake): the client retries with backoff.
+   * With `workers`, the whole server's limit: each worker takes its share.
+   */
   maxConnections?: number;
   /** Rate limits; defaults: per peer 60 burst / 5 per s, per machine 20 burst / 0.5 per s. */
   rateLimit?: { perPeer?: BucketConfig; perMachine?: BucketConfig };
   /** A store to use instead of STATE/bootkey.db (e.g. PostgreSQL later); closed on close(). */
   store?: Store;
-  /** The listen(2) backlog; default 511 (Node's). */
+  /** The listen(2) backlog; default DEFAULT_LISTEN_BACKLOG (4096), clamped by the kernel to net.core.somaxconn. */
   listenBacklog?: number;
+  /**
+   * This process is one of `workers` (src/server/cluster.ts): the connection limit and the
+   * rate-limit buckets are divided among them (connections are dealt round-robin), and no gc
+   * timer runs (the primary runs it). Default 1.
+   */
+  workers?: number;
+  /** false: no TLS listener (the cluster primary: metrics, dashboard and gc only). Default true. */
+  tls?: boolean;
+  /** false: no periodic gc (cluster workers; the primary runs it). Default true. */
+  gc?: boolean;
+  /** Renders the metrics page instead of this process's own metrics (the cluster primary aggregates its workers'). */
+  renderMetrics?: () => Promise<string>;
   /** HOST:PORT of the Prometheus listener (plain HTTP, GET /metrics); default none. */
   metricsListen?: string;
   /** HOST:PORT of the web dashboard (HTTPS with the server certificate); default none. */
@@ -81,6 +127,11 @@ export interface RunningServer {
   metricsPort?: number;
   dashboardPort?: number;
   close(): Promise<void>;
+}
+
+/** One worker's share of a bucket: connections are dealt round-robin, so N shares make the configured rate. */
+export function shareOf(b: BucketConfig, workers: number): BucketConfig {
+  return workers <= 1 ? b : { burst: Math.max(1, Math.ceil(b.burst / workers)), perSecond: b.perSecond / workers };
 }
 
 function readState(dir: string, name: string, what: string): Buffer {
@@ -114,9 +165,10 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const rawStore = opts.store ?? new SqliteStore(join(dir, DB_FILE));
   await rawStore.migrate();
   const store = instrumentStore(rawStore, metrics);
-  const perPeer = new RateLimiter(opts.rateLimit?.perPeer ?? { burst: 60, perSecond: 5 });
+  const workers = Math.max(1, opts.workers ?? 1);
+  const perPeer = new RateLimiter(shareOf(opts.rateLimit?.perPeer ?? { burst: 60, perSecond: 5 }, workers));
   // Charged by the service only after a request passed the cheap checks (see Service.chargeMachine).
-  const perMachine = new RateLimiter(opts.rateLimit?.perMachine ?? { burst: 20, perSecond: 0.5 });
+  const perMachine = new RateLimiter(shareOf(opts.rateLimit?.perMachine ?? { burst: 20, perSecond: 0.5 }, workers));
   let service: Service;
   try {
     const notifier = new Notifier({ ...opts.webhook, log, onResult: (kind, ok) => metrics.webhooks.inc({ kind, result: ok ? 'ok' : 'failed' }) });
@@ -129,12 +181,41 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const connTimeout = opts.connectionTimeoutMs ?? 30_000;
   /** Open sockets; `busy` while a request is being handled (close() waits for those only). */
   const sockets = new Map<tls.TLSSocket, { busy: boolean }>();
+  /** Every accepted TCP connection, TLS handshake done or not (the connection limit counts these). */
+  const raws = new Set<net.Socket>();
   const active = new Set<Promise<void>>();
   let closing = false;
+  const maxConnections = Math.max(1, Math.ceil((opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS) / workers));
+  const backlog = opts.listenBacklog ?? DEFAULT_LISTEN_BACKLOG;
 
+  const srv = tls.createServer({ key, cert, minVersion: 'TLSv1.3', maxVersion: 'TLSv1.3', handshakeTimeout: msgTimeout });
+  // The TCP front: counts connections and hands each to the TLS server. One over the limit is
+  // reset at once (RST, before any TLS work): the client sees ECONNRESET and retries with
+  // backoff, instead of a SYN left in a full queue and retried by its kernel after 1, 3, 7 s.
+  // Not net.Server#maxConnections: under node:cluster a refused handle goes back to the primary,
+  // which deals it to the next worker, round and round while all are full.
   // noDelay: each reply is one small frame; with Nagle + delayed ACK a release waited ~45 ms more.
-  const srv = tls.createServer({ key, cert, minVersion: 'TLSv1.3', maxVersion: 'TLSv1.3', handshakeTimeout: msgTimeout, noDelay: true });
-  srv.maxConnections = opts.maxConnections ?? 128;
+  let resets = 0;
+  let resetLogAt = 0;
+  const front = net.createServer({ noDelay: true }, (raw) => {
+    if (closing || raws.size >= maxConnections) {
+      resets++;
+      metrics.refusals.inc({ request: 'connection', code: 'BUSY' });
+      const now = Date.now();
+      if (now - resetLogAt >= 5000) {
+        // At most one line per 5 s: a storm must not turn into a logging storm.
+        log(logLine({ event: 'connection', result: 'reset', code: 'BUSY', reason: closing ? 'shutting down' : `${raws.size} connections open (max-connections ${maxConnections}${workers > 1 ? ' in this worker' : ''})`, count: resets }));
+        resetLogAt = now;
+        resets = 0;
+      }
+      raw.on('error', () => undefined);
+      raw.resetAndDestroy();
+      return;
+    }
+    raws.add(raw);
+    raw.once('close', () => raws.delete(raw));
+    srv.emit('connection', raw);
+  });
 
   const serve = async (sock: tls.TLSSocket): Promise<void> => {
     const peer = sock.remoteAddress ?? 'unknown';
@@ -152,9 +233,10 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
         if (closing) return;
         const left = deadline - Date.now();
         if (left <= 0) return await fail('TIMEOUT', `connection open longer than ${connTimeout} ms`);
-        let frame: Buffer;
+        let frame: Buffer | undefined;
         try {
-          frame = await conn.receiveFrame(Math.min(msgTimeout, left));
+          frame = await conn.nextFrame(Math.min(msgTimeout, left));
+          if (!frame) return; // the client closed: the normal end
         } catch (e) {
           if (e instanceof ProtocolError && e.code !== 'CLOSED') return await fail(e.code, e.message);
           return;
@@ -215,16 +297,19 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     sock.destroy();
   });
   srv.on('error', (e) => log(logLine({ event: 'server-error', error: e.message })));
+  front.on('error', (e) => log(logLine({ event: 'server-error', error: e.message })));
 
   const { host, port } = parseListen(opts.listen ?? DEFAULT_LISTEN);
   try {
-    await new Promise<void>((resolve, reject) => {
-      srv.once('error', reject);
-      srv.listen(port, host, opts.listenBacklog ?? 511, () => {
-        srv.off('error', reject);
-        resolve();
+    if (opts.tls !== false) {
+      await new Promise<void>((resolve, reject) => {
+        front.once('error', reject);
+        front.listen(port, host, backlog, () => {
+          front.off('error', reject);
+          resolve();
+        });
       });
-    });
+    }
   } catch (e) {
     // Loud and specific: a port already taken must not look like a TLS problem to clients.
     await store.close().catch(() => undefined);
@@ -232,14 +317,14 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     log(logLine({ event: 'listen', result: 'failed', host, port, code }));
     throw new ServerError('LISTEN', `cannot listen on ${showAddr(host, port)}: ${code}${code === 'EADDRINUSE' ? ' (the port is already in use by another process)' : ''} (${(e as Error).message})`);
   }
-  const addr = srv.address();
+  const addr = opts.tls !== false ? front.address() : undefined;
   const bound = typeof addr === 'object' && addr ? addr : { port, address: host };
   const extra: { port: number; close(): Promise<void> }[] = [];
   let metricsPort: number | undefined;
   let dashboardPort: number | undefined;
   try {
     if (opts.metricsListen) {
-      const m = await startMetricsServer(opts.metricsListen, metrics, store, log);
+      const m = await startMetricsServer(opts.metricsListen, metrics, store, log, opts.renderMetrics);
       extra.push(m);
       metricsPort = m.port;
     }
@@ -251,13 +336,19 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     }
   } catch (e) {
     for (const x of extra) await x.close();
-    await new Promise<void>((r) => srv.close(() => r()));
+    if (front.listening) await new Promise<void>((r) => front.close(() => r()));
     await store.close().catch(() => undefined);
     throw e;
   }
-  const gcTimer = setInterval(() => void service.gc().catch(() => undefined), 60_000);
-  gcTimer.unref();
-  log(logLine({ event: 'listening', host: bound.address, port: bound.port, releasedPcr: service.releasedPcr, ekCa: opts.ekCaFile }));
+  const gcTimer = opts.gc === false ? undefined : setInterval(() => void service.gc().catch(() => undefined), 60_000);
+  gcTimer?.unref();
+  if (opts.tls !== false) {
+    if (workers === 1) {
+      const b = effectiveBacklog(backlog);
+      if (b.warning) log(logLine({ event: 'warning', reason: b.warning }));
+    }
+    log(logLine({ event: 'listening', host: bound.address, port: bound.port, releasedPcr: service.releasedPcr, ekCa: opts.ekCaFile, maxConnections, backlog: workers === 1 ? backlog : undefined }));
+  }
 
   return {
     port: bound.port,
@@ -269,13 +360,14 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     async close() {
       if (closing) return;
       closing = true;
-      clearInterval(gcTimer);
+      if (gcTimer) clearInterval(gcTimer);
       for (const x of extra) await x.close();
-      const stopped = new Promise<void>((r) => srv.close(() => r()));
+      const stopped = front.listening ? new Promise<void>((r) => front.close(() => r())) : Promise.resolve();
       // Idle connections go now; requests in flight may finish (at most 5 s).
       for (const [s, st] of sockets) if (!st.busy) s.destroy();
       await Promise.race([Promise.allSettled([...active]), new Promise((r) => setTimeout(r, 5000).unref())]);
       for (const s of sockets.keys()) s.destroy();
+      for (const r of raws) r.destroy(); // handshakes still under way
       await stopped;
       await store.close();
       log(logLine({ event: 'stopped' }));

@@ -25,7 +25,7 @@ import { unverifiedLog } from '../measuredboot/trusted.ts';
 export const ENROLL_PCRS: readonly number[] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 13, 14];
 /** The PCRs a default generated policy reads: DEFAULT_PCRS, 5 (ExitBootServices), 8, 9, 12 (command lines). */
 export const GENERATED_POLICY_PCRS: readonly number[] = [0, 2, 4, 5, 7, 8, 9, 12];
-import { parsePolicy } from '../measuredboot/policy-load.ts';
+import { parsePolicy, parsePolicyCached } from '../measuredboot/policy-load.ts';
 import { PolicyError } from '../measuredboot/policy-errors.ts';
 import { EventLogError } from '../measuredboot/errors.ts';
 import type { MachineRecord, Store } from './store.ts';
@@ -97,14 +97,19 @@ export interface RequestContext {
 
 /** One `key=value` log field; values with spaces or quotes are JSON-quoted. */
 function kv(fields: Record<string, string | number | undefined>): string {
-  return Object.entries(fields)
-    .filter(([, v]) => v !== undefined && v !== '')
-    .map(([k, v]) => {
-      const s = String(v).replace(/[\r\n]+/g, ' ');
-      return `${k}=${/^[A-Za-z0-9._:\/@+-]+$/.test(s) ? s : JSON.stringify(s)}`;
-    })
-    .join(' ');
+  // one pass, no intermediate arrays (a release logs two or three lines)
+  let out = '';
+  for (const k in fields) {
+    const v = fields[k];
+    if (v === undefined || v === '') continue;
+    let s = typeof v === 'string' ? v : String(v);
+    if (LOG_NEWLINE.test(s)) s = s.replace(/[\r\n]+/g, ' ');
+    out += `${out ? ' ' : ''}${k}=${LOG_BARE.test(s) ? s : JSON.stringify(s)}`;
+  }
+  return out;
 }
+const LOG_NEWLINE = /[\r\n]/;
+const LOG_BARE = /^[A-Za-z0-9._:\/@+-]+$/;
 export { kv as logLine };
 
 function refuse(code: string, message: string, failures?: string[]): never {
@@ -456,8 +461,12 @@ export class Service {
         this.checkTokenBinding(m, msg);
         this.chargeMachine(m.id);
       }
+      // One read of the staged boots per request: they widen the policy checked here, and the
+      // same list says which of them this release used (the store re-reads the active ones in
+      // its transaction when it records the use).
+      const staged = m && m.state === 'active' ? await this.o.store.listStaged(m.id) : undefined;
       const r = await verifyAttestation({
-        machine: m, msg, policy: m && m.state === 'active' ? await this.effective(m) : undefined,
+        machine: m, msg, policy: m && m.state === 'active' ? await this.effective(m, staged) : undefined,
         consumeNonce: (h) => this.o.store.consumeNonce(h, msg.machine, this.now()),
         share: (mm) => this.o.vault.open(mm.shareSealed, mm.id),
       });
@@ -468,7 +477,7 @@ export class Service {
       const notices = r.released.notices?.map((n) => `notice ${n.code}: ${n.message}`);
       await this.audit({ who: 'machine', machine: m!.id, action: 'release', result: 'ok', reasons: notices, peer: ctx.peer });
       this.o.metrics?.releases.inc();
-      await this.recordStagedUse(m!, r.policy, r.values, ctx);
+      await this.recordStagedUse(m!, r.policy, r.values, ctx, staged);
       return r.released;
     } catch (e) {
       if (m && e instanceof ServerError) {
@@ -576,23 +585,23 @@ export class Service {
 
   /** The machine's policy widened by its active staged boots. */
   private async effective(m: MachineRecord, staged?: StagedRecord[]): Promise<Policy> {
-    const base = parsePolicy(m.policy);
+    const base = parsePolicyCached(m.policy);
     const active = (staged ?? (await this.o.store.listStaged(m.id))).filter((s) => s.state === 'active');
     if (!active.length) return base;
     return effectivePolicy(base, active, (id, why) => this.log(kv({ event: 'staged-skipped', machine: m.id, staged: id, reason: why })));
   }
 
   /** After a release: which staged boot it used, and retirement of those unused for `keep` releases. */
-  private async recordStagedUse(m: MachineRecord, policy: Policy, values: PcrValues, ctx: RequestContext): Promise<void> {
+  private async recordStagedUse(m: MachineRecord, policy: Policy, values: PcrValues, ctx: RequestContext, staged?: StagedRecord[]): Promise<void> {
     try {
-      const active = (await this.o.store.listStaged(m.id)).filter((s) => s.state === 'active');
+      const active = (staged ?? (await this.o.store.listStaged(m.id))).filter((s) => s.state === 'active');
       if (!active.length) return;
       const matched = matchStaged(active, values, policy.bank);
-      const retired = await this.o.store.recordStagedUse(m.id, matched, stagingOf(parsePolicy(m.policy)).keep, this.now());
+      const retired = await this.o.store.recordStagedUse(m.id, matched, stagingOf(parsePolicyCached(m.policy)).keep, this.now());
       if (matched.length) this.log(kv({ event: 'staged-used', machine: m.id, staged: matched.join(',') }));
       for (const id of retired) {
         this.log(kv({ event: 'staged-retired', machine: m.id, staged: id }));
-        await this.audit({ who: 'server', machine: m.id, action: 'staged-retired', result: 'ok', reasons: [`staged boot ${id} unused for ${stagingOf(parsePolicy(m.policy)).keep} successful releases`], peer: ctx.peer });
+        await this.audit({ who: 'server', machine: m.id, action: 'staged-retired', result: 'ok', reasons: [`staged boot ${id} unused for ${stagingOf(parsePolicyCached(m.policy)).keep} successful releases`], peer: ctx.peer });
       }
     } catch (e) {
       // The release itself succeeded: bookkeeping must not turn it into a refusal.

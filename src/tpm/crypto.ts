@@ -175,6 +175,28 @@ const b64u = (b: Buffer): string => b.toString('base64url');
  * @throws TpmError('UNSUPPORTED') for other object types/curves, ('VERIFY_KEY') for an invalid key.
  */
 export function publicKeyFromTPMT(p: TPMTPublic): KeyObject {
+  // A KeyObject depends on the public numbers only: import each key once (the server verifies a
+  // quote of the same enrolled AK at every boot; importing costs more than the verify).
+  const id = keyId(p);
+  const hit = id ? keyCache.get(id) : undefined;
+  if (hit) return hit;
+  const k = importPublic(p);
+  if (id) {
+    if (keyCache.size >= KEY_CACHE_MAX) keyCache.delete(keyCache.keys().next().value!);
+    keyCache.set(id, k);
+  }
+  return k;
+}
+
+const KEY_CACHE_MAX = 4096;
+const keyCache = new Map<string, KeyObject>();
+function keyId(p: TPMTPublic): string | undefined {
+  if (p.type === TPM_ALG.ECC) return `ecc:${p.parameters.curveID}:${p.unique.x.toString('hex')}:${p.unique.y.toString('hex')}`;
+  if (p.type === TPM_ALG.RSA) return `rsa:${p.parameters.exponent}:${p.unique.rsa.toString('hex')}`;
+  return undefined;
+}
+
+function importPublic(p: TPMTPublic): KeyObject {
   try {
     if (p.type === TPM_ALG.RSA) {
       if (p.unique.rsa.length === 0) throw new TpmError('VERIFY_KEY', 'RSA public key has an empty modulus');

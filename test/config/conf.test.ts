@@ -58,14 +58,14 @@ test('server.conf: every key of the example parses; values are checked per key, 
   throwsConfig(() => resolveServerConfig({ configFile: wr, env: {} }), 'runtime-hook', 1, /absolute path/);
   const l = file('s3.conf', '\n\nlisten = 127.0.0.1\n');
   throwsConfig(() => resolveServerConfig({ configFile: l, env: {} }), 'listen', 3, /expected HOST:PORT/);
-  const all = file('s4.conf', ['state = /s', 'listen = [::1]:7443', 'store = sqlite', 'released-pcr = 15', 'ek-ca = /e.pem', 'nonce-ttl = 60', 'max-connections = 10',
+  const all = file('s4.conf', ['state = /s', 'listen = [::1]:7443', 'store = sqlite', 'released-pcr = 15', 'ek-ca = /e.pem', 'nonce-ttl = 60', 'max-connections = 10', 'workers = 2',
     'listen-backlog = 64', 'rate-limit-peer = 60/5', 'rate-limit-machine = 20/0.5', 'message-timeout = 10', 'connection-timeout = 30', 'metrics = 127.0.0.1:9464', 'dashboard = off',
     'webhook-url = https://alerts.example.com/bootkey', 'webhook-secret-file = /etc/bootkey/webhook.key', 'webhook-attempts = 5', 'runtime-hook = /usr/local/sbin/hook'].join('\n'));
   const r = resolveServerConfig({ configFile: all, env: {} });
   assert.equal(Object.keys(r.settings).sort(), Object.keys(SERVER_KEYS).sort(), 'every server flag has a key');
   assert.equal(r.settings['rate-limit-machine'], { burst: 20, perSecond: 0.5 });
   assert.is(r.settings.dashboard, null);
-  assert.is(r.origins['metrics']?.line, 13);
+  assert.is(r.origins['metrics']?.line, 14);
 });
 
 test('server.conf: precedence default < file < environment < flag', () => {

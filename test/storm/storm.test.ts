@@ -2,7 +2,7 @@
  * Boot storms and faults, loopback only, bounded counts and times: 2,000 simulated machines
  * (bench/sim: software EK/AK enrolled through the real protocol, genuine quotes over a
  * replayed QEMU log, failover like the real client) against two `bootkey server` processes (the
- * CLI, child processes) on one PostgreSQL (scripts/pg.sh):
+ * CLI as shipped: `node dist/bootkey.js`, child processes) on one PostgreSQL (scripts/pg.sh):
  *
  * 1. all 2,000 start within 10 s: every one gets its key (checked by importing the released
  *    blob under its EK in software: the share, sealed to this boot's PCRs);
@@ -28,7 +28,7 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { initState } from '../../src/server/pki.ts';
 import { SimMachine, BootImage, enrollAll, createEnrolToken, openReleased, type SimConfig, type FlowStats, type Target } from '../../bench/sim/machine.ts';
-import { spawnServer, type ServerProc } from '../../bench/sim/server-proc.ts';
+import { spawnServer, ensureBundle, type ServerProc } from '../../bench/sim/server-proc.ts';
 import { startPg, createDatabase, type Pg } from '../../bench/sim/pg.ts';
 
 const N = Number(process.env.STORM_MACHINES ?? 2000);
@@ -120,20 +120,33 @@ if ('missing' in started) {
   }
 
   test.before(async () => {
+    try {
+      await setUp();
+    } catch (e) {
+      // uvu does not print a failed before-hook's error: say it here
+      console.error(`  storm set-up failed: ${(e as Error).stack ?? String(e)}`);
+      throw e;
+    }
+  });
+
+  async function setUp(): Promise<void> {
+    // The servers run as shipped: node dist/bootkey.js (rebuilt when older than src/), not tsx.
+    console.log(`  storm servers: ${ensureBundle()}`);
     root = mkdtempSync(join(tmpdir(), 'bootkey-storm-'));
     state = join(root, 'state');
     await initState(state);
     ca = readFileSync(join(state, 'ca.pem'));
     adminToken = readFileSync(join(state, 'admin.token'), 'utf8').trim();
     url = await createDatabase(pgc.url, 'storm');
-    servers.push(await spawnServer({ stateDir: state, store: url }), await spawnServer({ stateDir: state, store: url }));
+    // one at a time, each recorded as soon as it runs (the after-hook stops what is recorded)
+    for (let i = 0; i < 2; i++) servers.push(await spawnServer({ stateDir: state, store: url }));
     const t0 = Date.now();
     machines = Array.from({ length: N }, (_, i) => new SimMachine(i, image));
     const enrolToken = await createEnrolToken({ server: `https://127.0.0.1:${servers[0].port}`, ca, adminToken }, N);
     const errs = await enrollAll(machines, { ...cfgFor(targets()), enrolToken }, 48);
     console.log(`  storm setup: ${N} machines enrolled through 2 replicas in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
     assert.equal(errs, []);
-  });
+  }
 
   test.after(async () => {
     for (const s of servers) await s.stop().catch(() => undefined);
