@@ -153,9 +153,13 @@ async function connectFirst(urls: ServerUrl[], ca: string | Buffer, timeoutMs: n
   });
 }
 
-/** Whether a failure is worth another attempt (transport trouble, not a verdict). */
+/**
+ * Whether a failure is worth another attempt (transport trouble, not a verdict). A server's
+ * TIMEOUT is one: under a storm a loaded client may miss the server's message timeout, and the
+ * flow starts again with a fresh nonce (issue 14: the plain storm lost machines to it).
+ */
 export function isTransient(e: unknown): boolean {
-  if (e instanceof ClientError) return e.code === 'UNREACHABLE' || (e.code === 'REFUSED' && (e.serverCode === 'BUSY' || e.serverCode === 'INTERNAL' || e.serverCode === 'UNAVAILABLE'));
+  if (e instanceof ClientError) return e.code === 'UNREACHABLE' || (e.code === 'REFUSED' && (e.serverCode === 'BUSY' || e.serverCode === 'INTERNAL' || e.serverCode === 'UNAVAILABLE' || e.serverCode === 'TIMEOUT'));
   if (e instanceof ProtocolError) return e.code === 'CLOSED' || e.code === 'TIMEOUT';
   const code = (e as NodeJS.ErrnoException)?.code;
   return code === 'ECONNRESET' || code === 'EPIPE' || code === 'ECONNREFUSED' || code === 'ETIMEDOUT';

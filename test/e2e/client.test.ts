@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { deriveLuksKey, KEY_INFO, KeyError } from '../../src/client/key.ts';
 import { validateToken, TokenError } from '../../src/client/token.ts';
-import { ClientError, withServer, parseServerUrl } from '../../src/client/connect.ts';
+import { ClientError, withServer, parseServerUrl, isTransient } from '../../src/client/connect.ts';
 import { Connection } from '../../src/protocol/index.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'bootkey-client-'));
@@ -116,6 +116,12 @@ test('token validator names the bad field', () => {
   bad({ ek_alg: 'dsa' }, /ek_alg/);
   bad({ released_pcr: 24 }, /released_pcr/);
   bad({ ek: 'AAAA' }, /ek/);
+});
+
+test('isTransient: transport trouble and the server codes BUSY/TIMEOUT retry; verdicts never do', () => {
+  for (const c of ['BUSY', 'INTERNAL', 'UNAVAILABLE', 'TIMEOUT']) assert.ok(isTransient(new ClientError('REFUSED', c, { serverCode: c })), c);
+  for (const c of ['POLICY', 'REPLAY', 'NONCE_USED', 'REVOKED', 'RUNTIME_FAILED', 'ALREADY_RELEASED']) assert.not.ok(isTransient(new ClientError('REFUSED', c, { serverCode: c })), c);
+  assert.ok(isTransient(new ClientError('UNREACHABLE', 'x')));
 });
 
 test('parseServerUrl', () => {
