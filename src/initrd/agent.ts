@@ -344,7 +344,8 @@ export async function runAgent(o: AgentOptions = {}): Promise<number> {
     log('disabled (rd.bootkey=0)');
     return 0;
   }
-  const deadlineAt = Date.now() + cfg.deadlineS * 1000;
+  // (--wait-first: the deadline bounds the wait for the first question, and starts again with it)
+  let deadlineAt = Date.now() + cfg.deadlineS * 1000;
   const triedFile = o.triedFile ?? TRIED_FILE;
   const done = tried(triedFile);
   const checked = new Map<string, boolean>();
@@ -375,6 +376,7 @@ export async function runAgent(o: AgentOptions = {}): Promise<number> {
         if (!checked.has(a.device)) checked.set(a.device, await hasToken(a.device));
         if (!checked.get(a.device)) continue;
         const dev = a.device;
+        if (o.waitFirst && !startedAny) deadlineAt = Date.now() + cfg.deadlineS * 1000;
         startedAny = true;
         done.add(dev);
         markTried(triedFile, dev);
