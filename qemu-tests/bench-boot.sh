@@ -16,6 +16,8 @@
 # attest-finish round trip (network + the server's verification), reply; its first TPM command
 # after the process start. Results: qemu-tests/work/boot/bench.txt, a table, then one JSON line
 # (the last line of the output).
+# BK_REPORT_ONLY=1: no build, no boot: the report of the boots already in qemu-tests/work/boot
+# (BK_RUNS = how many rounds completed), e.g. after a run was cut short on a loaded machine.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/boot-env.sh"
@@ -24,6 +26,7 @@ RUNS=${BK_RUNS:-3}
 median() { sort -n | awk 'NF {v[++n]=$1} END {if (n) print (n % 2 ? v[(n+1)/2] : (v[n/2] + v[n/2+1]) / 2); else print "n/a"}'; }
 t_of() { awk -v n="$2" '$1==n{print $2; exit}' "$W/$1/console.log.times" 2>/dev/null; }
 
+if [ "${BK_REPORT_ONLY:-}" != 1 ]; then
 for c in clevis jose luksmeta curl socat /usr/libexec/tangd /usr/libexec/tangd-keygen /usr/libexec/clevis-luks-askpass; do
   command -v "$c" >/dev/null || { bk_log "missing $c (Debian 12: apt-get install clevis clevis-luks clevis-systemd luksmeta tang socat curl; scripts/setup.sh with BOOTKEY_SETUP_QEMU=1)"; exit 1; }
 done
@@ -112,6 +115,8 @@ for i in $(seq "$RUNS"); do
   bk_vm_boot "b-c$i" bvm1 "$W/esp-plain.img" "$W/root-bvm1.img" snapshot "" "$BK_PROMPT=$BK_PASS" || true
   bk_vm_boot "b-d$i" bvm4 "$W/esp-clevis.img" "$W/root-bvm4.img" snapshot "" || true
 done
+fi
+[ "${BK_REPORT_ONLY:-}" != 1 ] || bk_fetch_kernel
 load=$(cut -d' ' -f1-3 /proc/loadavg)
 out=$W/bench.txt
 med() { local m=$1 k=$2; for i in $(seq "$RUNS"); do t_of "b-$m$i" "$k"; done | median; }
