@@ -18,18 +18,20 @@ W=$BK_WORK/boot/sea
 RUNS=${BK_SEA_RUNS:-5}
 mkdir -p "$W"
 cd "$BK_ROOT"
-node scripts/build.mjs
 build() { # NAME ENV...
   local n=$1; shift
   env "$@" node scripts/build-sea.mjs 2>&1 | grep '^build-sea' >&2
   mkdir -p "$W/$n"; cp dist/bootkey-linux-x64 "$W/$n/bootkey"
 }
-build full BOOTKEY_SEA_ICU=full
-build none BOOTKEY_SEA_ICU=none
-build en-min BOOTKEY_SEA_MINIFY=1
-build en-cache BOOTKEY_SEA_CODE_CACHE=1
-build en
-cp dist/sea/bootkey.cjs "$W/bundle.cjs"
+if [ "${BK_SEA_NOBUILD:-}" != 1 ] || [ ! -x "$W/en/bootkey" ]; then   # BK_SEA_NOBUILD=1: reuse the last builds
+  node scripts/build.mjs
+  build full BOOTKEY_SEA_ICU=full
+  build none BOOTKEY_SEA_ICU=none
+  build en-min BOOTKEY_SEA_MINIFY=1
+  build en-cache BOOTKEY_SEA_CODE_CACHE=1
+  build en
+  cp dist/sea/bootkey.cjs "$W/bundle.cjs"
+fi
 # Debian's node: unpacked, never installed (it would replace the Node 20 the build needs)
 if [ ! -x "$W/deb18/root/usr/bin/node" ]; then
   rm -rf "$W/deb18" && mkdir -p "$W/deb18/debs"
@@ -61,8 +63,16 @@ EOF
              awk '/=>/ && $3 ~ /^\// {print $3} $1 ~ /^\/lib64/ {print $1}' | grep -v "^$W/" | sort -u); do
     libs+=("$l:${l#/}")
   done
-  bk_build_initramfs "$W/initrd-$n.zst" "$W/init-$n" "$@" "${libs[@]}"
-  timeout 300 qemu-system-x86_64 -accel tcg -m 1024 -smp 2 -display none -no-reboot -nic none \
+  # (zstd -3, not lib.sh's -19: the initramfs's compression is not what is measured here)
+  local d; d=$(mktemp -d)
+  mkdir -p "$d"/{bin,dev,proc,sys,run,tmp}
+  cp /bin/busybox "$d/bin/busybox"
+  for l in $("$d/bin/busybox" --list); do [ -e "$d/bin/$l" ] || ln -s busybox "$d/bin/$l"; done
+  install -m 0755 "$W/init-$n" "$d/init"
+  for s in "$@" "${libs[@]}"; do mkdir -p "$d/$(dirname "${s#*:}")"; cp -aL "${s%%:*}" "$d/${s#*:}"; done
+  (cd "$d" && find . -mindepth 1 | LC_ALL=C sort | cpio --quiet -o -H newc -R 0:0) | zstd -q -3 -T0 -f -o "$W/initrd-$n.zst"
+  rm -rf "$d"
+  timeout "${BK_SEA_TIMEOUT:-900}" qemu-system-x86_64 -accel tcg -m 1024 -smp 2 -display none -no-reboot -nic none \
     -kernel "$BK_VMLINUZ" -initrd "$W/initrd-$n.zst" -append "console=ttyS0 quiet panic=-1" \
     -serial file:"$W/console-$n.txt" >/dev/null 2>&1 || true
   tr -d '\r' <"$W/console-$n.txt" | sed -n 's/^SEA-START \([0-9]*\)$/\1/p' | tr '\n' ' '
