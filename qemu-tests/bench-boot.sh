@@ -27,9 +27,12 @@ median() { sort -n | awk 'NF {v[++n]=$1} END {if (n) print (n % 2 ? v[(n+1)/2] :
 t_of() { awk -v n="$2" '$1==n{print $2; exit}' "$W/$1/console.log.times" 2>/dev/null; }
 
 if [ "${BK_REPORT_ONLY:-}" != 1 ]; then
-for c in clevis jose luksmeta curl socat /usr/libexec/tangd /usr/libexec/tangd-keygen /usr/libexec/clevis-luks-askpass; do
-  command -v "$c" >/dev/null || { bk_log "missing $c (Debian 12: apt-get install clevis clevis-luks clevis-systemd luksmeta tang socat curl; scripts/setup.sh with BOOTKEY_SETUP_QEMU=1)"; exit 1; }
-done
+bench_tools() { local c; for c in clevis jose luksmeta curl socat icupkg dracut qemu-system-x86_64 /usr/libexec/tangd /usr/libexec/tangd-keygen /usr/libexec/clevis-luks-askpass; do command -v "$c" >/dev/null || echo "$c"; done; }
+if [ -n "$(bench_tools)" ]; then   # a clean machine: install what the benchmark needs (Debian 12)
+  bk_log "missing: $(bench_tools | tr '\n' ' ')- running scripts/setup.sh with BOOTKEY_SETUP_QEMU=1"
+  BOOTKEY_SETUP_QEMU=1 bash "$BK_ROOT/scripts/setup.sh" >&2
+  [ -z "$(bench_tools)" ] || { bk_log "still missing: $(bench_tools | tr '\n' ' ')"; exit 1; }
+fi
 bk_env_build
 TANG_PID=
 trap 'bk_server_stop "$W/server"; [ -z "$TANG_PID" ] || kill "$TANG_PID" 2>/dev/null' EXIT
