@@ -12,6 +12,7 @@
 #   none      ICU data zeroed (size only: Intl.DateTimeFormat aborts the process)
 #   deb18     Debian 12's own node (18, libnode108 + system ICU 72) + the bundle, no SEA
 # Results: qemu-tests/work/boot/sea-bench.txt, JSON last line. Leaves dist/ as the default build.
+# BK_SEA_NOBUILD=1 reuses the candidates built last time; BK_SEA_TIMEOUT (default 900 s) per boot.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 W=$BK_WORK/boot/sea
