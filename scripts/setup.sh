@@ -8,6 +8,8 @@ PKGS=(swtpm swtpm-tools tpm2-tools openssl cryptsetup-bin postgresql)
 # test/efi: cross-checks of the Authenticode code (pesign, osslsigncode, sbverify, pefile) and the
 # UKIs it rebuilds the qemu-tests way (objcopy, zstd, cpio, busybox, sbsign + OVMF's snakeoil key).
 PKGS+=(pesign osslsigncode sbsigntool python3-pefile binutils zstd cpio busybox-static ovmf)
+# npm run build: scripts/build-sea.mjs cuts the single executable's ICU data to English with icupkg.
+PKGS+=(icu-devtools)
 # test/server/dashboard.test.ts: the dashboard in headless Chromium (driven over the DevTools pipe,
 # no browser download) and the metrics output checked by promtool (Debian's prometheus package).
 PKGS+=(chromium prometheus)
@@ -20,6 +22,9 @@ if [ "${BOOTKEY_SETUP_BENCH:-0}" = 1 ]; then
   PKGS+=(tang socat)
 fi
 if [ "${BOOTKEY_SETUP_QEMU:-0}" = 1 ]; then
+  # + Clevis/Tang, the peer of npm run bench:boot (clevis-dracut is NOT installed: it depends on the
+  # `dracut` package, which conflicts with initramfs-tools; bench-boot.sh unpacks it instead)
+  PKGS+=(clevis clevis-luks clevis-systemd luksmeta tang socat curl)
   PKGS+=(qemu-system-x86 ovmf systemd-boot-efi mtools dosfstools fdisk busybox-static cpio zstd binutils sbsigntool
         dracut-core dracut-network e2fsprogs python3)
 fi

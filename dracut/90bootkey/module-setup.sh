@@ -67,4 +67,6 @@ install() {
             "$systemdsystemunitdir/bootkey-askpass.service.d/network.conf"
     fi
     $SYSTEMCTL -q --root "$initdir" add-wants sysinit.target bootkey-askpass.path
+    # start the agent early too: its start-up then overlaps udev and DHCP (it waits for the question)
+    $SYSTEMCTL -q --root "$initdir" add-wants sysinit.target bootkey-askpass.service
 }

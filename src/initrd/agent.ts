@@ -29,6 +29,7 @@
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, appendFileSync, writeFileSync, watch, type FSWatcher } from 'node:fs';
 import { X509Certificate } from 'node:crypto';
+import { isIP } from 'node:net';
 import { dirname } from 'node:path';
 import { Tpm } from '../tpm/tpm.ts';
 import { readToken, unlock } from './unlock.ts';
@@ -202,6 +203,8 @@ export async function answer(ask: Ask, cfg: AgentConfig, deadlineAt: number, log
   const eventLog = readFileSync(cfg.eventlog);
   p.token = ms(t);
   const tpm = await Tpm.open(cfg.tpm);
+  // (bench:boot: the unit's start → the first TPM command; the process starts with the unit)
+  log(`${dev}: first TPM command at ${performance.now().toFixed(0)} ms after the process start`);
   let attempt = 0;
   try {
     await unlock({
@@ -219,12 +222,77 @@ export async function answer(ask: Ask, cfg: AgentConfig, deadlineAt: number, log
       onReleased: () => {
         state.releasing = true; // from here on, finish (unseal, extend) even if the prompt was answered
       },
+      beforeConnect: async (servers) => {
+        const w = await waitForRoute(servers, deadlineAt);
+        if (w > 0) log(`${dev}: waited ${w.toFixed(0)} ms for a route to the server`);
+      },
       mode: { handOff: (key) => replyPassword(ask.socket, key) },
     });
     p.total = ms(t0);
     return p;
   } finally {
     await tpm.close().catch(() => undefined);
+  }
+}
+
+/**
+ * Whether the routing tables (/proc/net/route, /proc/net/ipv6_route) hold a route, other than
+ * through `lo`, that covers ADDR (an IPv4 or IPv6 literal), or any default route when ADDR is
+ * a host name (its DNS needs the network anyway). Pure: the tables' text is passed in.
+ */
+export function hasRoute(addr: string, route4: string, route6: string): boolean {
+  const kind = isIP(addr);
+  if (kind !== 6) {
+    const ip = kind === 4 ? addr.split('.').reduce((a, o) => ((a << 8) | Number(o)) >>> 0, 0) : undefined;
+    for (const line of route4.split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/);
+      if (f.length < 8 || f[0] === 'lo' || !(Number.parseInt(f[3], 16) & 1)) continue; // RTF_UP
+      // Destination and Mask: the network-order address as the kernel prints a u32 (little-endian)
+      if (!/^[0-9A-Fa-f]{8}$/.test(f[1]) || !/^[0-9A-Fa-f]{8}$/.test(f[7])) continue;
+      const d = Buffer.from(f[1], 'hex').readUInt32LE(0);
+      const m = Buffer.from(f[7], 'hex').readUInt32LE(0);
+      if (ip === undefined ? m === 0 : ((ip & m) >>> 0) === ((d & m) >>> 0)) return true;
+    }
+    if (kind === 4) return false;
+  }
+  const want = kind === 6 ? expand6(addr) : undefined;
+  for (const line of route6.split('\n')) {
+    const f = line.trim().split(/\s+/);
+    if (f.length < 10 || f[9] === 'lo' || !/^[0-9a-f]{32}$/.test(f[0])) continue;
+    const plen = Number.parseInt(f[1], 16);
+    if (want === undefined) {
+      if (plen === 0 && !(Number.parseInt(f[8], 16) & 0x200)) return true; // a default route that is not a reject route
+      continue;
+    }
+    if (f[0].startsWith('fe80') || (Number.parseInt(f[8], 16) & 0x200)) continue;
+    const bits = (h: string): string => [...h].map((c) => Number.parseInt(c, 16).toString(2).padStart(4, '0')).join('');
+    if (bits(want).slice(0, plen) === bits(f[0]).slice(0, plen)) return true;
+  }
+  return false;
+}
+
+function expand6(a: string): string {
+  const [h, t = ''] = a.includes('::') ? a.split('::') : [a, undefined as unknown as string];
+  const hs = h ? h.split(':') : [];
+  const ts = a.includes('::') && t ? t.split(':') : [];
+  const mid = a.includes('::') ? Array(8 - hs.length - ts.length).fill('0') : [];
+  return [...hs, ...mid, ...ts].map((x) => x.padStart(4, '0')).join('').toLowerCase();
+}
+
+/**
+ * Waits (polling every 50 ms) until some server of SERVERS has a route (hasRoute), or until
+ * DEADLINEAT (then the connection attempts report the failure). Returns the milliseconds waited.
+ * The unit is not ordered after network-online.target: this wait is where the network comes in.
+ */
+export async function waitForRoute(servers: string[], deadlineAt: number, read = (f: string): string => readOr(f)): Promise<number> {
+  const hosts = servers.map((u) => (/^https:\/\/(\[[^\]]+\]|[^:/]+)/.exec(u)?.[1] ?? '').replace(/^\[|\]$/g, ''));
+  const t0 = performance.now();
+  for (;;) {
+    const r4 = read('/proc/net/route');
+    const r6 = read('/proc/net/ipv6_route');
+    if (hosts.some((h) => LOCAL_HOSTS.has(h) || hasRoute(h, r4, r6))) return performance.now() - t0;
+    if (Date.now() >= deadlineAt) return performance.now() - t0;
+    await new Promise((r) => setTimeout(r, 50));
   }
 }
 
@@ -259,6 +327,12 @@ export interface AgentOptions {
   startupMs?: number;
   /** Devices already tried in this boot (default /run/bootkey/tried). */
   triedFile?: string;
+  /**
+   * Started early (sysinit.target, before any question): wait for the first question for a
+   * bootkey volume until the deadline instead of leaving when there is none yet, so the
+   * process start-up is done when cryptsetup asks.
+   */
+  waitFirst?: boolean;
 }
 
 /** The agent loop (module doc). Resolves with the number of questions answered. */
@@ -270,7 +344,8 @@ export async function runAgent(o: AgentOptions = {}): Promise<number> {
     log('disabled (rd.bootkey=0)');
     return 0;
   }
-  const deadlineAt = Date.now() + cfg.deadlineS * 1000;
+  // (--wait-first: the deadline bounds the wait for the first question, and starts again with it)
+  let deadlineAt = Date.now() + cfg.deadlineS * 1000;
   const triedFile = o.triedFile ?? TRIED_FILE;
   const done = tried(triedFile);
   const checked = new Map<string, boolean>();
@@ -278,13 +353,16 @@ export async function runAgent(o: AgentOptions = {}): Promise<number> {
   let answered = 0;
   let wake: (() => void) | undefined;
   let watcher: FSWatcher | undefined;
-  try {
-    watcher = watch(dir, () => wake?.());
-  } catch {
-    /* no directory yet: poll */
-  }
+  let startedAny = false;
   try {
     for (;;) {
+      if (!watcher) {
+        try {
+          watcher = watch(dir, () => wake?.());
+        } catch {
+          /* no directory yet (the path unit makes it): poll */
+        }
+      }
       const asks = listAsks(dir);
       // the user answered (or cryptsetup gave up) while we were working: step aside
       for (const [dev, f] of inFlight) {
@@ -298,6 +376,8 @@ export async function runAgent(o: AgentOptions = {}): Promise<number> {
         if (!checked.has(a.device)) checked.set(a.device, await hasToken(a.device));
         if (!checked.get(a.device)) continue;
         const dev = a.device;
+        if (o.waitFirst && !startedAny) deadlineAt = Date.now() + cfg.deadlineS * 1000;
+        startedAny = true;
         done.add(dev);
         markTried(triedFile, dev);
         const entry = { ask: a, releasing: false };
@@ -324,14 +404,16 @@ export async function runAgent(o: AgentOptions = {}): Promise<number> {
           wake?.();
         });
       }
-      if (inFlight.size === 0) {
+      if (inFlight.size === 0 && !(o.waitFirst && !startedAny && Date.now() < deadlineAt)) {
         // nothing running: leave unless an unseen bootkey question may still come (the
         // .path unit starts us again on the next change of the directory)
         return answered;
       }
+      const waitingFirst = inFlight.size === 0; // (--wait-first): nothing else keeps the process alive
       await new Promise<void>((r) => {
         wake = r;
-        setTimeout(r, 500).unref();
+        const tm = setTimeout(r, watcher ? 500 : 100);
+        if (!waitingFirst) tm.unref();
       });
       wake = undefined;
     }
@@ -340,10 +422,11 @@ export async function runAgent(o: AgentOptions = {}): Promise<number> {
   }
 }
 
-/** The `initrd-agent` command line: [--dir DIR] [--deadline S] [--tpm SPEC] [--eventlog F]. */
+/** The `initrd-agent` command line: [--wait-first] [--dir DIR] [--deadline S] [--tpm SPEC] [--eventlog F]. */
 export async function agentMain(argv: string[], startupMs: number): Promise<number> {
   const cfg = loadConfig();
   let dir: string | undefined;
+  let waitFirst = false;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const v = argv[i + 1];
@@ -351,12 +434,13 @@ export async function agentMain(argv: string[], startupMs: number): Promise<numb
     else if (a === '--deadline' && v && Number(v) > 0) cfg.deadlineS = Number(argv[++i]);
     else if (a === '--tpm' && v) cfg.tpm = argv[++i];
     else if (a === '--eventlog' && v) cfg.eventlog = argv[++i];
+    else if (a === '--wait-first') waitFirst = true;
     else {
-      process.stderr.write('usage: bootkey initrd-agent [--dir DIR] [--deadline S] [--tpm SPEC] [--eventlog FILE]\n');
+      process.stderr.write('usage: bootkey initrd-agent [--wait-first] [--dir DIR] [--deadline S] [--tpm SPEC] [--eventlog FILE]\n');
       return 2;
     }
   }
-  await runAgent({ dir, config: cfg, startupMs });
+  await runAgent({ dir, config: cfg, startupMs, waitFirst });
   return 0;
 }
 

@@ -76,6 +76,11 @@ export interface UnlockOptions {
   phase?: (name: UnlockPhase, ms: number) => void;
   /** One line per notice of the server's `released` reply (formatNotice); default: `log`. */
   notice?: (line: string) => void;
+  /**
+   * Awaited after the AK is loaded and before the first connection (the initrd agent waits there
+   * for a route to the servers: the TPM work overlaps DHCP). Its time counts as `connect`.
+   */
+  beforeConnect?: (servers: string[]) => Promise<void>;
 }
 
 /** A server notice as one journald-fit line: no control characters, at most 300 characters. */
@@ -219,6 +224,7 @@ export async function unlock(o: UnlockOptions): Promise<UnlockResult> {
   const diskShare = tokenShare(token);
   try {
     t = process.hrtime.bigint();
+    await o.beforeConnect?.(token.servers);
     released = await withServer({ servers: token.servers, ca: token.ca, deadlineMs: o.deadlineMs ?? 60_000, maxAttempts: 100, log, ...o.client }, async (s) => {
       phase('connect', since(t));
       server = s.server;

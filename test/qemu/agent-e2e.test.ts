@@ -81,9 +81,13 @@ test('agent answers systemd-cryptsetup with the released key; not twice in one b
     const sock = join(askDir, 'sck.1');
     const l = listener(sock, 30);
     await l.ready;
-    ask(askDir, 'ask.1', sock, img.image);
     const lines: string[] = [];
-    const n = await runAgent({ dir: askDir, config, log: (x) => lines.push(x), triedFile: join(tmp.dir, 'tried1') });
+    // started before the question (--wait-first, as the unit at sysinit.target): it waits for it
+    const running = runAgent({ dir: askDir, config, log: (x) => lines.push(x), triedFile: join(tmp.dir, 'tried1'), waitFirst: true });
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(lines, [], 'nothing to do before the question');
+    ask(askDir, 'ask.1', sock, img.image);
+    const n = await running;
     const reply = await l.got;
     assert.is(n, 1, lines.join('\n'));
     assert.is(reply[0], 0x2b, 'datagram starts with "+"');
@@ -91,6 +95,7 @@ test('agent answers systemd-cryptsetup with the released key; not twice in one b
     assert.is(key.length, 44, 'base64 of 32 bytes');
     assert.ok(await testKey(img.image, key), 'the key opens the image');
     assert.match(lines.join('\n'), /key handed to systemd-cryptsetup in [\d.]+ s/);
+    assert.match(lines.join('\n'), /first TPM command at \d+ ms after the process start/);
     assert.match(lines.join('\n'), /phases ms: startup=\d+ token=\d+ tpm=\d+ connect=\d+ begin=\d+ finish=\d+ reply=\d+/);
     assert.not.ok(lines.join('\n').includes(key.toString()), 'the key is never logged');
 

@@ -9,7 +9,8 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseAsk, listAsks, loadConfig, checkPinnedCa, runAgent } from '../../src/initrd/agent.ts';
+import { parseAsk, listAsks, loadConfig, checkPinnedCa, runAgent, hasRoute, waitForRoute } from '../../src/initrd/agent.ts';
+import fc from 'fast-check';
 import type { BootkeyToken } from '../../src/client/token.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'bootkey-agent-'));
@@ -93,6 +94,56 @@ test('runAgent: questions for volumes without a bootkey token are left to the pr
   const off: string[] = [];
   assert.is(await runAgent({ dir: d, log: (l) => off.push(l), config: { deadlineS: 5, eventlog: '', disabled: true } }), 0);
   assert.match(off.join('\n'), /disabled/);
+});
+
+// /proc/net/route and /proc/net/ipv6_route as a QEMU user-net guest has them after DHCP
+const R4_HEAD = 'Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n';
+const R4_DHCP = R4_HEAD + 'eth0\t00000000\t0202000A\t0003\t0\t0\t1024\t00000000\t0\t0\t0\neth0\t0002000A\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n';
+const R4_LINK = R4_HEAD + 'eth0\t0002000A\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n';
+const R4_DOWN = R4_HEAD + 'eth0\t00000000\t0202000A\t0002\t0\t0\t1024\t00000000\t0\t0\t0\n'; // no RTF_UP
+const R6_LO = '00000000000000000000000000000001 80 00000000000000000000000000000000 00 00000000000000000000000000000000 00000000 00000001 00000000 80200001       lo\n';
+const R6_LL = 'fe800000000000000000000000000000 40 00000000000000000000000000000000 00 00000000000000000000000000000000 00000100 00000001 00000000 00000001     eth0\n';
+const R6_DEF = '00000000000000000000000000000000 00 00000000000000000000000000000000 00 fd000000000000000000000000000001 00000400 00000002 00000000 00000003     eth0\n';
+const R6_REJECT = '00000000000000000000000000000000 00 00000000000000000000000000000000 00 00000000000000000000000000000000 ffffffff 00000001 00000000 00200200       lo\n';
+
+test('hasRoute: a route covering the server, or a default route for a host name; lo, down and link-local routes do not count', () => {
+  assert.ok(hasRoute('10.0.2.2', R4_DHCP, ''), 'default route');
+  assert.ok(hasRoute('10.0.2.2', R4_LINK, ''), 'on-link subnet');
+  assert.not.ok(hasRoute('192.0.2.10', R4_LINK, ''), 'another subnet without a default route');
+  assert.not.ok(hasRoute('10.0.2.2', R4_HEAD, R6_LO), 'no route yet');
+  assert.not.ok(hasRoute('10.0.2.2', R4_DOWN, ''), 'route not up');
+  assert.ok(hasRoute('keys.example.org', R4_DHCP, ''), 'host name: a default route');
+  assert.not.ok(hasRoute('keys.example.org', R4_LINK, R6_LO + R6_LL + R6_REJECT), 'host name: no default route');
+  assert.ok(hasRoute('keys.example.org', R4_HEAD, R6_DEF), 'host name: IPv6 default route');
+  assert.ok(hasRoute('2001:db8::10', R4_DHCP, R6_DEF), 'IPv6 literal via the default route');
+  assert.not.ok(hasRoute('2001:db8::10', R4_DHCP, R6_LL), 'IPv6 literal: link-local only');
+  assert.ok(hasRoute('fe80::1', '', R6_DEF), 'IPv6 via default');
+});
+
+test('hasRoute: never throws on garbage tables (fuzz)', () => {
+  fc.assert(fc.property(fc.string(), fc.string(), fc.constantFrom('10.0.2.2', '2001:db8::1', 'h.example', ''), (a, b, h) => {
+    assert.type(hasRoute(h, a, b), 'boolean');
+  }));
+});
+
+test('waitForRoute: returns once a route appears, and at the deadline without one', async () => {
+  let calls = 0;
+  const waited = await waitForRoute(['https://10.0.2.2:7443'], Date.now() + 5000, (f) => (f.endsWith('/route') && ++calls >= 3 ? R4_DHCP : R4_HEAD));
+  assert.ok(calls >= 3 && waited >= 90 && waited < 2000, `waited ${waited} ms over ${calls} reads`);
+  const t0 = Date.now();
+  await waitForRoute(['https://10.0.2.2:7443'], Date.now() + 200, () => R4_HEAD);
+  assert.ok(Date.now() - t0 >= 190 && Date.now() - t0 < 1500, 'gives up at the deadline');
+  assert.ok((await waitForRoute(['https://127.0.0.1:7443'], Date.now() + 5000, () => '')) < 50, 'local server: no wait');
+});
+
+test('runAgent --wait-first: waits for the first bootkey question until the deadline', async () => {
+  const d = join(dir, 'not-yet'); // the directory does not exist yet (the .path unit makes it)
+  const t0 = Date.now();
+  assert.is(await runAgent({ dir: d, log: () => undefined, waitFirst: true, config: { deadlineS: 0.6, eventlog: '/nonexistent', disabled: false } }), 0);
+  assert.ok(Date.now() - t0 >= 550, `waited ${Date.now() - t0} ms`);
+  const t1 = Date.now();
+  assert.is(await runAgent({ dir: d, log: () => undefined, config: { deadlineS: 5, eventlog: '/nonexistent', disabled: false } }), 0);
+  assert.ok(Date.now() - t1 < 400, 'without --wait-first it leaves at once');
 });
 
 test.after(() => rmSync(dir, { recursive: true, force: true }));
