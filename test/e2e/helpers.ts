@@ -70,11 +70,11 @@ export interface TestServer {
   close(): Promise<void>;
 }
 
-export async function testServer(dir: string, opts: { nonceTtlMs?: number; releasedPcr?: number; state?: string } = {}): Promise<TestServer> {
+export async function testServer(dir: string, opts: { nonceTtlMs?: number; releasedPcr?: number; state?: string; log?: (line: string) => void } = {}): Promise<TestServer> {
   const state = opts.state ?? (await serverState(dir));
   const lots = { burst: 10_000, perSecond: 10_000 };
   const s = await startServer({
-    stateDir: state, listen: '127.0.0.1:0', nonceTtlMs: opts.nonceTtlMs, releasedPcr: opts.releasedPcr, log: () => undefined,
+    stateDir: state, listen: '127.0.0.1:0', nonceTtlMs: opts.nonceTtlMs, releasedPcr: opts.releasedPcr, log: opts.log ?? (() => undefined),
     rateLimit: { perPeer: lots, perMachine: lots },
   });
   const srv: TestServer = {

