@@ -5,24 +5,13 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { ROOT } from './helpers.ts';
+import { runCli as run, oneErrorLine } from '../helpers/cli.ts';
 
 const SIGNED = ROOT + 'test/data/efi/tiny-uki.signed.efi';
 const UNSIGNED = ROOT + 'test/data/efi/tiny-uki.efi';
 const SIGNER = ROOT + 'test/data/efi/tiny-signer.pem';
 const SNAKEOIL = '/usr/share/ovmf/PkKek-1-snakeoil.pem';
 const tmp = mkdtempSync(tmpdir() + '/bootkey-efi-cli-');
-
-function run(args: string[], input?: Buffer) {
-  const r = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], { cwd: ROOT, input, encoding: 'utf8', maxBuffer: 64 << 20 });
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
-}
-
-function oneErrorLine(stderr: string, re: RegExp) {
-  const lines = stderr.split('\n').filter((l) => l !== '');
-  assert.is(lines.length, 1, stderr);
-  assert.match(lines[0], /^bootkey: /);
-  assert.match(lines[0], re);
-}
 
 test('show --json: authenticode in 4 banks, signature, signers, uki', () => {
   const r = run(['efi', 'show', SIGNED, '--json']);

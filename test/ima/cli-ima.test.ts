@@ -7,21 +7,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { K61, K612, pcrsOf } from './helpers.ts';
+import { runCli as run, oneErrorLine } from '../helpers/cli.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const TMP = mkdtempSync(join(tmpdir(), 'bk-ima-cli-'));
-
-function run(args: string[], input?: Buffer) {
-  const r = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], { cwd: ROOT, input, encoding: 'utf8', maxBuffer: 64 << 20 });
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
-}
-
-function oneErrorLine(stderr: string, re: RegExp) {
-  const lines = stderr.split('\n').filter((l) => l !== '');
-  assert.is(lines.length, 1, stderr);
-  assert.match(lines[0], /^bootkey: /);
-  assert.match(lines[0], re);
-}
 
 test('replay --json: exactly {"entries", "pcrs": {"sha1": {"10"}, "sha256": {"10"}}}, equal to the TPM\'s PCR 10', () => {
   for (const f of [K61 + 'binary_runtime_measurements', K612 + 'binary_runtime_measurements_sha256', K612 + 'ascii_runtime_measurements_sha256']) {

@@ -8,20 +8,10 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { ROOT, KP, sha256 } from './policy-helpers.ts';
+import { runCli as run, oneErrorLine } from '../helpers/cli.ts';
 
 const Q = ROOT + 'test/data/ima/qemu-debian/';
 const tmp = mkdtempSync(tmpdir() + '/bootkey-ima-cli-');
-
-function run(args: string[], input?: string) {
-  const r = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], { cwd: ROOT, input, encoding: 'utf8', maxBuffer: 64 << 20 });
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
-}
-function oneErrorLine(stderr: string, re: RegExp) {
-  const lines = stderr.split('\n').filter((l) => l !== '');
-  assert.is(lines.length, 1, stderr);
-  assert.match(lines[0], /^bootkey: /);
-  assert.match(lines[0], re);
-}
 
 test('generate --from-log, show --json, ima check: OK (UNVERIFIED without --pcrs, bound with it)', () => {
   const pol = `${tmp}/p.json`;

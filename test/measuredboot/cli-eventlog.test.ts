@@ -4,24 +4,13 @@ import * as assert from 'uvu/assert';
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { runCli as run, oneErrorLine } from '../helpers/cli.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const DIR = ROOT + 'test/data/eventlogs/';
 const GDC = DIR + 'google__go-tpm-tools__internal__test__eventlogs__gdc-host.bin';
 const RHEL = DIR + 'google__go-tpm-tools__internal__test__eventlogs__rhel8-uefi.bin';
 const LEGACY = DIR + 'google__go-tpm-tools__internal__test__eventlogs__debian-10.bin';
-
-function run(args: string[], input?: Buffer) {
-  const r = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], { cwd: ROOT, input, encoding: 'utf8', maxBuffer: 64 << 20 });
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
-}
-
-function oneErrorLine(stderr: string, re: RegExp) {
-  const lines = stderr.split('\n').filter((l) => l !== '');
-  assert.is(lines.length, 1, stderr);
-  assert.match(lines[0], /^bootkey: /);
-  assert.match(lines[0], re);
-}
 
 test('replay --json: format, events (header included), every bank and PCR', () => {
   const r = run(['eventlog', 'replay', RHEL, '--json']);
