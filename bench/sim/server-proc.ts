@@ -1,6 +1,7 @@
 /**
  * A `bootkey server` child process (the real CLI: `node --import tsx src/cli/main.ts server
- * --state DIR --listen 127.0.0.1:0 [--store URL]`), its port read from the `event=listening`
+ * --state DIR --listen 127.0.0.1:0 [--store URL]`, or with `bundle: true` the server as it ships:
+ * `node dist/bootkey.js server ...`, built by `node scripts/build.mjs`), its port read from the `event=listening`
  * log line, and its CPU time and memory read from /proc/PID/stat and /proc/PID/status.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -42,8 +43,9 @@ export interface ServerProc {
   exited: Promise<number | null>;
 }
 
-export async function spawnServer(o: { stateDir: string; store?: string; listen?: string; env?: Record<string, string>; preload?: string[] }): Promise<ServerProc> {
-  const args = [...(o.preload ?? []).flatMap((p) => ['--import', p]), '--import', 'tsx', 'src/cli/main.ts', 'server', '--state', o.stateDir, '--listen', o.listen ?? '127.0.0.1:0'];
+export async function spawnServer(o: { stateDir: string; store?: string; listen?: string; env?: Record<string, string>; preload?: string[]; bundle?: boolean }): Promise<ServerProc> {
+  const entry = o.bundle ? ['dist/bootkey.js'] : ['--import', 'tsx', 'src/cli/main.ts'];
+  const args = [...(o.preload ?? []).flatMap((p) => ['--import', p]), ...entry, 'server', '--state', o.stateDir, '--listen', o.listen ?? '127.0.0.1:0'];
   if (o.store) args.push('--store', o.store);
   const proc = spawn(process.execPath, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...o.env } });
   const lines: string[] = [];
