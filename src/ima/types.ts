@@ -21,6 +21,8 @@ export interface ImaEntry {
   readonly index: number;
   /** Byte offset (binary list) or 1-based line number (ASCII list), for messages. */
   readonly offset: number;
+  /** Which kind of list the entry came from (says what `offset` counts). */
+  readonly format?: 'binary' | 'ascii';
   readonly pcr: number;
   /** The template hash recorded in the list, in the list's bank (`ImaList.bank`). */
   readonly templateHash: Buffer;
@@ -38,6 +40,15 @@ export interface ImaEntry {
   readonly modsigDigestAlgo?: string; // ima-modsig: d-modsig
   readonly modsigDigest?: Buffer;
   readonly modsig?: Buffer;          // ima-modsig: the appended PKCS#7
+  /** d-ngv2 (ima-ngv2, ima-sigv2): the digest type before the algorithm ('ima' or 'verity'). */
+  readonly digestType?: string;
+  /**
+   * ASCII line of a template this parser does not know: its template data cannot be rebuilt, so
+   * `templateData` is empty and only the recorded hash (list's bank) is known; `fieldsText` keeps
+   * the line's fields as they were.
+   */
+  readonly opaque?: boolean;
+  readonly fieldsText?: string;
 }
 
 export interface ImaList {
@@ -45,6 +56,8 @@ export interface ImaList {
   /** The bank of the recorded template hashes (sha1 for the classic files, sha256 for ..._sha256). */
   readonly bank: BankName;
   readonly entries: readonly ImaEntry[];
+  /** Entries whose template this parser does not decode (kept raw, never fatal). */
+  readonly unknownTemplates: number;
 }
 
 /** Where a verified chain stands: what the server stores per machine to continue incrementally. */

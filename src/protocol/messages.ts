@@ -13,6 +13,10 @@
  *   stage-begin{requestHash} → stage-challenge{random} → stage-finish{quote over
  *   nonce = SHA-256(random ‖ requestHash), PCRs, log, prediction, label} → staged
  *   (src/protocol/stage.ts: the request hash and the nonce)
+ * Runtime attestation (issue 12, the booted system's agent; docs/PROTOCOL.md):
+ *   runtime-begin{machine, akName} → runtime-challenge{nonce, selection, from, boot}
+ *   → [runtime-entries{nonce, bank, from, entries} → runtime-more{received}]*   (same connection)
+ *   → runtime-report{quote over nonce, PCRs, bank, from, entries} → runtime-result{state, count, failures}
  * Admin: admin → admin-result.   Any request may be answered by `error`.
  * @module
  */
@@ -48,7 +52,18 @@ export const LIMITS = {
   label: 128,
   /** Lines of a `staged` reply (widenings, signers). */
   stagedLines: 64,
+  /** Raw IMA binary-list bytes in one runtime-entries / runtime-report (a chunk). */
+  imaChunk: 1024 * 1024,
+  /** Raw IMA bytes of one whole runtime report (all chunks of one nonce, held by the connection). */
+  imaReport: 32 * 1024 * 1024,
+  /** A runtime policy as JSON text (Keylime-sized policies: tens of thousands of digests). */
+  runtimePolicy: 1536 * 1024,
+  /** Failing entries named in a runtime-result. */
+  runtimeFailures: 256,
 } as const;
+
+/** A runtime-result's verdict: the chain verified (attesting), failed, or must restart from entry 0. */
+export type RuntimeResultState = 'attesting' | 'failed' | 'restart';
 
 export interface PcrSelection {
   bank: BankName;
@@ -92,6 +107,36 @@ export type Message =
   | { t: 'stage-finish'; machine: string; akName: Buffer; random: Buffer; quote: Buffer; signature: Buffer; pcrs: PcrValues; eventLog: Buffer; prediction: string; label?: string }
   | { t: 'staged'; id: string; state: string; widenings: string[]; signers: string[] }
   | { t: 'released'; blob: ImportBlobWire; sealedTo: PcrSelection[]; notices?: Notice[] }
+  // ---- runtime attestation (docs/PROTOCOL.md) ----
+  | { t: 'runtime-begin'; machine: string; akName: Buffer }
+  | {
+      t: 'runtime-challenge'; nonce: Buffer; pcrSelection: PcrSelection[]; expiresIn: number;
+      /** Entries the server's chain holds for the boot below: send entries from this index on. */
+      from: number;
+      /** The boot that chain belongs to (absent: no chain yet): TPM resetCount and SHA-256 of the quoted boot PCRs. */
+      resetCount?: number; bootDigest?: Buffer;
+    }
+  | { t: 'runtime-entries'; machine: string; nonce: Buffer; bank: BankName; from: number; entries: Buffer }
+  | { t: 'runtime-more'; received: number }
+  | {
+      t: 'runtime-report'; machine: string; akName: Buffer; nonce: Buffer; quote: Buffer; signature: Buffer; pcrs: PcrValues;
+      /** The bank of the template hashes in `entries` (sha1: binary_runtime_measurements; sha256: ..._sha256). */
+      bank: BankName;
+      /** Index of the first entry in `entries` (the continuation of any runtime-entries chunks of this nonce). */
+      from: number;
+      /** Consecutive entries of the binary measurement list, as the kernel writes them. */
+      entries: Buffer;
+    }
+  | {
+      t: 'runtime-result'; state: RuntimeResultState;
+      /** Entries verified in this boot's chain (the next report starts here). */
+      count: number;
+      /** Entries sent that the quote did not cover yet (appended after the quote). */
+      unbound: number;
+      message: string;
+      /** One line per failing entry ("entry 1432 /usr/bin/x: …"). */
+      failures: string[];
+    }
   | {
       t: 'admin'; adminToken: string; op: string; machine?: string; policy?: string; eventLog?: Buffer; limit?: number; flag?: boolean;
       /** set-policy / put-policy: accept a policy that pins no code (policy-lint.ts). */
@@ -100,6 +145,10 @@ export type Message =
       uses?: number; ttl?: number; comment?: string;
       /** staged-approve / staged-drop: the staged boot's id (s-…). */
       staged?: string;
+      /** set-runtime-policy: the runtime (IMA) policy, JSON text (src/ima/policy.ts). */
+      runtimePolicy?: string;
+      /** set-stale-limit: seconds (0 = off); approve: how long the approval lasts. */
+      seconds?: number;
     }
   | { t: 'admin-result'; json: string }
   | { t: 'ok' }
@@ -152,6 +201,15 @@ function arr(v: unknown, t: string, k: string, max: number): unknown[] {
 }
 
 const ID_RE = /^[A-Za-z0-9._:-]{1,128}$/;
+
+/** Largest IMA entry index/count on the wire (the parser's default bound is 1,000,000 entries). */
+export const MAX_IMA_INDEX = 0x7fffffff;
+
+function bank(o: Obj, t: string, k: string): BankName {
+  const b = str(o, t, k, 16);
+  if (!isBankName(b)) bad(t, k, `"${b}" is not a known bank`);
+  return b;
+}
 
 function selection(o: Obj, t: string, k: string): PcrSelection[] {
   return arr(o[k], t, k, 8).map((e, i) => {
@@ -258,6 +316,28 @@ const PARSERS: { [T in MessageType]: (o: Obj, t: T) => MessageOf<T> } = {
     signers: arr(o.signers, t, 'signers', LIMITS.stagedLines).map((x, i) => (typeof x === 'string' && x.length <= LIMITS.message ? x : bad(t, `signers[${i}]`, 'must be a text string'))),
   }),
   released: (o, t) => ({ t, blob: blob(o, t, 'blob'), sealedTo: selection(o, t, 'sealedTo'), notices: notices(o, t, 'notices') }),
+  'runtime-begin': (o, t) => ({ t, machine: str(o, t, 'machine', LIMITS.id, ID_RE), akName: bytes(o, t, 'akName', 2 + 64) }),
+  'runtime-challenge': (o, t) => ({
+    t, nonce: bytes(o, t, 'nonce', LIMITS.nonce), pcrSelection: selection(o, t, 'pcrSelection'), expiresIn: int(o, t, 'expiresIn', 0, 3600),
+    from: int(o, t, 'from', 0, MAX_IMA_INDEX),
+    resetCount: o.resetCount === undefined || o.resetCount === null ? undefined : int(o, t, 'resetCount', 0, 0xffffffff),
+    bootDigest: o.bootDigest === undefined || o.bootDigest === null ? undefined : bytes(o, t, 'bootDigest', 32, 32),
+  }),
+  'runtime-entries': (o, t) => ({
+    t, machine: str(o, t, 'machine', LIMITS.id, ID_RE), nonce: bytes(o, t, 'nonce', LIMITS.nonce), bank: bank(o, t, 'bank'),
+    from: int(o, t, 'from', 0, MAX_IMA_INDEX), entries: bytes(o, t, 'entries', LIMITS.imaChunk),
+  }),
+  'runtime-more': (o, t) => ({ t, received: int(o, t, 'received', 0, MAX_IMA_INDEX) }),
+  'runtime-report': (o, t) => ({
+    t, machine: str(o, t, 'machine', LIMITS.id, ID_RE), akName: bytes(o, t, 'akName', 2 + 64), nonce: bytes(o, t, 'nonce', LIMITS.nonce),
+    quote: bytes(o, t, 'quote', LIMITS.attest), signature: bytes(o, t, 'signature', LIMITS.signature), pcrs: pcrValues(o, t, 'pcrs'),
+    bank: bank(o, t, 'bank'), from: int(o, t, 'from', 0, MAX_IMA_INDEX), entries: bytes(o, t, 'entries', LIMITS.imaChunk),
+  }),
+  'runtime-result': (o, t) => ({
+    t, state: str(o, t, 'state', 16, /^(attesting|failed|restart)$/) as RuntimeResultState,
+    count: int(o, t, 'count', 0, MAX_IMA_INDEX), unbound: int(o, t, 'unbound', 0, MAX_IMA_INDEX), message: str(o, t, 'message', LIMITS.message),
+    failures: arr(o.failures, t, 'failures', LIMITS.runtimeFailures).map((x, i) => (typeof x === 'string' && x.length <= LIMITS.message ? x : bad(t, `failures[${i}]`, 'must be a text string'))),
+  }),
   admin: (o, t) => ({
     t, adminToken: str(o, t, 'adminToken', LIMITS.token), op: str(o, t, 'op', 32, /^[a-z-]+$/),
     machine: o.machine === undefined ? undefined : str(o, t, 'machine', LIMITS.id, ID_RE), policy: optStr(o, t, 'policy', LIMITS.policyJson),
@@ -267,6 +347,8 @@ const PARSERS: { [T in MessageType]: (o: Obj, t: T) => MessageOf<T> } = {
     uses: o.uses === undefined ? undefined : int(o, t, 'uses', 1, 100000), ttl: o.ttl === undefined ? undefined : int(o, t, 'ttl', 60, 366 * 86400),
     comment: optStr(o, t, 'comment', LIMITS.hostname),
     staged: o.staged === undefined ? undefined : str(o, t, 'staged', LIMITS.id, ID_RE),
+    runtimePolicy: optStr(o, t, 'runtimePolicy', LIMITS.runtimePolicy),
+    seconds: o.seconds === undefined ? undefined : int(o, t, 'seconds', 0, 366 * 86400),
   }),
   'admin-result': (o, t) => ({ t, json: str(o, t, 'json', 16 * 1024 * 1024) }),
   ok: (_o, t) => ({ t }),

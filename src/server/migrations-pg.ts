@@ -117,4 +117,23 @@ export const PG_MIGRATIONS: string[] = [
      unused INTEGER NOT NULL
    );
    CREATE INDEX staged_machine ON staged (machine, created);`,
+  // 5: runtime (IMA) attestation per machine (issue 12): policy, limits, the verified chain, the verdict
+  `CREATE TABLE runtime (
+     machine TEXT PRIMARY KEY,
+     version INTEGER NOT NULL,
+     policy TEXT,
+     stale_limit BIGINT,
+     state TEXT NOT NULL CHECK (state IN ('new', 'attesting', 'failed')),
+     reset_count BIGINT,
+     restart_count BIGINT,
+     boot_digest BYTEA,
+     count BIGINT NOT NULL,
+     pcr10 TEXT NOT NULL,
+     last_report BIGINT,
+     reason TEXT,
+     failed_at BIGINT,
+     failures TEXT NOT NULL,
+     approved_until BIGINT,
+     updated BIGINT NOT NULL
+   );`,
 ];

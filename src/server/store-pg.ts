@@ -18,10 +18,10 @@
  * @module
  */
 import pg from 'pg';
-import { MAX_REFUSED_LOG, type MachineCounts, type RefusedBoot, type AuditEntry, AuditRow, ConsumeResult, EnrollmentRecord, EnrolTokenRecord, MachineRecord, MachineState, NonceRecord, StagedRecord, StagedState, Store, TokenUseResult } from './store.ts';
+import { MAX_REFUSED_LOG, type MachineCounts, type RefusedBoot, type AuditEntry, AuditRow, ConsumeResult, EnrollmentRecord, EnrolTokenRecord, MachineRecord, MachineState, NonceRecord, StagedRecord, StagedState, Store, TokenUseResult, RuntimeRecord } from './store.ts';
 import { ServerError } from './errors.ts';
 import { PG_MIGRATIONS, MIGRATION_LOCK } from './migrations-pg.ts';
-import { machineFromRow, enrollmentFromRow, enrolTokenFromRow, tokenRefusal, num, countsFromRows, refusedBootFromRow, stagedFromRow, stagedUseUpdates, type Row } from './store-rows.ts';
+import { machineFromRow, enrollmentFromRow, enrolTokenFromRow, tokenRefusal, num, countsFromRows, refusedBootFromRow, stagedFromRow, stagedUseUpdates, runtimeFromRow, runtimeParams, RUNTIME_COLUMNS, type Row } from './store-rows.ts';
 
 type Queryable = Pick<pg.PoolClient, 'query'>;
 
@@ -220,6 +220,7 @@ export class PgStore implements Store {
       await c.query('DELETE FROM enrollments WHERE machine = $1', [id]);
       await c.query('DELETE FROM refused_boots WHERE machine = $1', [id]);
       await c.query('DELETE FROM staged WHERE machine = $1', [id]);
+      await c.query('DELETE FROM runtime WHERE machine = $1', [id]);
       return (await c.query('DELETE FROM machines WHERE id = $1', [id])).rowCount === 1;
     });
   }
@@ -389,6 +390,26 @@ export class PgStore implements Store {
       }
       return retired;
     });
+  }
+
+  async getRuntime(machine: string): Promise<RuntimeRecord | undefined> {
+    const r = (await this.q('SELECT * FROM runtime WHERE machine = $1', [machine], 'get runtime')).rows[0];
+    return r ? runtimeFromRow(r) : undefined;
+  }
+
+  async listRuntime(): Promise<RuntimeRecord[]> {
+    return (await this.q('SELECT * FROM runtime ORDER BY machine', [], 'list runtime')).rows.map(runtimeFromRow);
+  }
+
+  async saveRuntime(r: RuntimeRecord): Promise<boolean> {
+    const params = runtimeParams(r, r.version + 1);
+    if (r.version === 0) {
+      const q = `INSERT INTO runtime (${RUNTIME_COLUMNS.join(', ')}) VALUES (${RUNTIME_COLUMNS.map((_, i) => `$${i + 1}`).join(', ')}) ON CONFLICT (machine) DO NOTHING`;
+      return (await this.q(q, params, 'save runtime')).rowCount === 1;
+    }
+    const n = RUNTIME_COLUMNS.length;
+    const q = `UPDATE runtime SET ${RUNTIME_COLUMNS.slice(1).map((c, i) => `${c} = $${i + 1}`).join(', ')} WHERE machine = $${n} AND version = $${n + 1}`;
+    return (await this.q(q, [...params.slice(1), r.machine, r.version], 'save runtime')).rowCount === 1;
   }
 
   async audit(e: AuditEntry): Promise<void> {

@@ -3,7 +3,7 @@
  * may come back as strings from PostgreSQL's BIGINT, hence num()).
  * @module
  */
-import type { MachineRecord, MachineState, EnrollmentRecord, EnrolTokenRecord, TokenUseResult, MachineCounts, RefusedBoot, StagedRecord, StagedState } from './store.ts';
+import type { MachineRecord, MachineState, EnrollmentRecord, EnrolTokenRecord, TokenUseResult, MachineCounts, RefusedBoot, StagedRecord, StagedState, RuntimeRecord, RuntimeState } from './store.ts';
 
 export type Row = Record<string, unknown>;
 
@@ -108,4 +108,29 @@ export function stagedUseUpdates(rows: { id: string; used: boolean; unused: numb
     const unused = r.unused + 1;
     return { id: r.id, used: r.used, unused, retire: unused >= keep };
   });
+}
+
+/** The columns of the runtime table, in the order of runtimeParams. */
+export const RUNTIME_COLUMNS = ['machine', 'version', 'policy', 'stale_limit', 'state', 'reset_count', 'restart_count', 'boot_digest', 'count', 'pcr10', 'last_report', 'reason', 'failed_at', 'failures', 'approved_until', 'updated'] as const;
+
+export function runtimeParams(r: RuntimeRecord, version: number): unknown[] {
+  return [r.machine, version, r.policy ?? null, r.staleLimit ?? null, r.state, r.resetCount ?? null, r.restartCount ?? null, r.bootDigest ?? null,
+    r.count, r.pcr10, r.lastReport ?? null, r.reason ?? null, r.failedAt ?? null, JSON.stringify(r.failures), r.approvedUntil ?? null, r.updated];
+}
+
+export function runtimeFromRow(r: Row): RuntimeRecord {
+  const x: RuntimeRecord = {
+    machine: r.machine as string, version: num(r.version), state: r.state as RuntimeState, count: num(r.count), pcr10: r.pcr10 as string,
+    failures: JSON.parse(r.failures as string) as string[], updated: num(r.updated),
+  };
+  if (r.policy != null) x.policy = r.policy as string;
+  if (r.stale_limit != null) x.staleLimit = num(r.stale_limit);
+  if (r.reset_count != null) x.resetCount = num(r.reset_count);
+  if (r.restart_count != null) x.restartCount = num(r.restart_count);
+  if (r.boot_digest != null) x.bootDigest = Buffer.from(r.boot_digest as Uint8Array);
+  if (r.last_report != null) x.lastReport = num(r.last_report);
+  if (r.reason != null) x.reason = r.reason as string;
+  if (r.failed_at != null) x.failedAt = num(r.failed_at);
+  if (r.approved_until != null) x.approvedUntil = num(r.approved_until);
+  return x;
 }

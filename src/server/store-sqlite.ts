@@ -6,9 +6,9 @@
  * @module
  */
 import Database from 'better-sqlite3';
-import { MAX_REFUSED_LOG, type MachineCounts, type RefusedBoot, type AuditEntry, AuditRow, ConsumeResult, EnrollmentRecord, EnrolTokenRecord, MachineRecord, MachineState, NonceRecord, StagedRecord, StagedState, Store, TokenUseResult } from './store.ts';
+import { MAX_REFUSED_LOG, type MachineCounts, type RefusedBoot, type AuditEntry, AuditRow, ConsumeResult, EnrollmentRecord, EnrolTokenRecord, MachineRecord, MachineState, NonceRecord, StagedRecord, StagedState, Store, TokenUseResult, RuntimeRecord } from './store.ts';
 import { ServerError } from './errors.ts';
-import { machineFromRow, enrollmentFromRow, enrolTokenFromRow, tokenRefusal, countsFromRows, refusedBootFromRow, stagedFromRow, stagedUseUpdates, type Row } from './store-rows.ts';
+import { machineFromRow, enrollmentFromRow, enrolTokenFromRow, tokenRefusal, countsFromRows, refusedBootFromRow, stagedFromRow, stagedUseUpdates, runtimeFromRow, runtimeParams, RUNTIME_COLUMNS, type Row } from './store-rows.ts';
 
 const MIGRATIONS: string[] = [
   // 1: initial schema
@@ -109,6 +109,25 @@ const MIGRATIONS: string[] = [
      unused INTEGER NOT NULL
    );
    CREATE INDEX staged_machine ON staged (machine, created);`,
+  // 5: runtime (IMA) attestation per machine (issue 12): policy, limits, the verified chain, the verdict
+  `CREATE TABLE runtime (
+     machine TEXT PRIMARY KEY,
+     version INTEGER NOT NULL,
+     policy TEXT,
+     stale_limit INTEGER,
+     state TEXT NOT NULL CHECK (state IN ('new', 'attesting', 'failed')),
+     reset_count INTEGER,
+     restart_count INTEGER,
+     boot_digest BLOB,
+     count INTEGER NOT NULL,
+     pcr10 TEXT NOT NULL,
+     last_report INTEGER,
+     reason TEXT,
+     failed_at INTEGER,
+     failures TEXT NOT NULL,
+     approved_until INTEGER,
+     updated INTEGER NOT NULL
+   );`,
 ];
 
 
@@ -212,6 +231,7 @@ export class SqliteStore implements Store {
       this.db.prepare('DELETE FROM enrollments WHERE machine = ?').run(id);
       this.db.prepare('DELETE FROM refused_boots WHERE machine = ?').run(id);
       this.db.prepare('DELETE FROM staged WHERE machine = ?').run(id);
+      this.db.prepare('DELETE FROM runtime WHERE machine = ?').run(id);
       return this.db.prepare('DELETE FROM machines WHERE id = ?').run(id).changes === 1;
     });
     return tx.immediate();
@@ -379,6 +399,25 @@ export class SqliteStore implements Store {
       return retired;
     });
     return tx.immediate();
+  }
+
+  async getRuntime(machine: string): Promise<RuntimeRecord | undefined> {
+    const r = this.db.prepare('SELECT * FROM runtime WHERE machine = ?').get(machine) as Row | undefined;
+    return r ? runtimeFromRow(r) : undefined;
+  }
+
+  async listRuntime(): Promise<RuntimeRecord[]> {
+    return (this.db.prepare('SELECT * FROM runtime ORDER BY machine').all() as Row[]).map(runtimeFromRow);
+  }
+
+  async saveRuntime(r: RuntimeRecord): Promise<boolean> {
+    const params = runtimeParams(r, r.version + 1);
+    if (r.version === 0) {
+      const q = `INSERT INTO runtime (${RUNTIME_COLUMNS.join(', ')}) VALUES (${RUNTIME_COLUMNS.map(() => '?').join(', ')}) ON CONFLICT (machine) DO NOTHING`;
+      return this.db.prepare(q).run(...params).changes === 1;
+    }
+    const q = `UPDATE runtime SET ${RUNTIME_COLUMNS.slice(1).map((c) => `${c} = ?`).join(', ')} WHERE machine = ? AND version = ?`;
+    return this.db.prepare(q).run(...params.slice(1), r.machine, r.version).changes === 1;
   }
 
   async audit(e: AuditEntry): Promise<void> {

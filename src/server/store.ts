@@ -43,7 +43,7 @@ export interface NonceRecord {
   hash: Buffer;
   machine: string;
   /** attest: an attest-challenge's nonce; stage: a stage-challenge's (src/protocol/stage.ts). */
-  purpose: 'attest' | 'stage';
+  purpose: 'attest' | 'stage' | 'runtime';
   expiresAt: number;
 }
 
@@ -113,6 +113,46 @@ export interface StagedRecord {
   used: boolean;
   /** Successful releases that did not match it since it was last matched (counted after the machine's first release of a staged boot). */
   unused: number;
+}
+
+/** A machine's runtime (IMA) attestation state (issue 12): 'stale' is derived at read time. */
+export type RuntimeState = 'new' | 'attesting' | 'failed';
+
+/**
+ * Per-machine runtime attestation: its runtime policy and limits, and the verified chain of the
+ * IMA list (so that any replica continues it: nothing in verifier memory). One row per machine,
+ * updated with a compare-and-set on `version` (saveRuntime).
+ */
+export interface RuntimeRecord {
+  machine: string;
+  /** 0 = not stored yet; saveRuntime stores version + 1. */
+  version: number;
+  /** The runtime policy, JSON text; undefined: runtime attestation is off for this machine. */
+  policy?: string;
+  /** Seconds without a verified report after which the next boot is refused (RUNTIME_STALE); undefined: off. */
+  staleLimit?: number;
+  state: RuntimeState;
+  /** The boot the chain belongs to: the quote's TPM counters and SHA-256 of the quoted boot PCRs 0–9. */
+  resetCount?: number;
+  restartCount?: number;
+  bootDigest?: Buffer;
+  /** Entries verified in that boot (the next report starts here). */
+  count: number;
+  /** PCR 10's running value per bank after `count` entries: JSON {bank: hex}. */
+  pcr10: string;
+  /** Time of the last verified report (or when the stale limit was set). */
+  lastReport?: number;
+  /** state failed: why, when, and the failing entries (bounded). */
+  reason?: string;
+  failedAt?: number;
+  failures: string[];
+  /** `admin approve`: one boot release is allowed despite RUNTIME_STALE until this time. */
+  approvedUntil?: number;
+  updated: number;
+}
+
+export function emptyRuntime(machine: string, now: number): RuntimeRecord {
+  return { machine, version: 0, state: 'new', count: 0, pcr10: '{}', failures: [], updated: now };
 }
 
 export interface AuditEntry {
@@ -234,6 +274,16 @@ export interface Store {
    * retired.
    */
   recordStagedUse(machine: string, matched: string[], keep: number, now: number): Promise<string[]>;
+
+  /** A machine's runtime attestation row (undefined: never set). */
+  getRuntime(machine: string): Promise<RuntimeRecord | undefined>;
+  /** Every machine's runtime row. */
+  listRuntime(): Promise<RuntimeRecord[]>;
+  /**
+   * Stores `r` as version `r.version + 1` if the stored row is still at `r.version` (0: no row
+   * yet). False when another request (on any replica) changed it first.
+   */
+  saveRuntime(r: RuntimeRecord): Promise<boolean>;
 
   /** Appends to the audit log (the table refuses UPDATE and DELETE). */
   audit(e: AuditEntry): Promise<void>;
