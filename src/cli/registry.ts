@@ -10,5 +10,6 @@ import { efiCommands } from './efi.ts';
 import { configCommands } from './config.ts';
 import { setupCommands } from './setup.ts';
 import { stageCommands } from './stage.ts';
+import { imaCommands } from './ima.ts';
 
-export const COMMANDS: Command[] = [...tpmCommands, ...eventlogCommands, ...policyCommands, ...serverCommands, ...enrollCommands, ...unlockCommands, ...efiCommands, ...configCommands, ...stageCommands, ...setupCommands];
+export const COMMANDS: Command[] = [...tpmCommands, ...eventlogCommands, ...policyCommands, ...serverCommands, ...enrollCommands, ...unlockCommands, ...efiCommands, ...configCommands, ...stageCommands, ...imaCommands, ...setupCommands];

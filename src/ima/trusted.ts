@@ -26,8 +26,11 @@ import type { ImaEntry, ImaRunningState } from './types.ts';
 /** A list that does not replay to the quoted PCR 10 (code REPLAY), or is otherwise unusable. */
 export class ImaBindError extends BootkeyError {
   readonly layer = 'ima';
-  constructor(code: 'REPLAY' | 'NO_BANK' | 'BAD_START', message: string) {
+  /** The entry at fault, when one can be named (an altered entry). */
+  readonly entryIndex?: number;
+  constructor(code: 'REPLAY' | 'NO_BANK' | 'BAD_START', message: string, entryIndex?: number) {
     super(code, message);
+    if (entryIndex !== undefined) this.entryIndex = entryIndex;
   }
 }
 
@@ -122,7 +125,7 @@ export function bindImaToQuote(
   }
   if (altered) {
     const h = templateHashOf(altered, listBank)!;
-    throw new ImaBindError('REPLAY', `entry ${altered.index} ${JSON.stringify(altered.path ?? altered.templateName)} (${where(altered)}): its recorded ${listBank} template hash ${altered.templateHash.toString('hex')} is not the hash of its template data (${h.toString('hex')}): the entry was altered, it and the entries after it are not bound to PCR 10`);
+    throw new ImaBindError('REPLAY', `entry ${altered.index} ${JSON.stringify(altered.path ?? altered.templateName)} (${where(altered)}): its recorded ${listBank} template hash ${altered.templateHash.toString('hex')} is not the hash of its template data (${h.toString('hex')}): the entry was altered, it and the entries after it are not bound to PCR 10`, altered.index);
   }
   throw new ImaBindError('REPLAY', `the ${list.length} entries from index ${start.count} do not replay to the quoted PCR 10 at any point (${last!.bank}: ${last!.value.toString('hex')} after entry ${last!.at}, quoted ${quotedPcr10.get(last!.bank)!.toString('hex')}); the list is not this machine's, or its starting state is wrong`);
 }
