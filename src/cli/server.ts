@@ -3,6 +3,7 @@
  * admin client (src/server/). See docs/SERVER.md.
  * @module
  */
+import { readFileSync } from 'node:fs';
 import { UsageError, InputError } from '../errors.ts';
 import { type Command, type Parsed, req, opt, flag, readInput, printJson, EXIT_OK } from './command.ts';
 // The server modules (and better-sqlite3, a native addon) are imported lazily in run(): the
@@ -61,6 +62,7 @@ const serve: Command = {
                       [--released-pcr N] [--ek-ca FILE] [--nonce-ttl SECONDS] [--max-connections N]
                       [--listen-backlog N] [--rate-limit-peer B/R] [--rate-limit-machine B/R]
                       [--message-timeout S] [--connection-timeout S] [--metrics HOST:PORT|off] [--dashboard HOST:PORT|off]
+                      [--webhook-url URL] [--webhook-secret-file FILE] [--webhook-attempts N] [--runtime-hook FILE]
 
 Serves enrolment, boot-time attestation and admin requests over TLS 1.3 (default listen
 0.0.0.0:7443, DEFAULT_LISTEN in src/server/server.ts). --released-pcr: the PCR the client extends after a release (default 15; not 16-23, which can be
@@ -72,6 +74,8 @@ The master key comes from DIR/master.key or BOOTKEY_MASTER_KEY (hex or base64).
 several servers on one PostgreSQL database are replicas (docs/SCALE.md).
 --metrics: Prometheus text exposition, plain HTTP GET /metrics (bind it to loopback).
 --dashboard: the web dashboard, HTTPS with the server certificate; sign in with the admin token.
+--webhook-url, --webhook-secret-file, --webhook-attempts, --runtime-hook: what a runtime (IMA)
+attestation failure sets off besides the audit entry and the refused next boot (docs/SERVER.md).
 
 Every flag is also a key of /etc/bootkey/server.conf (or --config FILE, or BOOTKEY_CONFIG), and
 an environment variable BOOTKEY_<KEY> (BOOTKEY_LISTEN, BOOTKEY_STORE, ...). Precedence: flag >
@@ -131,6 +135,10 @@ docs/SERVER.md).`,
       connectionTimeoutMs: st['connection-timeout'] === undefined ? undefined : st['connection-timeout'] * 1000,
       metricsListen: st.metrics ?? undefined,
       dashboardListen: st.dashboard ?? undefined,
+      webhook: {
+        url: st['webhook-url'], attempts: st['webhook-attempts'], command: st['runtime-hook'],
+        secret: st['webhook-secret-file'] ? readWebhookSecret(st['webhook-secret-file']) : undefined,
+      },
       version: BOOTKEY_VERSION,
       log,
       store,
@@ -152,7 +160,7 @@ docs/SERVER.md).`,
   },
 };
 
-const OPS = ['list', 'show', 'set-policy', 'put-policy', 'add-boot', 'revoke', 'unrevoke', 'rotate', 'delete', 'audit', 'gc', 'token', 'staged'];
+const OPS = ['list', 'show', 'set-policy', 'put-policy', 'add-boot', 'revoke', 'unrevoke', 'rotate', 'delete', 'audit', 'gc', 'token', 'staged', 'set-runtime-policy', 'set-stale-limit', 'clear', 'approve'];
 const TOKEN_OPS = ['create', 'list', 'revoke'];
 const STAGED_OPS = ['list', 'approve', 'drop'];
 
@@ -163,9 +171,10 @@ function time(t: unknown): string {
 function printPlain(op: string, r: unknown): void {
   const out: string[] = [];
   if (op === 'list' && Array.isArray(r)) {
-    out.push(['ID'.padEnd(20), 'STATE'.padEnd(8), 'HOSTNAME'.padEnd(24), 'LAST RESULT'.padEnd(24), 'LAST TIME'].join(' '));
+    out.push(['ID'.padEnd(20), 'STATE'.padEnd(8), 'HOSTNAME'.padEnd(24), 'LAST RESULT'.padEnd(24), 'LAST TIME'.padEnd(21), 'RUNTIME'].join(' '));
     for (const m of r as Record<string, unknown>[]) {
-      out.push([String(m.id).padEnd(20), String(m.state).padEnd(8), String(m.hostname).padEnd(24), String(m.lastResult ?? '-').padEnd(24), time(m.lastTime)].join(' '));
+      const rt = m.runtime as { state?: string; entries?: number } | undefined;
+      out.push([String(m.id).padEnd(20), String(m.state).padEnd(8), String(m.hostname).padEnd(24), String(m.lastResult ?? '-').padEnd(24), time(m.lastTime).padEnd(21), rt ? `${rt.state}${rt.state === 'attesting' ? ` (${rt.entries} entries)` : ''}` : '-'].join(' '));
     }
     if (!r.length) out.push('(no machines)');
   } else if (op === 'staged-list' && Array.isArray(r)) {
@@ -200,6 +209,12 @@ function printPlain(op: string, r: unknown): void {
     if (reasons?.length) out.push('last failure reasons:', ...reasons.map((x) => `  - ${x}`));
     const p = m.policy as { bank?: string; pcrs?: number[]; rules?: Record<string, unknown> } | undefined;
     if (p) out.push(`policy: bank ${p.bank}, PCRs ${p.pcrs?.join(',')}, rules ${Object.keys(p.rules ?? {}).join(', ')} (--json for the whole policy)`);
+    const rt = m.runtime as { state: string; entries: number; lastReport: number | null; staleLimit: number | null; reason: string | null; failures?: string[]; approvedUntil?: number | null } | undefined;
+    if (rt) {
+      out.push(`runtime: ${rt.state}, ${rt.entries} IMA entries verified this boot, last report ${time(rt.lastReport)}, stale limit ${rt.staleLimit ? `${rt.staleLimit} s` : 'off'}${rt.approvedUntil ? `, approved until ${time(rt.approvedUntil)}` : ''}`);
+      if (rt.reason) out.push(`runtime reason: ${rt.reason}`);
+      for (const f of rt.failures ?? []) out.push(`  - ${f}`);
+    }
   } else if (r && typeof r === 'object') {
     for (const [k, v] of Object.entries(r)) out.push(`${k}: ${typeof v === 'object' ? JSON.stringify(v) : String(v)}`);
   } else out.push(String(r));
@@ -232,17 +247,37 @@ ops: list                      machines with state, last result and time
      staged list [MACHINE]     boots machines staged for themselves (bootkey stage): id, state
                                (pending, active, retired, dropped), label, what each widened
      staged approve ID         a pending staged boot counts from now on (policy staging.requireApproval)
-     staged drop ID            a pending or active staged boot no longer counts`,
+     staged drop ID            a pending or active staged boot no longer counts
+     set-runtime-policy MACHINE FILE | --off
+                               the machine's runtime (IMA) policy (bootkey's or Keylime's JSON);
+                               without one, runtime attestation (bootkey agent) is off for it
+     set-stale-limit MACHINE DURATION|off
+                               no verified runtime report for longer than DURATION (e.g. 2h, 7d):
+                               the next boot is refused RUNTIME_STALE (default off)
+     clear MACHINE             end a runtime failure (RUNTIME_FAILED): the next boot may unlock
+     approve MACHINE [--for DURATION]
+                               let one boot of a stale machine through (default --for 1h), audited
+list and show give each machine's runtime state: off, new, attesting, failed (reason and
+entries), stale.`,
   options: {
     server: { type: 'string' }, ca: { type: 'string' }, 'admin-token': { type: 'string' }, policy: { type: 'string' }, eventlog: { type: 'string' },
     limit: { type: 'string' }, 'allow-secureboot-off': { type: 'boolean' }, json: { type: 'boolean' },
     'allow-permissive': { type: 'boolean' }, uses: { type: 'string' }, expires: { type: 'string' }, comment: { type: 'string' },
+    off: { type: 'boolean' }, for: { type: 'string' },
   },
   positionals: [1, 3],
   async run(args) {
     let [op, target]: (string | undefined)[] = args.positionals;
     if (!OPS.includes(op)) throw new UsageError(`admin: unknown operation "${op}" (${OPS.join(', ')})`);
-    const fields: { machine?: string; policy?: string; eventLog?: Buffer; limit?: number; flag?: boolean; allowPermissive?: boolean; uses?: number; ttl?: number; comment?: string; staged?: string } = {};
+    const fields: { machine?: string; policy?: string; eventLog?: Buffer; limit?: number; flag?: boolean; allowPermissive?: boolean; uses?: number; ttl?: number; comment?: string; staged?: string; runtimePolicy?: string; seconds?: number } = {};
+    const duration = async (v: string, what: string): Promise<number> => {
+      const { parseDuration } = await import('../server/enrol-tokens.ts');
+      try {
+        return parseDuration(v);
+      } catch (e) {
+        throw new UsageError(`${what}: ${(e as Error).message}`);
+      }
+    };
     if (op === 'staged') {
       const sub = args.positionals[1];
       if (!STAGED_OPS.includes(sub)) throw new UsageError(`admin staged: expected ${STAGED_OPS.join(', ')}`);
@@ -279,7 +314,16 @@ ops: list                      machines with state, last result and time
           fields.comment = comment;
         }
       }
+    } else if (op === 'set-runtime-policy') {
+      const file = args.positionals[2];
+      if (!file === !flag(args, 'off')) throw new UsageError('admin set-runtime-policy: needs MACHINE and a policy FILE, or MACHINE --off');
+      if (file) fields.runtimePolicy = readInput(file, 'runtime policy').toString('utf8');
+    } else if (op === 'set-stale-limit') {
+      const v = args.positionals[2];
+      if (!v) throw new UsageError('admin set-stale-limit: needs MACHINE and a DURATION (e.g. 2h) or off');
+      fields.seconds = v === 'off' ? 0 : await duration(v, 'set-stale-limit');
     } else if (args.positionals.length > 2) throw new UsageError(`admin ${op}: too many arguments`);
+    if (op === 'approve') fields.seconds = await duration(opt(args, 'for') ?? '1h', '--for');
     const needsTarget = !['list', 'audit', 'gc', 'token-create', 'token-list', 'staged-list', 'staged-approve', 'staged-drop'].includes(op);
     if (needsTarget && !target) throw new UsageError(`admin ${op}: needs a ${op === 'put-policy' ? 'policy name' : 'machine id'}`);
     const token = readInput(req(args, 'admin-token'), 'admin token').toString('utf8').trim();
@@ -317,3 +361,16 @@ ops: list                      machines with state, last result and time
 };
 
 export const serverCommands: Command[] = [init, serve, admin];
+
+/** The webhook's HMAC key: the file's bytes (trailing newline removed); at least 16. */
+function readWebhookSecret(file: string): Buffer {
+  let b: Buffer;
+  try {
+    b = readFileSync(file);
+  } catch (e) {
+    throw new ConfigError(`webhook-secret-file ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { key: 'webhook-secret-file' });
+  }
+  const key = Buffer.from(b.toString('utf8').replace(/\r?\n$/, ''), 'utf8');
+  if (key.length < 16) throw new ConfigError(`webhook-secret-file ${file}: the key must have at least 16 bytes`, { key: 'webhook-secret-file' });
+  return key;
+}

@@ -6,8 +6,8 @@
  * names its origin (`server.conf:7: key "listen": ...`, `BOOTKEY_LISTEN: ...`, `--listen: ...`;
  * the last a UsageError, exit 2, as any bad flag).
  *
- * There is no webhook key: the server has no webhooks (it logs to stdout/journald, keeps an
- * audit table, and exports metrics).
+ * Runtime attestation failures (issue 12 §4) may also go to a webhook (`webhook-url`, signed with
+ * the key in `webhook-secret-file`) and a command hook (`runtime-hook`); src/server/webhook.ts.
  * @module
  */
 import { readFileSync } from 'node:fs';
@@ -36,6 +36,21 @@ function bucket(v: string): Bucket {
   if (!m || Number(m[1]) < 1 || Number(m[2]) <= 0) throw new Error(`expected BURST/PER_SECOND (e.g. 60/5), got "${v.slice(0, 40)}"`);
   return { burst: Number(m[1]), perSecond: Number(m[2]) };
 }
+function httpUrl(v: string): string {
+  let u: URL;
+  try {
+    u = new URL(v);
+  } catch {
+    throw new Error(`expected an http:// or https:// URL, got "${v.slice(0, 80)}"`);
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new Error(`expected an http:// or https:// URL, got "${v.slice(0, 80)}"`);
+  if (u.username || u.password) throw new Error('the webhook URL must not carry credentials (sign with webhook-secret-file)');
+  return v;
+}
+function absPath(v: string): string {
+  if (!v.startsWith('/')) throw new Error(`expected an absolute path, got "${v.slice(0, 80)}"`);
+  return v;
+}
 function storeSpec(v: string): string {
   if (v === 'sqlite' || /^postgres(ql)?:\/\/[^\s]+$/i.test(v)) return v;
   throw new Error('expected "sqlite" or postgres://USER@HOST:PORT/DB[?pool_max=N]');
@@ -57,6 +72,10 @@ export const SERVER_KEYS = {
   'connection-timeout': { parse: intIn(1, 3600), doc: 'seconds a connection may stay open; default 30', example: '30' },
   metrics: { parse: listenOrOff, doc: 'HOST:PORT of the Prometheus listener (plain HTTP, GET /metrics), or off; default off', example: '127.0.0.1:9464' },
   dashboard: { parse: listenOrOff, doc: 'HOST:PORT of the web dashboard (HTTPS, the server certificate), or off; default off', example: '127.0.0.1:7444' },
+  'webhook-url': { parse: httpUrl, doc: 'runtime attestation failures are POSTed (JSON) to this URL, retried with backoff; default none', example: 'https://alerts.example.com/bootkey' },
+  'webhook-secret-file': { parse: absPath, doc: 'file holding the HMAC-SHA256 key of the X-Bootkey-Signature header (sha256=HEX over the body)', example: '/etc/bootkey/webhook.key' },
+  'webhook-attempts': { parse: intIn(1, 20), doc: 'webhook deliveries tried before giving up (backoff 1 s, doubling); default 5', example: '5' },
+  'runtime-hook': { parse: absPath, doc: 'executable run on each runtime failure (event JSON on stdin, BOOTKEY_EVENT, BOOTKEY_MACHINE); default none', example: '/usr/local/sbin/bootkey-runtime-failed' },
 } satisfies Record<string, KeySpec>;
 
 export type ServerKey = keyof typeof SERVER_KEYS;

@@ -104,6 +104,10 @@ export class Metrics {
   readonly rateLimited = new Family('bootkey_rate_limited_total', 'Requests refused RATE_LIMITED, by bucket (peer address or machine).', 'counter');
   readonly machines = new Family('bootkey_machines', 'Machines in the store by state (cached).', 'gauge');
   readonly failedMachines = new Family('bootkey_machines_failed', 'Machines whose last attestation was refused (cached).', 'gauge');
+  readonly runtimeReports = new Family('bootkey_runtime_reports_total', 'Runtime (IMA) reports verified, by result (attesting, failed, restart).', 'counter');
+  readonly runtimeEntries = new Family('bootkey_runtime_entries_total', 'IMA entries bound to a quote and checked against a runtime policy.', 'counter');
+  readonly runtimeVerification = new Histogram('bootkey_runtime_verification_seconds', 'Time to verify a runtime-report (quote, IMA replay, runtime policy).', LATENCY_BUCKETS);
+  readonly webhooks = new Family('bootkey_webhooks_total', 'Webhook deliveries, by result (ok, failed after retries).', 'counter');
   readonly info = new Family('bootkey_build_info', 'Always 1; the bootkey version as a label.', 'gauge');
   private cached?: { at: number; stats: MachineStats };
   private statsInFlight?: Promise<void>;
@@ -140,14 +144,14 @@ export class Metrics {
 
   render(): string {
     const out: string[] = [];
-    for (const f of [this.info, this.releases, this.refusals, this.verification, this.storeLatency, this.storeErrors, this.openConnections, this.connections, this.rateLimited, this.machines, this.failedMachines]) f.render(out);
+    for (const f of [this.info, this.releases, this.refusals, this.verification, this.runtimeReports, this.runtimeEntries, this.runtimeVerification, this.webhooks, this.storeLatency, this.storeErrors, this.openConnections, this.connections, this.rateLimited, this.machines, this.failedMachines]) f.render(out);
     return out.join('\n') + '\n';
   }
 }
 
 const STORE_METHODS_TIMED = new Set(['getMachine', 'listMachines', 'machinesByEkName', 'setMachineState', 'setPolicy', 'setShare', 'recordResult', 'deleteMachine', 'gc',
   'putNonce', 'consumeNonce', 'putEnrollment', 'getEnrollment', 'finishEnrollment', 'commitEnrollment', 'abortEnrollment', 'putEnrolToken', 'getEnrolToken',
-  'listEnrolTokens', 'useEnrolToken', 'revokeEnrolToken', 'getNamedPolicy', 'putNamedPolicy', 'audit', 'queryAudit', 'machineStats', 'putRefusedBoot', 'getRefusedBoot', 'createMachine']);
+  'listEnrolTokens', 'useEnrolToken', 'revokeEnrolToken', 'getNamedPolicy', 'putNamedPolicy', 'audit', 'queryAudit', 'machineStats', 'putRefusedBoot', 'getRefusedBoot', 'createMachine', 'getRuntime', 'listRuntime', 'saveRuntime']);
 
 /** The same store, with the latency of each operation observed in `m` (the op name is the label). */
 export function instrumentStore(store: Store, m: Metrics): Store {

@@ -28,6 +28,7 @@ import { RateLimiter, type BucketConfig } from './ratelimit.ts';
 import { loadCaBundle } from './ekcert.ts';
 import { parseListen, showAddr } from './listen.ts';
 import { Metrics, instrumentStore, startMetricsServer } from './metrics.ts';
+import { Notifier } from './webhook.ts';
 
 export { parseListen };
 
@@ -64,6 +65,8 @@ export interface ServerOptions {
   metricsListen?: string;
   /** HOST:PORT of the web dashboard (HTTPS with the server certificate); default none. */
   dashboardListen?: string;
+  /** Runtime failures: webhook URL, HMAC key, delivery attempts, and a command hook (webhook.ts). */
+  webhook?: { url?: string; secret?: Buffer; attempts?: number; backoffMs?: number; command?: string };
   /** The version reported in bootkey_build_info. */
   version?: string;
 }
@@ -115,7 +118,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const perMachine = new RateLimiter(opts.rateLimit?.perMachine ?? { burst: 20, perSecond: 0.5 });
   let service: Service;
   try {
-    service = new Service({ store, vault, adminToken, releasedPcr: opts.releasedPcr, nonceTtlMs: opts.nonceTtlMs, ekCa, policiesDir: join(dir, 'policies'), tokenSigningKey, machineLimiter: perMachine, metrics, log });
+    const notifier = new Notifier({ ...opts.webhook, log, onResult: (kind, ok) => metrics.webhooks.inc({ kind, result: ok ? 'ok' : 'failed' }) });
+    service = new Service({ store, vault, adminToken, releasedPcr: opts.releasedPcr, nonceTtlMs: opts.nonceTtlMs, ekCa, policiesDir: join(dir, 'policies'), tokenSigningKey, machineLimiter: perMachine, metrics, notifier, log });
   } catch (e) {
     await store.close().catch(() => undefined);
     throw e;
@@ -135,6 +139,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     const peer = sock.remoteAddress ?? 'unknown';
     const conn = new Connection(sock);
     const deadline = Date.now() + connTimeout;
+    // One context per connection: a chunked runtime report is held here (runtime.ts), never shared.
+    const ctx = { peer, runtime: {} };
     const fail = async (code: string, message: string): Promise<void> => {
       if (code !== 'RATE_LIMITED') metrics.refusals.inc({ request: 'connection', code });
       log(logLine({ event: 'connection', result: 'refused', code, peer, reason: message }));
@@ -173,7 +179,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
         const st = sockets.get(sock);
         if (st) st.busy = true;
         try {
-          const reply = await service.handle(msg, { peer });
+          const reply = await service.handle(msg, ctx);
           try {
             await conn.send(reply);
           } finally {

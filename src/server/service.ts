@@ -52,6 +52,10 @@ import { stageNonce, stageRequestHash } from '../protocol/stage.ts';
 import { verifyQuoteOnly } from './attest.ts';
 import { evaluateBoot, requiredPcrs } from '../measuredboot/verdict.ts';
 import { StageError } from '../measuredboot/stage.ts';
+import { addChunk, bootGate, runtimeJson, runtimeView, verifyRuntimeReport, RUNTIME_SELECTION, type RuntimeSession } from './runtime.ts';
+import { loadRuntimePolicy } from './runtime-policy.ts';
+import { emptyRuntime, type RuntimeRecord } from './store.ts';
+import type { Notifier } from './webhook.ts';
 
 export const ENROLLMENT_TTL_MS = 5 * 60_000;
 export const PENDING_MACHINE_TTL_MS = 10 * 60_000;
@@ -79,12 +83,16 @@ export interface ServiceOptions {
   machineLimiter?: RateLimiter;
   /** Counters and histograms for the metrics listener (metrics.ts); default none. */
   metrics?: Metrics;
+  /** Webhook and command hook of runtime failures (webhook.ts); default none. */
+  notifier?: Notifier;
   log?: (line: string) => void;
   now?: () => number;
 }
 
 export interface RequestContext {
   peer: string;
+  /** Per-connection state of a chunked runtime report (runtime.ts); absent: chunks refused. */
+  runtime?: RuntimeSession;
 }
 
 /** One `key=value` log field; values with spaces or quotes are JSON-quoted. */
@@ -103,7 +111,7 @@ function refuse(code: string, message: string, failures?: string[]): never {
   throw new ServerError(code, message, failures);
 }
 
-const REQUESTS = ['enroll-begin', 'enroll-finish', 'enroll-commit', 'enroll-abort', 'attest-begin', 'attest-finish', 'stage-begin', 'stage-finish', 'admin'] as const;
+const REQUESTS = ['enroll-begin', 'enroll-finish', 'enroll-commit', 'enroll-abort', 'attest-begin', 'attest-finish', 'stage-begin', 'stage-finish', 'runtime-begin', 'runtime-entries', 'runtime-report', 'admin'] as const;
 export type RequestType = (typeof REQUESTS)[number];
 export const REQUEST_TYPES: readonly RequestType[] = REQUESTS;
 
@@ -128,6 +136,8 @@ export function policyPcrs(p: Policy): number[] {
 }
 
 const ADMIN_READS = new Set(['list', 'show', 'audit', 'token-list', 'staged-list']);
+/** Attempts of a runtime-report's compare-and-set before BUSY. */
+const RUNTIME_CAS_ATTEMPTS = 3;
 
 export class Service {
   readonly releasedPcr: number;
@@ -168,6 +178,9 @@ export class Service {
         case 'attest-finish': return await this.attestFinish(msg, ctx);
         case 'stage-begin': return await this.stageBegin(msg, ctx);
         case 'stage-finish': return await this.stageFinish(msg, ctx);
+        case 'runtime-begin': return await this.runtimeBegin(msg, ctx);
+        case 'runtime-entries': return this.runtimeEntries(msg, ctx);
+        case 'runtime-report': return await this.runtimeReport(msg, ctx);
         case 'admin': return await this.admin(msg, ctx);
         default: refuse('BAD_REQUEST', `"${msg.t}" is not a request`);
       }
@@ -444,6 +457,7 @@ export class Service {
         consumeNonce: (h) => this.o.store.consumeNonce(h, msg.machine, this.now()),
         share: (mm) => this.o.vault.open(mm.shareSealed, mm.id),
       });
+      await this.runtimeGate(m!, now, ctx);
       await this.o.store.recordResult(m!.id, { result: 'released', time: now, reasons: [], resetCount: r.resetCount, restartCount: r.restartCount });
       this.log(kv({ event: 'release', result: 'ok', machine: m!.id, hostname: m!.hostname, peer: ctx.peer, sealedTo: r.released.sealedTo.map((s) => `${s.bank}:${s.pcrs.join(',')}`).join(' ') }));
       for (const n of r.released.notices ?? []) this.log(kv({ event: 'notice', code: n.code, machine: m!.id, hostname: m!.hostname, peer: ctx.peer, message: n.message }));
@@ -466,6 +480,88 @@ export class Service {
     } finally {
       this.o.metrics?.verification.observe({}, Number(process.hrtime.bigint() - t0) / 1e9);
     }
+  }
+
+  // ---------- runtime attestation (runtime.ts, docs/PROTOCOL.md) ----------
+
+  /**
+   * The boot gate, after the quote verified (so the reasons go only to the machine's AK holder):
+   * RUNTIME_FAILED until `admin clear`, RUNTIME_STALE unless `admin approve` (consumed here).
+   */
+  private async runtimeGate(m: MachineRecord, now: number, ctx: RequestContext): Promise<void> {
+    for (let i = 0; i < RUNTIME_CAS_ATTEMPTS; i++) {
+      const rt = await this.o.store.getRuntime(m.id);
+      const g = bootGate(rt, now);
+      if ('code' in g) refuse(g.code, g.message, g.failures);
+      if (!g.useApproval) return;
+      // One release through: the approval is spent, and the stale clock starts again now.
+      if (await this.o.store.saveRuntime({ ...rt!, approvedUntil: undefined, lastReport: now, updated: now })) {
+        this.log(kv({ event: 'runtime-approval-used', machine: m.id, peer: ctx.peer }));
+        await this.audit({ who: 'machine', machine: m.id, action: 'runtime-approval-used', result: 'ok', reasons: ['a stale machine released once by `admin approve`'], peer: ctx.peer });
+        return;
+      }
+    }
+    refuse('BUSY', `machine ${m.id}'s runtime state changed concurrently; retry`);
+  }
+
+  private async runtimeBegin(msg: MessageOf<'runtime-begin'>, ctx: RequestContext): Promise<Message> {
+    const m = await this.activeMachine(msg.machine, msg.akName);
+    this.chargeMachine(m.id);
+    const rt = await this.o.store.getRuntime(m.id);
+    if (!rt?.policy) refuse('RUNTIME_OFF', `runtime attestation is off for machine ${m.id}: it has no runtime policy (bootkey admin set-runtime-policy)`);
+    const nonce = randomBytes(32);
+    const hash = sha256(nonce);
+    await this.o.store.putNonce({ hash, machine: m.id, purpose: 'runtime', expiresAt: this.now() + this.nonceTtlMs });
+    if (ctx.runtime) ctx.runtime.pending = { machine: m.id, nonceHash: hash, entries: [], bytes: 0 };
+    const chain = rt.count > 0 && rt.resetCount !== undefined && rt.bootDigest ? { resetCount: rt.resetCount, bootDigest: rt.bootDigest } : {};
+    return { t: 'runtime-challenge', nonce, pcrSelection: RUNTIME_SELECTION, expiresIn: Math.ceil(this.nonceTtlMs / 1000), from: chain.resetCount !== undefined ? rt.count : 0, ...chain };
+  }
+
+  private runtimeEntries(msg: MessageOf<'runtime-entries'>, ctx: RequestContext): Message {
+    return { t: 'runtime-more', received: addChunk(ctx.runtime ?? {}, msg) };
+  }
+
+  private async runtimeReport(msg: MessageOf<'runtime-report'>, ctx: RequestContext): Promise<Message> {
+    const t0 = process.hrtime.bigint();
+    const pending = ctx.runtime?.pending;
+    if (ctx.runtime) ctx.runtime.pending = undefined;
+    try {
+      const m = await this.activeMachine(msg.machine, msg.akName);
+      this.chargeMachine(m.id);
+      const rt = await this.o.store.getRuntime(m.id);
+      if (!rt?.policy) refuse('RUNTIME_OFF', `runtime attestation is off for machine ${m.id}: it has no runtime policy (bootkey admin set-runtime-policy)`);
+      const now = this.now();
+      const v = await verifyRuntimeReport({ machine: m, rt, msg, pending, now, consumeNonce: (h) => this.o.store.consumeNonce(h, m.id, now, 'runtime') });
+      if (!(await this.o.store.saveRuntime(v.record))) refuse('BUSY', `machine ${m.id}'s runtime chain changed concurrently (another report?); retry`);
+      this.o.metrics?.runtimeReports.inc({ result: v.result.state });
+      this.o.metrics?.runtimeEntries.inc({}, v.verified);
+      this.log(kv({ event: 'runtime-report', result: v.result.state, machine: m.id, hostname: m.hostname, peer: ctx.peer, entries: v.record.count, verified: v.verified, unbound: v.result.unbound, reason: v.result.state === 'attesting' ? undefined : v.result.message }));
+      if (v.newFailure) await this.runtimeFailed(m, v.newFailure, now, ctx);
+      return v.result;
+    } finally {
+      this.o.metrics?.runtimeVerification.observe({}, Number(process.hrtime.bigint() - t0) / 1e9);
+    }
+  }
+
+  /** A failure: audit entry, log line, webhook and hook (in the background). */
+  private async runtimeFailed(m: MachineRecord, f: { reason: string; failures: string[] }, now: number, ctx: RequestContext): Promise<void> {
+    this.log(kv({ event: 'runtime-failed', machine: m.id, hostname: m.hostname, peer: ctx.peer, reason: f.reason, failures: f.failures.slice(0, 16).join('; ') }));
+    await this.audit({ who: 'machine', machine: m.id, action: 'runtime-failed', result: 'refused', code: 'RUNTIME_FAILED', reasons: [f.reason, ...f.failures.slice(0, 64)], peer: ctx.peer });
+    const n = this.o.notifier;
+    if (n?.enabled) {
+      void n.notify({ event: 'runtime-failed', machine: m.id, hostname: m.hostname, time: new Date(now).toISOString(), reason: f.reason, failures: f.failures.slice(0, 256) })
+        .catch((e) => this.log(kv({ event: 'notify-error', machine: m.id, error: (e as Error).message })));
+    }
+  }
+
+  /** Read-modify-write of a machine's runtime row with the compare-and-set. */
+  private async updateRuntime(id: string, now: number, fn: (rt: RuntimeRecord) => RuntimeRecord): Promise<RuntimeRecord> {
+    for (let i = 0; i < RUNTIME_CAS_ATTEMPTS; i++) {
+      const cur = (await this.o.store.getRuntime(id)) ?? emptyRuntime(id, now);
+      const next = { ...fn(cur), version: cur.version, updated: now };
+      if (await this.o.store.saveRuntime(next)) return { ...next, version: cur.version + 1 };
+    }
+    refuse('BUSY', `machine ${id}'s runtime state changed concurrently; retry`);
   }
 
   // ---------- machine-side staging (src/server/staging.ts) ----------
@@ -587,11 +683,13 @@ export class Service {
   private async adminOp(msg: MessageOf<'admin'>, now: number): Promise<unknown> {
     const st = this.o.store;
     switch (msg.op) {
-      case 'list':
+      case 'list': {
+        const rts = new Map((await st.listRuntime()).map((r) => [r.machine, r]));
         return (await st.listMachines()).map((m) => ({
           id: m.id, hostname: m.hostname, machineId: m.machineId, state: m.state, created: m.created,
-          lastResult: m.lastResult ?? null, lastTime: m.lastTime ?? null,
+          lastResult: m.lastResult ?? null, lastTime: m.lastTime ?? null, runtime: runtimeJson(rts.get(m.id), now),
         }));
+      }
       case 'show': {
         const m = await this.machineOrRefuse(msg.machine);
         return {
@@ -601,7 +699,35 @@ export class Service {
           lastResetCount: m.lastResetCount ?? null, lastRestartCount: m.lastRestartCount ?? null,
           quotedSelection: requiredSelection(parsePolicy(m.policy), m.releasedPcr),
           policy: JSON.parse(m.policy) as unknown,
+          runtime: runtimeJson(await st.getRuntime(m.id), now, true),
         };
+      }
+      case 'set-runtime-policy': {
+        const m = await this.machineOrRefuse(msg.machine);
+        if (msg.runtimePolicy !== undefined) loadRuntimePolicy(msg.runtimePolicy);
+        const rt = await this.updateRuntime(m.id, now, (r) => ({ ...r, policy: msg.runtimePolicy }));
+        return { machine: m.id, runtimePolicy: msg.runtimePolicy === undefined ? 'removed: runtime attestation is off for this machine' : 'set', runtime: runtimeView(rt, now) };
+      }
+      case 'set-stale-limit': {
+        const m = await this.machineOrRefuse(msg.machine);
+        if (msg.seconds === undefined) refuse('BAD_REQUEST', 'set-stale-limit needs seconds (0: off)');
+        const limit = msg.seconds || undefined;
+        const rt = await this.updateRuntime(m.id, now, (r) => ({ ...r, staleLimit: limit, lastReport: r.lastReport ?? (limit ? now : undefined) }));
+        return { machine: m.id, staleLimit: rt.staleLimit ?? null, runtime: runtimeView(rt, now) };
+      }
+      case 'clear': {
+        const m = await this.machineOrRefuse(msg.machine);
+        const before = await st.getRuntime(m.id);
+        if (!before || before.state !== 'failed') refuse('BAD_REQUEST', `machine ${m.id} has no failed runtime attestation to clear (runtime state ${runtimeView(before, now)})`);
+        // The chain starts again from entry 0 (a fresh list is judged whole); the audit keeps the history.
+        await this.updateRuntime(m.id, now, (r) => ({ ...r, state: 'new', reason: undefined, failedAt: undefined, failures: [], count: 0, pcr10: '{}', resetCount: undefined, restartCount: undefined, bootDigest: undefined }));
+        return { machine: m.id, runtime: 'cleared', was: before.reason ?? 'failed' };
+      }
+      case 'approve': {
+        const m = await this.machineOrRefuse(msg.machine);
+        const secs = msg.seconds ?? 3600;
+        const rt = await this.updateRuntime(m.id, now, (r) => ({ ...r, approvedUntil: now + secs * 1000 }));
+        return { machine: m.id, approvedUntil: rt.approvedUntil, note: `one boot release is allowed despite a stale runtime state until ${new Date(rt.approvedUntil!).toISOString()}` };
       }
       case 'set-policy': {
         const m = await this.machineOrRefuse(msg.machine);
@@ -713,7 +839,7 @@ export class Service {
       case 'gc':
         return { removed: await this.gc() };
       default:
-        refuse('BAD_REQUEST', `unknown admin operation "${msg.op}" (list, show, set-policy, put-policy, add-boot, revoke, unrevoke, rotate, delete, audit, gc, token-create, token-list, token-revoke, staged-list, staged-approve, staged-drop)`);
+        refuse('BAD_REQUEST', `unknown admin operation "${msg.op}" (list, show, set-policy, put-policy, add-boot, revoke, unrevoke, rotate, delete, audit, gc, token-create, token-list, token-revoke, staged-list, staged-approve, staged-drop, set-runtime-policy, set-stale-limit, clear, approve)`);
     }
   }
 
