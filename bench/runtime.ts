@@ -31,6 +31,8 @@ import { SimMachine, BootImage, enrollAll, createEnrolToken, type SimConfig } fr
 import { spawnServer, procStats, type ServerProc } from './sim/server-proc.ts';
 import { startPg, createDatabase, type Pg } from './sim/pg.ts';
 import { filePool, keylimePolicy, type SimImaList } from './sim/ima.ts';
+import { importKeylimePolicy } from '../src/ima/keylime.ts';
+import { serializeRuntimePolicy } from '../src/ima/policy.ts';
 import { newList, runtimeReport } from './sim/runtime.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
@@ -158,12 +160,13 @@ async function main(): Promise<void> {
     if (errs.length) throw new Error(`enrolment failed for ${errs.length}: ${errs.slice(0, 3).join('; ')}`);
     log(`enrolled ${N} machines in ${((performance.now() - te) / 1000).toFixed(0)} s`);
     const files = filePool(POOL);
-    const policy = keylimePolicy(files);
+    // Keylime's JSON, imported into bootkey's format (what an operator moving from Keylime does)
+    const policy = serializeRuntimePolicy(importKeylimePolicy(JSON.parse(keylimePolicy(files))).policy);
     te = performance.now();
     await pool(machines, 16, async (m) => {
       await adminRequest(admin, 'set-runtime-policy', { machine: m.id, runtimePolicy: policy });
     });
-    log(`runtime policy (Keylime JSON, ${POOL} files, ${(policy.length / 1024).toFixed(0)} KiB) set for ${N} machines in ${((performance.now() - te) / 1000).toFixed(0)} s`);
+    log(`runtime policy (bootkey's format imported from Keylime JSON, ${POOL} files, ${(policy.length / 1024).toFixed(0)} KiB) set for ${N} machines in ${((performance.now() - te) / 1000).toFixed(0)} s`);
 
     // ---- 2. warm-up: each machine's first (whole-list) report ----
     const lists: SimImaList[] = machines.map((m, i) => newList(m, files, INITIAL, (i * 37) % POOL));

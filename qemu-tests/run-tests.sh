@@ -161,7 +161,7 @@ test_7() {
     done
     bk_extract "$d/data.txt" ima-good /dev/stdout | gunzip >"$W/vm4-ima-good.txt" &&
       node "$BK_ROOT/dist/bootkey.js" runtime-policy generate --from-log "$W/vm4-ima-good.txt" >"$W/vm4-runtime-policy.json" 2>"$W/vm4-rp.err" &&
-      admin_cli set-runtime-policy "$id" --policy "$W/vm4-runtime-policy.json" >"$W/vm4-rp.set" 2>&1 &&
+      admin_cli set-runtime-policy "$id" "$W/vm4-runtime-policy.json" >"$W/vm4-rp.set" 2>&1 &&
       echo "runtime policy set $(date +%s)" >"$W/vm4-rp.done" || cat "$W/vm4-rp.err" "$W/vm4-rp.set" >&2 2>/dev/null
   ) &
   local watcher=$!

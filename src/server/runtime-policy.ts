@@ -7,7 +7,8 @@
  */
 import { createHash } from 'node:crypto';
 import { BootkeyError } from '../errors.ts';
-import { checkRuntimePolicy, parseRuntimePolicy, type RuntimePolicy } from '../ima/policy.ts';
+import { checkRuntimePolicy, compileRuntimePolicy, loadRuntimePolicy as loadPolicyText, RUNTIME_POLICY_FORMAT, type CompiledRuntimePolicy } from '../ima/policy.ts';
+import { importKeylimePolicy } from '../ima/keylime.ts';
 import type { TrustedImaEntries } from '../ima/trusted.ts';
 import { ServerError } from './errors.ts';
 
@@ -18,10 +19,16 @@ export interface RuntimeFailure {
   message: string;
 }
 
-const cache = new Map<string, RuntimePolicy>();
+const cache = new Map<string, CompiledRuntimePolicy>();
+
+/** bootkey's format, else Keylime's runtime policy JSON (imported); compiled once. */
+function parseRuntimePolicy(text: string): CompiledRuntimePolicy {
+  const v = JSON.parse(text) as { format?: unknown };
+  return compileRuntimePolicy(v?.format === RUNTIME_POLICY_FORMAT ? loadPolicyText(text) : importKeylimePolicy(v).policy);
+}
 const CACHE_MAX = 64;
 
-function parsed(text: string): RuntimePolicy {
+function parsed(text: string): CompiledRuntimePolicy {
   const key = createHash('sha256').update(text).digest('hex');
   let p = cache.get(key);
   if (!p) {
