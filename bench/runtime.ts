@@ -33,7 +33,7 @@ import { startPg, createDatabase, type Pg } from './sim/pg.ts';
 import { filePool, keylimePolicy, type SimImaList } from './sim/ima.ts';
 import { importKeylimePolicy } from '../src/ima/keylime.ts';
 import { serializeRuntimePolicy } from '../src/ima/policy.ts';
-import { newList, runtimeReport } from './sim/runtime.ts';
+import { newList, runtimeReport, bootDigest } from './sim/runtime.ts';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const argv = process.argv.slice(2);
@@ -161,7 +161,7 @@ async function main(): Promise<void> {
     log(`enrolled ${N} machines in ${((performance.now() - te) / 1000).toFixed(0)} s`);
     const files = filePool(POOL);
     // Keylime's JSON, imported into bootkey's format (what an operator moving from Keylime does)
-    const policy = serializeRuntimePolicy(importKeylimePolicy(JSON.parse(keylimePolicy(files))).policy);
+    const policy = serializeRuntimePolicy(importKeylimePolicy(JSON.parse(keylimePolicy(files, [bootDigest(machines[0])]))).policy);
     te = performance.now();
     await pool(machines, 16, async (m) => {
       await adminRequest(admin, 'set-runtime-policy', { machine: m.id, runtimePolicy: policy });

@@ -106,10 +106,12 @@ export class SimImaList {
 
 /**
  * A Keylime-format runtime policy (issue 12 §2: bootkey imports it) allowing every pool file
- * and boot_aggregate's digest (boot_aggregate is per boot: allowed by an exclude here).
+ * and the given boot_aggregate digests (as Keylime's create_runtime_policy lists it: the
+ * verifier does not special-case it).
  */
-export function keylimePolicy(pool: { path: string; digest: Buffer }[]): string {
+export function keylimePolicy(pool: { path: string; digest: Buffer }[], bootAggregates: Buffer[] = []): string {
   const digests: Record<string, string[]> = {};
+  if (bootAggregates.length) digests.boot_aggregate = bootAggregates.map((b) => b.toString('hex'));
   for (const f of pool) (digests[f.path] ??= []).push(f.digest.toString('hex'));
   return JSON.stringify({
     meta: { version: 1, generator: 'bootkey bench/sim/ima.ts' },
