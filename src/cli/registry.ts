@@ -10,6 +10,8 @@ import { efiCommands } from './efi.ts';
 import { configCommands } from './config.ts';
 import { setupCommands } from './setup.ts';
 import { stageCommands } from './stage.ts';
+import { agentCommands } from './agent.ts';
 import { imaCommands } from './ima.ts';
+import { runtimePolicyCommands } from './runtime-policy.ts';
 
-export const COMMANDS: Command[] = [...tpmCommands, ...eventlogCommands, ...policyCommands, ...serverCommands, ...enrollCommands, ...unlockCommands, ...efiCommands, ...configCommands, ...stageCommands, ...imaCommands, ...setupCommands];
+export const COMMANDS: Command[] = [...tpmCommands, ...eventlogCommands, ...policyCommands, ...serverCommands, ...enrollCommands, ...unlockCommands, ...efiCommands, ...configCommands, ...stageCommands, ...imaCommands, ...agentCommands, ...setupCommands, ...runtimePolicyCommands];

@@ -35,6 +35,8 @@ export const DEFAULT_MAX_ENTRIES = 1_000_000;
 export const IMA_EVENT_NAME_LEN_MAX = 255;
 /** Template names are short ("ima-modsig"); the kernel's IMA_TEMPLATE_NAME_LEN_MAX is 15. */
 const TEMPLATE_NAME_MAX = 32;
+/** A template-data length above this is a bad field, not a cut list (buffers and keys are KiBs). */
+const MAX_TEMPLATE_DATA = 16 << 20;
 /** Templates whose fields this parser decodes, and their field lists (ima_template.c). */
 export const KNOWN_TEMPLATES: Readonly<Record<string, readonly string[]>> = {
   ima: ['d', 'n'],
@@ -55,7 +57,9 @@ export function parseImaList(bytes: Uint8Array, opts: ParseImaOptions = {}): Ima
   const max = opts.maxEntries ?? DEFAULT_MAX_ENTRIES;
   const first = opts.firstIndex ?? 0;
   if (!Number.isSafeInteger(first) || first < 0) throw new RangeError('parseImaList: firstIndex must be a non-negative integer');
-  if (buf.length === 0) throw new ImaParseError('EMPTY', 'the list is empty', { byte: 0 });
+  if (buf.length === 0 || ((buf[0] === 0x0a || buf[0] === 0x0d || buf[0] === 0x20) && /^\s*$/.test(buf.toString('latin1')))) {
+    throw new ImaParseError('EMPTY', 'the list is empty', { byte: 0 });
+  }
   // A binary list starts with a u32 PCR index (< 24, so its first byte is never an ASCII digit).
   if (buf[0] >= 0x30 && buf[0] <= 0x39) return parseAscii(buf, opts.bank, max, first);
   if (opts.bank) return parseBinary(buf, BANK_SIZE[opts.bank], opts.bank, max, first);
@@ -125,7 +129,10 @@ function parseBinary(buf: Buffer, hashSize: number, bank: BankName, max: number,
       need(4, 'template data length');
       const n = buf.readUInt32LE(off);
       off += 4;
-      if (n > buf.length - off) throw new ImaParseError('BAD_LENGTH', `template data length ${n} runs past the end of the list (${buf.length - off} bytes left)`, at);
+      if (n > buf.length - off) {
+        // A plausible length past the end is a cut list; an absurd one is a bad field.
+        throw new ImaParseError(n <= MAX_TEMPLATE_DATA ? 'TRUNCATED' : 'BAD_LENGTH', `template data length ${n} runs past the end of the list (${buf.length - off} bytes left)`, at);
+      }
       templateData = buf.subarray(off, off + n);
       off += n;
     }

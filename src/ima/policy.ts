@@ -82,7 +82,8 @@ export const POLICY_LIMITS = {
 
 /** Digest sizes by IMA's algorithm names. */
 export const DIGEST_SIZES: Readonly<Record<string, number>> = {
-  md5: 16, sha1: 20, sha224: 28, sha256: 32, sha384: 48, sha512: 64, sm3_256: 32, streebog256: 32, streebog512: 64,
+  md5: 16, sha1: 20, sha224: 28, sha256: 32, sha384: 48, sha512: 64, sm3: 32, sm3_256: 32, 'sm3-256': 32,
+  streebog256: 32, streebog512: 64, 'sha3-256': 32, 'sha3-384': 48, 'sha3-512': 64,
 };
 
 /** Normalises a policy digest to `algo:hex` (lowercase); untyped hex takes the algorithm of its length. */

@@ -46,10 +46,10 @@ export const IMA_VERITY_DIGSIG = 0x06;
 
 /** linux include/uapi/linux/hash_info.h, the algorithms a signature may name. */
 export const HASH_ALGO: Readonly<Record<number, string>> = {
-  1: 'md5', 2: 'sha1', 4: 'sha256', 5: 'sha384', 6: 'sha512', 7: 'sha224', 20: 'sm3_256',
+  1: 'md5', 2: 'sha1', 4: 'sha256', 5: 'sha384', 6: 'sha512', 7: 'sha224', 17: 'sm3', 18: 'streebog256', 19: 'streebog512', 20: 'sha3-256', 21: 'sha3-384', 22: 'sha3-512',
 };
-const HASH_SIZE: Readonly<Record<string, number>> = { md5: 16, sha1: 20, sha224: 28, sha256: 32, sha384: 48, sha512: 64, sm3_256: 32 };
-/** Algorithms verified here (md5 and sm3 are refused). */
+const HASH_SIZE: Readonly<Record<string, number>> = { md5: 16, sha1: 20, sha224: 28, sha256: 32, sha384: 48, sha512: 64 };
+/** Algorithms verified here (md5, sm3, streebog and sha3 are refused). */
 const VERIFIABLE = new Set(['sha1', 'sha224', 'sha256', 'sha384', 'sha512']);
 
 /** Largest signature accepted (an RSA-16384 signature is 2 KiB; PKCS#7 of a module with a chain stays far below). */

@@ -129,6 +129,7 @@ export const PG_MIGRATIONS: string[] = [
      boot_digest BYTEA,
      count BIGINT NOT NULL,
      pcr10 TEXT NOT NULL,
+     learned_keys TEXT NOT NULL,
      last_report BIGINT,
      reason TEXT,
      failed_at BIGINT,

@@ -26,6 +26,8 @@ import type { MessageOf, PcrSelection } from '../protocol/messages.ts';
 import { LIMITS } from '../protocol/messages.ts';
 import { parseImaList } from '../ima/list.ts';
 import { bindImaToQuote, ImaBindError } from '../ima/trusted.ts';
+import { checkBootAggregate } from '../ima/replay.ts';
+import type { LearnedKey } from '../ima/policy.ts';
 import type { ImaEntry, ImaRunningState } from '../ima/types.ts';
 import { BootkeyError } from '../errors.ts';
 import type { ConsumeResult, MachineRecord, RuntimeRecord } from './store.ts';
@@ -198,14 +200,21 @@ export async function verifyRuntimeReport(o: {
     if (!(e instanceof ImaBindError)) throw e;
     if (sameBoot) {
       // A mismatch of an incremental report: the chain starts again from entry 0 (whole list).
-      const record: RuntimeRecord = { ...next, count: 0, pcr10: '{}', bootDigest: undefined, resetCount: undefined, restartCount: undefined };
+      const record: RuntimeRecord = { ...next, count: 0, pcr10: '{}', learnedKeys: '[]', bootDigest: undefined, resetCount: undefined, restartCount: undefined };
       return { record, verified: 0, result: { t: 'runtime-result', state: 'restart', count: 0, unbound: entries.length, failures: [], message: `the entries from ${from} do not continue the verified chain (${e.message}): send the whole list from entry 0` } };
     }
     const reason = `REPLAY: the IMA list does not replay to the quoted PCR 10: ${e.message}`;
     return failedVerdict(next, reason, [], now, 0, entries.length);
   }
-  const check = checkRuntime(rt.policy, binding.trusted);
-  const record: RuntimeRecord = { ...next, count: binding.state.count, pcr10: JSON.stringify(binding.state.pcr10), lastReport: now };
+  // boot_aggregate (entry 0, in a whole list) against the QUOTED boot PCRs, when its bank was quoted.
+  let bootAggregates: string[] | undefined;
+  const first = binding.trusted.entries[0];
+  if (first && first.index === 0) {
+    const ba = checkBootAggregate(first, v.values);
+    if (ba.expected && ba.bank) bootAggregates = [`${first.digestAlgo ?? 'sha1'}:${ba.expected}`];
+  }
+  const check = checkRuntime(rt.policy, binding.trusted, { bootAggregates, learnedKeys: sameBoot ? (JSON.parse(rt.learnedKeys) as LearnedKey[]) : [] });
+  const record: RuntimeRecord = { ...next, count: binding.state.count, pcr10: JSON.stringify(binding.state.pcr10), learnedKeys: JSON.stringify(check.learnedKeys), lastReport: now };
   const verified = binding.state.count - start.count;
   if (check.failures.length) {
     return failedVerdict(record, `POLICY: ${check.failures.length} IMA entr${check.failures.length === 1 ? 'y' : 'ies'} not allowed by the runtime policy`, check.failures.map(formatFailure), now, verified, binding.unbound);

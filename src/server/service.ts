@@ -53,7 +53,7 @@ import { verifyQuoteOnly } from './attest.ts';
 import { evaluateBoot, requiredPcrs } from '../measuredboot/verdict.ts';
 import { StageError } from '../measuredboot/stage.ts';
 import { addChunk, bootGate, runtimeJson, runtimeView, verifyRuntimeReport, RUNTIME_SELECTION, type RuntimeSession } from './runtime.ts';
-import { loadRuntimePolicy } from './runtime-policy.ts';
+import { checkRuntimePolicyText } from './runtime-policy.ts';
 import { emptyRuntime, type RuntimeRecord } from './store.ts';
 import type { Notifier } from './webhook.ts';
 
@@ -704,7 +704,7 @@ export class Service {
       }
       case 'set-runtime-policy': {
         const m = await this.machineOrRefuse(msg.machine);
-        if (msg.runtimePolicy !== undefined) loadRuntimePolicy(msg.runtimePolicy);
+        if (msg.runtimePolicy !== undefined) checkRuntimePolicyText(msg.runtimePolicy);
         const rt = await this.updateRuntime(m.id, now, (r) => ({ ...r, policy: msg.runtimePolicy }));
         return { machine: m.id, runtimePolicy: msg.runtimePolicy === undefined ? 'removed: runtime attestation is off for this machine' : 'set', runtime: runtimeView(rt, now) };
       }
@@ -720,7 +720,7 @@ export class Service {
         const before = await st.getRuntime(m.id);
         if (!before || before.state !== 'failed') refuse('BAD_REQUEST', `machine ${m.id} has no failed runtime attestation to clear (runtime state ${runtimeView(before, now)})`);
         // The chain starts again from entry 0 (a fresh list is judged whole); the audit keeps the history.
-        await this.updateRuntime(m.id, now, (r) => ({ ...r, state: 'new', reason: undefined, failedAt: undefined, failures: [], count: 0, pcr10: '{}', resetCount: undefined, restartCount: undefined, bootDigest: undefined }));
+        await this.updateRuntime(m.id, now, (r) => ({ ...r, state: 'new', reason: undefined, failedAt: undefined, failures: [], count: 0, pcr10: '{}', learnedKeys: '[]', resetCount: undefined, restartCount: undefined, bootDigest: undefined }));
         return { machine: m.id, runtime: 'cleared', was: before.reason ?? 'failed' };
       }
       case 'approve': {

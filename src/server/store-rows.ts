@@ -111,16 +111,16 @@ export function stagedUseUpdates(rows: { id: string; used: boolean; unused: numb
 }
 
 /** The columns of the runtime table, in the order of runtimeParams. */
-export const RUNTIME_COLUMNS = ['machine', 'version', 'policy', 'stale_limit', 'state', 'reset_count', 'restart_count', 'boot_digest', 'count', 'pcr10', 'last_report', 'reason', 'failed_at', 'failures', 'approved_until', 'updated'] as const;
+export const RUNTIME_COLUMNS = ['machine', 'version', 'policy', 'stale_limit', 'state', 'reset_count', 'restart_count', 'boot_digest', 'count', 'pcr10', 'learned_keys', 'last_report', 'reason', 'failed_at', 'failures', 'approved_until', 'updated'] as const;
 
 export function runtimeParams(r: RuntimeRecord, version: number): unknown[] {
   return [r.machine, version, r.policy ?? null, r.staleLimit ?? null, r.state, r.resetCount ?? null, r.restartCount ?? null, r.bootDigest ?? null,
-    r.count, r.pcr10, r.lastReport ?? null, r.reason ?? null, r.failedAt ?? null, JSON.stringify(r.failures), r.approvedUntil ?? null, r.updated];
+    r.count, r.pcr10, r.learnedKeys, r.lastReport ?? null, r.reason ?? null, r.failedAt ?? null, JSON.stringify(r.failures), r.approvedUntil ?? null, r.updated];
 }
 
 export function runtimeFromRow(r: Row): RuntimeRecord {
   const x: RuntimeRecord = {
-    machine: r.machine as string, version: num(r.version), state: r.state as RuntimeState, count: num(r.count), pcr10: r.pcr10 as string,
+    machine: r.machine as string, version: num(r.version), state: r.state as RuntimeState, count: num(r.count), pcr10: r.pcr10 as string, learnedKeys: r.learned_keys as string,
     failures: JSON.parse(r.failures as string) as string[], updated: num(r.updated),
   };
   if (r.policy != null) x.policy = r.policy as string;

@@ -121,6 +121,7 @@ const MIGRATIONS: string[] = [
      boot_digest BLOB,
      count INTEGER NOT NULL,
      pcr10 TEXT NOT NULL,
+     learned_keys TEXT NOT NULL,
      last_report INTEGER,
      reason TEXT,
      failed_at INTEGER,

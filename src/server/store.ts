@@ -140,6 +140,8 @@ export interface RuntimeRecord {
   count: number;
   /** PCR 10's running value per bank after `count` entries: JSON {bank: hex}. */
   pcr10: string;
+  /** Keys learned from ima-buf entries of this boot (src/ima/policy.ts LearnedKey[]), JSON. */
+  learnedKeys: string;
   /** Time of the last verified report (or when the stale limit was set). */
   lastReport?: number;
   /** state failed: why, when, and the failing entries (bounded). */
@@ -152,7 +154,7 @@ export interface RuntimeRecord {
 }
 
 export function emptyRuntime(machine: string, now: number): RuntimeRecord {
-  return { machine, version: 0, state: 'new', count: 0, pcr10: '{}', failures: [], updated: now };
+  return { machine, version: 0, state: 'new', count: 0, pcr10: '{}', learnedKeys: '[]', failures: [], updated: now };
 }
 
 export interface AuditEntry {
