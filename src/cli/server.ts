@@ -249,7 +249,7 @@ ops: list                      machines with state, last result and time
      staged approve ID         a pending staged boot counts from now on (policy staging.requireApproval)
      staged drop ID            a pending or active staged boot no longer counts
      set-runtime-policy MACHINE FILE | --off
-                               the machine's runtime (IMA) policy (bootkey's format: `bootkey runtime-policy import` converts Keylime's);
+                               the machine's runtime (IMA) policy (bootkey's format: bootkey runtime-policy import converts Keylime's);
                                without one, runtime attestation (bootkey agent) is off for it
      set-stale-limit MACHINE DURATION|off
                                no verified runtime report for longer than DURATION (e.g. 2h, 7d):
