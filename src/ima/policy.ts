@@ -16,7 +16,8 @@
  *     else excluded name → pass; else the buffer's digest must be in `keyrings[name]`, and then the
  *     key is LEARNED: later `ima-sig` entries may be signed by it (Keylime adds it to its keyrings).
  *     A key of an unsupported type fails. Other `ima-buf`: excluded → pass, else digest in `imaBuf[name]`.
- *  4. Files (`ima`, `ima-ng`, `ima-sig`, `ima-modsig`): excluded path → pass; a signature that
+ *  4. Files (`ima`, `ima-ng`, `ima-sig`, `ima-modsig`): a signature field whose header does not
+ *     hold together fails outright (Keylime's parser refuses the line); excluded path → pass; a signature that
  *     verifies with a policy or learned key → pass even when the digest is not listed; the digest
  *     listed for the path → pass; else fail, naming the digest, the allowed ones and why the
  *     signature (if any) did not help.
@@ -33,7 +34,7 @@ import { createHash } from 'node:crypto';
 import { BootkeyError } from '../errors.ts';
 import type { ImaEntry } from './types.ts';
 import type { TrustedImaEntries } from './trusted.ts';
-import { ImaSigError, type VerificationKey, describeKey, keyIndex, loadVerificationKey, tryLoadKey, verifyImaSignature, verifyModsig, type SigResult } from './sig.ts';
+import { ImaSigError, type VerificationKey, describeKey, keyIndex, loadVerificationKey, sigFieldWellFormed, tryLoadKey, verifyImaSignature, verifyModsig, type SigResult } from './sig.ts';
 
 export const RUNTIME_POLICY_FORMAT = 'bootkey-runtime-policy';
 export const RUNTIME_POLICY_VERSION = 1;
@@ -281,6 +282,7 @@ export type RuntimeFailureCode =
   | 'UNLISTED_PATH'        // no digest listed for this path
   | 'DIGEST_NOT_ALLOWED'   // the path is listed, not with this digest
   | 'BAD_SIGNATURE'        // not listed, and its signature does not verify / has no key
+  | 'MALFORMED_SIGNATURE'  // a sig field whose header does not hold together (refused even when excluded)
   | 'BOOT_AGGREGATE'       // boot_aggregate not the one of the quoted PCRs (or of the policy)
   | 'UNLISTED_KEYRING'     // a key measured into a keyring the policy does not list
   | 'KEY_NOT_ALLOWED'      // a key whose digest the keyring's list lacks
@@ -445,6 +447,10 @@ export function checkRuntimePolicy(policy: RuntimePolicy | CompiledRuntimePolicy
     if (name === 'boot_aggregate' && bootAggregates) {
       if (bootAggregates.has(digest)) passed.digest++;
       else fail(e, 'BOOT_AGGREGATE', `${digest} is not the boot_aggregate of the quoted PCRs (${allowedText(bootAggregates)})`);
+      continue;
+    }
+    if (e.sig && e.sig.length > 0 && !sigFieldWellFormed(e.sig)) {
+      fail(e, 'MALFORMED_SIGNATURE', `its signature field (${e.sig.length} bytes) is malformed: the header's sig_size does not match`);
       continue;
     }
     if (excluded(name)) {

@@ -101,6 +101,15 @@ export function parseImaSignature(bytes: Uint8Array): ImaSignature {
   };
 }
 
+/**
+ * The structural rule Keylime's parser applies to every `sig` field (ast.Signature): at least the
+ * 9-byte header, and exactly sig_size bytes after it. A field that breaks it is refused outright
+ * (even on an excluded or listed path); one that keeps it but does not verify just does not help.
+ */
+export function sigFieldWellFormed(sig: Uint8Array): boolean {
+  return sig.length >= 9 && 9 + ((sig[7] << 8) | sig[8]) === sig.length;
+}
+
 /** A public key the runtime policy trusts for signatures. */
 export interface VerificationKey {
   readonly key: KeyObject;
