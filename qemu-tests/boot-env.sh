@@ -99,11 +99,11 @@ bk_ctl_runtime() {
     "echo \"BOOTKEY-IMA-GOOD \$(wc -l </tmp/ima-good.txt) entries\"" \
     "bootkey agent --device \"\$BK_DISK\" --tpm device:/dev/tpmrm0 --interval $BK_RT_INTERVAL >/tmp/agent.log 2>&1 &" \
     'AGENT=$!' \
-    'i=0; while [ "$(grep -c attesting /tmp/agent.log)" -lt 3 ] && [ $i -lt 360 ]; do sleep 1; i=$((i + 1)); done' \
+    'i=0; while [ "$(grep -c ": attesting (" /tmp/agent.log)" -lt 3 ] && [ $i -lt 360 ]; do sleep 1; i=$((i + 1)); done' \
     "mkdir -p /usr/local/bin && printf '#!/bin/sh\\necho BOOTKEY-EVIL-RAN\\n' >/usr/local/bin/bk-evil && chmod 0755 /usr/local/bin/bk-evil" \
     'echo "BOOTKEY-EVIL-AT $(date +%s)"; /usr/local/bin/bk-evil' \
-    "i=0; while ! grep -q 'failed' /tmp/agent.log && [ \$i -lt $((3 * BK_RT_INTERVAL + 30)) ]; do sleep 1; i=\$((i + 1)); done" \
-    'grep -q failed /tmp/agent.log && echo "BOOTKEY-AGENT-FAILED-AT $(date +%s)"' \
+    "i=0; while ! grep -q ': failed (' /tmp/agent.log && [ \$i -lt $((3 * BK_RT_INTERVAL + 30)) ]; do sleep 1; i=\$((i + 1)); done" \
+    'grep -q ": failed (" /tmp/agent.log && echo "BOOTKEY-AGENT-FAILED-AT $(date +%s)"' \
     'kill $AGENT 2>/dev/null; sleep 1; sed "s/^/BOOTKEY-AGENT: /" /tmp/agent.log'
 }
 

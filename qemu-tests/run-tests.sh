@@ -131,7 +131,7 @@ $(bk_ctl_stage uki-upd.other.efi uki-upd.signed.efi)" || true
 }
 
 # Test 7: runtime attestation (see the header). vm4, IMA on the UKI's command line.
-BK_RT_INTERVAL=${BK_RT_INTERVAL:-8}
+BK_RT_INTERVAL=${BK_RT_INTERVAL:-10}
 mid() { admin_cli list --json | node -e 'const l = JSON.parse(require("fs").readFileSync(0, "utf8")); const m = l.find((x) => x.machineId === process.argv[1] && x.state === "active"); if (m) process.stdout.write(m.id)' "$1"; }
 # runtime state of machine $1 as "state|reason|failedAt(epoch s)|failures joined by ;"
 rt_state() {
@@ -167,7 +167,7 @@ test_7() {
   local watcher=$!
   bk_vm_boot 7b vm4 "$W/esp-ima.img" "$W/root-vm4.img" snapshot "$(bk_ctl_runtime)" || true
   kill "$watcher" 2>/dev/null || true; wait "$watcher" 2>/dev/null || true
-  local n_ok; n_ok=$(grep -c 'BOOTKEY-AGENT: .*attesting' "$W/7b/console.txt" || true)
+  local n_ok; n_ok=$(grep -c 'BOOTKEY-AGENT: .*: attesting (' "$W/7b/console.txt" || true)
   local evil_at; evil_at=$(sed -n 's/^BOOTKEY-EVIL-AT \([0-9]*\).*/\1/p' "$W/7b/console.txt" | head -1)
   local seen_at; seen_at=$(sed -n 's/^BOOTKEY-AGENT-FAILED-AT \([0-9]*\).*/\1/p' "$W/7b/console.txt" | head -1)
   local st; st=$(rt_state "$id")
