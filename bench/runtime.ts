@@ -140,6 +140,17 @@ async function main(): Promise<void> {
   const pg = started;
   const state = mkdtempSync(join(tmpdir(), 'bootkey-rtbench-'));
   const servers: ServerProc[] = [];
+  let cleaned = false;
+  const cleanup = async (): Promise<void> => {
+    if (cleaned) return;
+    cleaned = true;
+    for (const s of servers) await s.stop().catch(() => undefined);
+    pg.destroy();
+    rmSync(state, { recursive: true, force: true });
+    rmSync(`${state}-ca`, { recursive: true, force: true });
+  };
+  // an interrupted run leaves no server, PostgreSQL or state behind
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => void cleanup().then(() => process.exit(130)));
   try {
     await initState(state);
     const ca = readFileSync(join(state, 'ca.pem'));
@@ -315,9 +326,7 @@ async function main(): Promise<void> {
 
     console.log(JSON.stringify({ quick: QUICK, replicas: REPLICAS, pool_files: POOL, policy_kib: Math.round(policy.length / 1024), initial_entries: INITIAL + 1, growth_mean: GROWTH, warm_up: warm, steady, first_full_list: first, total_s: Math.round((performance.now() - t0) / 1000), load_after: loadavg().map((x) => r2(x)) }));
   } finally {
-    for (const s of servers) await s.stop().catch(() => undefined);
-    pg.destroy();
-    rmSync(state, { recursive: true, force: true });
+    await cleanup();
   }
 }
 
