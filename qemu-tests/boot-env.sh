@@ -93,13 +93,14 @@ bk_env_build_ima() {
 # prints the agent's output (BOOTKEY-AGENT: lines) and the times (guest clock).
 bk_ctl_runtime() {
   printf '%s\n' "$BK_CTL_NET" \
-    'bootkey --version >/dev/null 2>&1; bootkey agent --help >/dev/null 2>&1  # known-good: the root'"'"'s executable runs before the list is taken' \
+    '# known-good: what the agent runs (bootkey, and cryptsetup luksDump for its token) runs once before the list is taken' \
+    'bootkey --version >/dev/null 2>&1; cryptsetup luksDump "$BK_DISK" >/dev/null 2>&1' \
     'cp /sys/kernel/security/ima/ascii_runtime_measurements /tmp/ima-good.txt' \
     '{ echo "=== BEGIN ima-good"; gzip -c /tmp/ima-good.txt | base64; echo "=== END ima-good"; } >/dev/ttyS1' \
     "echo \"BOOTKEY-IMA-GOOD \$(wc -l </tmp/ima-good.txt) entries\"" \
     "bootkey agent --device \"\$BK_DISK\" --tpm device:/dev/tpmrm0 --interval $BK_RT_INTERVAL >/tmp/agent.log 2>&1 &" \
     'AGENT=$!' \
-    'i=0; while [ "$(grep -c ": attesting (" /tmp/agent.log)" -lt 3 ] && [ $i -lt 360 ]; do sleep 1; i=$((i + 1)); done' \
+    'i=0; while [ "$(grep -c ": attesting (" /tmp/agent.log)" -lt 3 ] && [ $i -lt 240 ] && ! grep -q ": failed (" /tmp/agent.log; do sleep 1; i=$((i + 1)); done' \
     "mkdir -p /usr/local/bin && printf '#!/bin/sh\\necho BOOTKEY-EVIL-RAN\\n' >/usr/local/bin/bk-evil && chmod 0755 /usr/local/bin/bk-evil" \
     'echo "BOOTKEY-EVIL-AT $(date +%s)"; /usr/local/bin/bk-evil' \
     "i=0; while ! grep -q ': failed (' /tmp/agent.log && [ \$i -lt $((3 * BK_RT_INTERVAL + 30)) ]; do sleep 1; i=\$((i + 1)); done" \
