@@ -67,7 +67,10 @@ function pgCpuS(pg: Pg): number {
     try {
       const st = readFileSync(`/proc/${p}/stat`, 'utf8');
       const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
-      if (Number(p) === pid || Number(f[1]) === pid) total += (Number(f[11]) + Number(f[12])) / 100;
+      // utime + stime; for the postmaster also cutime + cstime: backends that exited (a pool
+      // closing idle connections) are counted there once reaped
+      if (Number(p) === pid) total += (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) / 100;
+      else if (Number(f[1]) === pid) total += (Number(f[11]) + Number(f[12])) / 100;
     } catch {
       // gone
     }
@@ -161,7 +164,7 @@ async function main(): Promise<void> {
     const cfg: SimConfig = { servers: servers.map((s) => ({ host: '127.0.0.1', port: s.port })), ca, backoffMs: 200, maxBackoffMs: 4000, maxAttempts: 12, deadlineMs: 120_000 };
     const admin = { server: `https://127.0.0.1:${servers[0].port}`, ca, adminToken };
     const setPolicy = async (m: SimMachine, si: number): Promise<void> => {
-      const c = await connect(cfg.servers[si], ca, m.address, 30_000);
+      const c = await connect({ host: '127.0.0.1', port: servers[si].port }, ca, m.address, 30_000);
       try {
         await request(c, { t: 'admin', adminToken, op: 'set-runtime-policy', machine: m.id, runtimePolicy: policy }, ['admin-result'], 60_000);
       } finally {
