@@ -191,6 +191,8 @@ async function main(): Promise<void> {
 
     // ---- 2. warm-up: each machine's first (whole-list) report ----
     const lists: SimImaList[] = machines.map((m, i) => newList(m, files, INITIAL, (i * 37) % POOL));
+    const lastServer: number[] = machines.map(() => -1);
+    let switched = 0;
     const s0 = servers.map((s) => s.stats().cpuS);
     const p0 = pgCpuS(pg);
     te = performance.now();
@@ -199,6 +201,7 @@ async function main(): Promise<void> {
     await pool(machines, 32, async (m, i) => {
       const t = performance.now();
       const o = await runtimeReport(m, lists[i], cfg);
+      lastServer[i] = o.server;
       warmLat.push(performance.now() - t);
       if (o.result.state !== 'attesting' || o.result.count !== lists[i].count) bad.push(`machine ${i}: ${o.result.state} count ${o.result.count}/${lists[i].count}: ${o.result.message} ${o.result.failures.slice(0, 2).join('; ')}`);
     });
@@ -240,9 +243,13 @@ async function main(): Promise<void> {
           inflight++;
           maxInflight = Math.max(maxInflight, inflight);
           try {
-            const o = await runtimeReport(m, lists[i], cfg);
+            // report k+1 of machine i goes first to replica (i + k + 1) mod R: the replica that
+            // did not store this machine's chain last time continues it
+            const o = await runtimeReport(m, lists[i], cfg, undefined, undefined, i + k + 1);
             lat.push(performance.now() - t);
             sent++;
+            if (o.server !== lastServer[i]) switched++;
+            lastServer[i] = o.server;
             entriesSent += o.sent;
             if (o.result.state === 'restart') restarts++;
             else if (o.result.state !== 'attesting') failures.push(`machine ${i}: ${o.result.state}: ${o.result.message}`);
@@ -280,11 +287,11 @@ async function main(): Promise<void> {
     const perDay = N * (86400 / INTERVAL_S);
     const steady = {
       machines: N, interval_s: INTERVAL_S, window_s: r1(wallS), target_per_s: r1(N / INTERVAL_S), reports: sent, per_s: r1(sent / wallS),
-      entries_per_report: r2(entriesSent / Math.max(1, sent)), restarts, failed: failures.length,
+      entries_per_report: r2(entriesSent / Math.max(1, sent)), restarts, failed: failures.length, reports_on_another_replica_than_the_last: switched,
       p50_ms: r1(pct(lat, 50)), p95_ms: r1(pct(lat, 95)), p99_ms: r1(pct(lat, 99)), max_in_flight: maxInflight, late_start_p99_ms: r1(pct(lateStarts, 99)),
       server_cpu_ms_per_report: r2((cpuS * 1000) / sent), pg_cpu_ms_per_report: r2((pgS * 1000) / sent), client_cpu_ms_per_report: r2((clientS * 1000) / sent),
       server_cores_used: r2(cpuS / wallS), pg_cores_used: r2(pgS / wallS),
-      machines_per_server_core_at_interval: Math.floor((INTERVAL_S * 1000) / ((cpuS * 1000) / sent)),
+      machines_per_server_core_at_60s: Math.floor(60_000 / ((cpuS * 1000) / sent)),
       db_bytes_per_report: Math.round(perReportBytes), wal_bytes_per_report: Math.round(wal / sent), tables,
       db_growth_per_day_mb_at_this_fleet: Math.round((perReportBytes * perDay) / 1048576), wal_per_day_gb_at_this_fleet: r1((wal / sent) * perDay / 1073741824),
       db_size_mb_after: Math.round(snapB.dbBytes / 1048576),

@@ -55,7 +55,12 @@ function quotePcrs(m: SimMachine, list: SimImaList, sel: PcrSelection[]): PcrVal
 }
 
 /** One runtime report of `list` (its current end) on one connection, with the sim's failover. */
-export async function runtimeReport(m: SimMachine, list: SimImaList, cfg: SimConfig, stats?: FlowStats, chunkBytes: number = LIMITS.imaChunk): Promise<RuntimeOutcome> {
+/**
+ * `start`: the server index to try first (default the machine's own index); the bench passes
+ * index + report number, so a machine's reports alternate between replicas and each continues
+ * the chain another replica stored.
+ */
+export async function runtimeReport(m: SimMachine, list: SimImaList, cfg: SimConfig, stats?: FlowStats, chunkBytes: number = LIMITS.imaChunk, start?: number): Promise<RuntimeOutcome> {
   const timeout = cfg.timeoutMs ?? 30_000;
   const boot = bootDigest(m);
   return m.withServer(cfg, async (c, server) => {
@@ -85,7 +90,7 @@ export async function runtimeReport(m: SimMachine, list: SimImaList, cfg: SimCon
       bank: 'sha1', from: i, entries: list.slice(i, to),
     }, ['runtime-result'], timeout);
     return { result, server, from, sent: to - from, chunks };
-  }, stats);
+  }, stats, start);
 }
 
 /** SHA-256 hex, for logs. */
