@@ -11,6 +11,8 @@ PKGS+=(pesign osslsigncode sbsigntool python3-pefile binutils zstd cpio busybox-
 # test/server/dashboard.test.ts: the dashboard in headless Chromium (driven over the DevTools pipe,
 # no browser download) and the metrics output checked by promtool (Debian's prometheus package).
 PKGS+=(chromium prometheus)
+# test/ima/policy-sig.test.ts: IMA signatures made by evmctl (RSA, ECDSA) to cross-check src/ima/sig.ts.
+PKGS+=(ima-evm-utils)
 # test/packaging: the RPM and Debian packages (rpmbuild, rpmlint, lintian, a debootstrap root, groff,
 # systemd-nspawn to run bootkey-server.service under systemd)
 PKGS+=(rpm rpmlint lintian debootstrap groff-base systemd-container)

@@ -36,7 +36,7 @@ run_suite() { # dir, seconds
 
 # storm normally takes 1–2 min; it has hung twice (no CPU, no sockets, in its set-up), cause not
 # found: a short limit makes such a hang cost minutes, and the retry usually passes.
-for spec in measuredboot:600 ima:300 attacks:300 efi:300 config:120 protocol:120 hooks:60 tpm:900 server:600 luks:300 e2e:1200 qemu:300 storm:360 packaging:900; do
+for spec in measuredboot:600 ima:600 runtime:600 attacks:300 efi:300 config:120 protocol:120 hooks:60 tpm:900 server:600 luks:300 e2e:1200 qemu:300 storm:360 packaging:900; do
   dir=${spec%%:*}; limit=${spec##*:}
   [ -d "test/$dir" ] || continue
   if ! run_suite "$dir" "$limit"; then

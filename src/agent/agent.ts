@@ -24,9 +24,9 @@ import type { Tpm } from '../tpm/tpm.ts';
 import { createAK, flushKey, type KeyHandle } from '../tpm/keys.ts';
 import { quotePCRs } from '../tpm/commands/attest.ts';
 import { marshalSignature } from '../tpm/structures.ts';
-import { isBankName, type BankName, type PcrValues } from '../pcrs.ts';
+import type { BankName, PcrValues } from '../pcrs.ts';
 import { LIMITS, type MessageOf } from '../protocol/index.ts';
-import { parseImaList } from '../ima/list.ts';
+import { parseImaList, bankFromFileName } from '../ima/list.ts';
 import { BootkeyError } from '../errors.ts';
 import { withServer, type ClientOptions, type ServerSession } from '../client/connect.ts';
 import { tokenAKTemplate, type BootkeyToken } from '../client/token.ts';
@@ -46,9 +46,7 @@ export type RuntimeResult = MessageOf<'runtime-result'>;
 
 /** The bank of a binary list file from its name: `..._sha256` → sha256, else sha1 (the classic file). */
 export function bankOfListFile(path: string): BankName {
-  const m = /_([a-z0-9_]+)$/.exec(path.replace(/^.*\//, ''));
-  if (m && m[1] !== 'measurements' && isBankName(m[1])) return m[1];
-  return 'sha1';
+  return bankFromFileName(path) ?? 'sha1';
 }
 
 /** The kernel's list to read: the sha256 per-bank file when the kernel has one, else the classic sha1 file. */

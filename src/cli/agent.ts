@@ -27,7 +27,8 @@ from the servers in DEV's bootkey token, quotes sha256 PCRs 0-10 with the enroll
 the IMA measurement list entries the server has not verified yet (the whole list after a
 reboot, in chunks of at most 1 MiB). The server checks them against the machine's runtime
 policy; a failure refuses the machine's next boot (RUNTIME_FAILED) until an admin clears it.
-Push model: the machine opens no port. Runs as root (the TPM, securityfs).
+Push model: the machine opens no port. Runs as root (the TPM, securityfs). While the server
+answers RUNTIME_OFF (no runtime policy for this machine) it asks every 10 minutes instead.
 
   --device DEV        the LUKS2 device holding the bootkey token (servers, CA, machine id, AK template)
   --tpm SPEC          device:/dev/tpmrm0 (default; $BOOTKEY_TPM), swtpm:host=H,port=N
@@ -76,7 +77,9 @@ Exit status (--once): 0 attesting, 1 failed or refused, 2 usage, 3 no server rea
     };
     process.once('SIGTERM', stop);
     process.once('SIGINT', stop);
+    let off = false; // the last answer was RUNTIME_OFF: ask less often until a policy is set
     const one = async (): Promise<number> => {
+      off = false;
       try {
         const r = await attestRuntime({ tpm, token, imaList, deadlineMs: deadline * 1000, log: verbose ? log : undefined, client: { maxAttempts: 3 } });
         const res = r.result;
@@ -92,6 +95,7 @@ Exit status (--once): 0 attesting, 1 failed or refused, 2 usage, 3 no server rea
           return 1;
         }
         if (e instanceof ClientError) {
+          off = e.serverCode === 'RUNTIME_OFF';
           if (json) printJson({ state: 'error', code: e.serverCode ?? e.code, message: e.message, failures: e.failures ?? [] });
           const s = clientErrorExit(e, 'runtime attestation refused by');
           if (s !== undefined) return s;
@@ -106,7 +110,7 @@ Exit status (--once): 0 attesting, 1 failed or refused, 2 usage, 3 no server rea
         await one().catch((e: unknown) => log(`error: ${(e as Error).message}`));
         if (stopping) break;
         await new Promise<void>((r) => {
-          const t = setTimeout(r, nextDelayMs(interval));
+          const t = setTimeout(r, nextDelayMs(off ? Math.max(interval, 600) : interval));
           wake = () => { clearTimeout(t); r(); };
         });
       }

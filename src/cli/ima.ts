@@ -8,6 +8,7 @@ import { type Command, type Parsed, flag, opt, printJson, readInput, EXIT_OK, EX
 import { InputError, UsageError } from '../errors.ts';
 import { BANK_NAMES, isBankName, pcrValuesFromText, type BankName, type PcrValues } from '../pcrs.ts';
 import { bankFromFileName, parseImaList } from '../ima/list.ts';
+import { ImaParseError } from '../ima/errors.ts';
 import { checkBootAggregate, checkTemplateHash, replayIma, type BootAggregateCheck } from '../ima/replay.ts';
 import { bindImaToQuote, ImaBindError, where } from '../ima/trusted.ts';
 import type { ImaEntry, ImaList } from '../ima/types.ts';
@@ -21,13 +22,23 @@ function bankArg(args: Parsed): BankName | undefined {
   return b;
 }
 
-/** Parses FILE; the bank comes from --bank, else from the file name, else from the data. */
+/**
+ * Parses FILE; the bank comes from --bank (strict), else from the file name (a hint: kernels name
+ * the per-bank files `..._<bank>`, and the plain files are SHA-1), else from the data.
+ */
 export function loadImaList(path: string, bank?: BankName): ImaList {
   const bytes = readInput(path, 'IMA measurement list');
-  const named = bank ?? (path === '-' ? undefined : bankFromFileName(path));
-  // The name says the bank of a binary list; an ASCII list's hash length says it (unless sm3).
-  const isAscii = bytes.length > 0 && bytes[0] >= 0x30 && bytes[0] <= 0x39;
-  return parseImaList(bytes, named && (!isAscii || bank) ? { bank: named } : {});
+  if (bank) return parseImaList(bytes, { bank });
+  const named = path === '-' ? undefined : bankFromFileName(path);
+  if (named) {
+    try {
+      return parseImaList(bytes, { bank: named });
+    } catch (e) {
+      if (!(e instanceof ImaParseError)) throw e;
+      // A renamed file: the data decides (and its error is the one reported).
+    }
+  }
+  return parseImaList(bytes);
 }
 
 function short(b: Buffer, n = 32): string {

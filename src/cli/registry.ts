@@ -14,4 +14,4 @@ import { agentCommands } from './agent.ts';
 import { imaCommands } from './ima.ts';
 import { runtimePolicyCommands } from './runtime-policy.ts';
 
-export const COMMANDS: Command[] = [...tpmCommands, ...eventlogCommands, ...policyCommands, ...serverCommands, ...enrollCommands, ...unlockCommands, ...efiCommands, ...configCommands, ...stageCommands, ...imaCommands, ...agentCommands, ...setupCommands, ...runtimePolicyCommands];
+export const COMMANDS: Command[] = [...tpmCommands, ...eventlogCommands, ...policyCommands, ...serverCommands, ...enrollCommands, ...unlockCommands, ...efiCommands, ...configCommands, ...stageCommands, ...imaCommands, ...runtimePolicyCommands, ...agentCommands, ...setupCommands];

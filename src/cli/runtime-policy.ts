@@ -10,7 +10,7 @@ import { bindImaToQuote, unverifiedImaEntries, type TrustedImaEntries } from '..
 import { checkBootAggregate } from '../ima/replay.ts';
 import { type RuntimePolicy, checkRuntimePolicy, compileRuntimePolicy, keyFingerprint, loadRuntimePolicy, serializeRuntimePolicy } from '../ima/policy.ts';
 import { importKeylimeAllowlist, importKeylimePolicy } from '../ima/keylime.ts';
-import { DEFAULT_SKIP, policyFromDir, policyFromEntries } from '../ima/generate.ts';
+import { DEFAULT_EXCLUDES, DEFAULT_SKIP, policyFromDir, policyFromEntries } from '../ima/generate.ts';
 import { describeKey } from '../ima/sig.ts';
 import { pcrValuesFromText, type BankName } from '../pcrs.ts';
 import type { ImaList } from '../ima/types.ts';
@@ -78,6 +78,8 @@ Writes a bootkey runtime policy (JSON) allowing what a known-good machine has:
   --exclude RE      a regular expression whose paths always pass (repeatable; Keylime semantics:
                     matched at the START of the path). None by default: an exclude passes anything,
                     executables included
+  --default-excludes  add ${DEFAULT_EXCLUDES.join(' ')} to the excludes (what
+                    Keylime users often exclude; files run from there then pass unchecked)
   --out FILE        write the policy there (default stdout)
   --json            print a summary as JSON on stdout (with --out)
 
@@ -89,6 +91,7 @@ Exit status: 0 ok, 1 unreadable list or directory, 2 usage.`,
     algo: { type: 'string' },
     skip: { type: 'string', multiple: true },
     exclude: { type: 'string', multiple: true },
+    'default-excludes': { type: 'boolean' },
     out: { type: 'string' },
     json: { type: 'boolean' },
   },
@@ -96,7 +99,7 @@ Exit status: 0 ok, 1 unreadable list or directory, 2 usage.`,
     const log = opt(args, 'from-log');
     const dirs = list(args, 'from-dir');
     if (!!log === dirs.length > 0) throw new UsageError('runtime-policy generate: give exactly one of --from-log FILE or --from-dir DIR (see --help)');
-    const excludes = list(args, 'exclude');
+    const excludes = [...(flag(args, 'default-excludes') ? DEFAULT_EXCLUDES : []), ...list(args, 'exclude')];
     const out = opt(args, 'out') ?? '-';
     let policy: RuntimePolicy;
     let note: Record<string, unknown>;
@@ -205,8 +208,9 @@ function bindWithPcrs(l: ImaList, pcrFile: string): { trusted: TrustedImaEntries
   const notes = [`bound ${b.trusted.entries.length} entries to PCR 10 (${[...quoted.keys()].join(', ')})${b.unbound ? `; ${b.unbound} later entries are not covered by these PCR values and were not checked` : ''}`];
   const ba = checkBootAggregate(b.trusted.entries[0], pcrs);
   const bootAggregates: string[] = [];
+  // Fail closed: PCRs that cannot give the boot_aggregate leave the set empty, so the entry fails.
   if (ba.expected && ba.bank) bootAggregates.push(`${b.trusted.entries[0]?.digestAlgo ?? 'sha1'}:${ba.expected}`);
-  else notes.push(`boot_aggregate not checked against the PCRs: ${ba.reason}`);
+  else notes.push(`boot_aggregate cannot be computed from these PCR values: ${ba.reason}`);
   return { trusted: b.trusted, bootAggregates, notes };
 }
 
@@ -222,7 +226,8 @@ bootkey runtime policy POLICY, as the verifier does, and names every failing ent
 
   --pcrs FILE  PCR values of the boot (bootkey's JSON or tpm2_pcrread YAML): the list is first
                bound to PCR 10 (the entries must replay to it; entries after that point are not
-               judged) and boot_aggregate must be the one of PCRs 0-7 (0-9). Without --pcrs the
+               judged) and boot_aggregate must be the one of PCRs 0-7 (0-9; PCR values that
+               lack them fail it). Without --pcrs the
                list is only what the file says: the verdict is printed as UNVERIFIED.
   --json       print {"ok", "verified", "checked", "failures": [{index, path, code, message}],
                "warnings", "passed", "notes"}

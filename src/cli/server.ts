@@ -226,6 +226,7 @@ const admin: Command = {
   summary: 'administer a key-release server (list, show, set-policy, revoke, ...)',
   help: `usage: bootkey admin --server https://HOST:PORT --ca FILE --admin-token FILE <op> [MACHINE|NAME]
                      [--policy FILE] [--allow-permissive] [--eventlog FILE] [--limit N] [--allow-secureboot-off] [--json]
+                     [--off] [--for DURATION]
 
 ops: list                      machines with state, last result and time
      show MACHINE              one machine, its policy and its last failure reasons
@@ -249,14 +250,15 @@ ops: list                      machines with state, last result and time
      staged approve ID         a pending staged boot counts from now on (policy staging.requireApproval)
      staged drop ID            a pending or active staged boot no longer counts
      set-runtime-policy MACHINE FILE | --off
-                               the machine's runtime (IMA) policy (bootkey's format: bootkey runtime-policy import converts Keylime's);
+                               the machine's runtime (IMA) policy (bootkey's format: 'bootkey runtime-policy import' converts Keylime's);
                                without one, runtime attestation (bootkey agent) is off for it
      set-stale-limit MACHINE DURATION|off
                                no verified runtime report for longer than DURATION (e.g. 2h, 7d):
                                the next boot is refused RUNTIME_STALE (default off)
      clear MACHINE             end a runtime failure (RUNTIME_FAILED): the next boot may unlock
      approve MACHINE [--for DURATION]
-                               let one boot of a stale machine through (default --for 1h), audited
+                               let one boot of a stale machine through (default --for 1h), audited;
+                               --for 0 withdraws an approval
 list and show give each machine's runtime state: off, new, attesting, failed (reason and
 entries), stale.`,
   options: {
@@ -323,7 +325,10 @@ entries), stale.`,
       if (!v) throw new UsageError('admin set-stale-limit: needs MACHINE and a DURATION (e.g. 2h) or off');
       fields.seconds = v === 'off' ? 0 : await duration(v, 'set-stale-limit');
     } else if (args.positionals.length > 2) throw new UsageError(`admin ${op}: too many arguments`);
-    if (op === 'approve') fields.seconds = await duration(opt(args, 'for') ?? '1h', '--for');
+    if (op === 'approve') {
+      const f = opt(args, 'for') ?? '1h';
+      fields.seconds = f === '0' ? 0 : await duration(f, '--for');
+    }
     const needsTarget = !['list', 'audit', 'gc', 'token-create', 'token-list', 'staged-list', 'staged-approve', 'staged-drop'].includes(op);
     if (needsTarget && !target) throw new UsageError(`admin ${op}: needs a ${op === 'put-policy' ? 'policy name' : 'machine id'}`);
     const token = readInput(req(args, 'admin-token'), 'admin token').toString('utf8').trim();

@@ -122,7 +122,7 @@ export function resolveServerConfig(o: { configFile?: string; env?: NodeJS.Proce
   const origins: ResolvedServerConfig['origins'] = {};
   if (text !== undefined) {
     const entries = parseConf(text, file);
-    const hint = (k: string) => (/webhook/.test(k) ? ': the server has no webhooks' : '');
+    const hint = (k: string) => (/webhook/.test(k) ? ': the webhook keys are webhook-url, webhook-secret-file, webhook-attempts' : '');
     Object.assign(settings, validateConf(entries, SERVER_KEYS, file, hint));
     for (const e of entries.values()) origins[e.key as ServerKey] = { from: 'file', line: e.line };
   }

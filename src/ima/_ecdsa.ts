@@ -1,15 +1,23 @@
 /**
  * ECDSA verification over a GIVEN digest (SEC 1 v2 §4.1.4), for IMA signatures: the kernel and
  * evmctl sign the file digest itself, and node:crypto can only verify ECDSA over a message it
- * hashes itself. Public data only (no secret), so plain BigInt arithmetic is fine; Jacobian
- * coordinates and Shamir's trick keep one P-256 verification at a few milliseconds.
+ * hashes itself. Public data only (no secret), so plain BigInt arithmetic is fine.
+ *
+ * R = u1·G + u2·Q is computed with OpenSSL's scalar multiplications (node:crypto ECDH: u1·G in
+ * full from getPublicKey, x(u2·Q) and x((u2+1)·Q) from computeSecret, y(u2·Q) recovered by a
+ * square root and its sign chosen so that u2·Q + Q has the x OpenSSL gave) and one affine
+ * addition in BigInt; any degenerate case falls back to the plain BigInt double-and-add (Jacobian
+ * coordinates, Shamir's trick), which the tests also use as the oracle.
  * The curve constants are checked by test/ima/policy-sig.test.ts against node:crypto (k·G of
  * createECDH for several k).
  * @module
  */
+import { createECDH } from 'node:crypto';
 
 export interface Curve {
   readonly name: string;
+  /** OpenSSL's name (node:crypto createECDH). */
+  readonly openssl: string;
   readonly p: bigint;
   readonly a: bigint;
   readonly b: bigint;
@@ -27,7 +35,7 @@ const P521_P = (1n << 521n) - 1n;
 /** The curves IMA keys use, by their JWK `crv` names. */
 export const CURVES: Readonly<Record<string, Curve>> = {
   'P-256': {
-    name: 'P-256', p: P256_P, a: P256_P - 3n,
+    name: 'P-256', openssl: 'prime256v1', p: P256_P, a: P256_P - 3n,
     b: 0x5ac635d8aa3a93e7b3ebbd55769886bc651d06b0cc53b0f63bce3c3e27d2604bn,
     gx: 0x6b17d1f2e12c4247f8bce6e563a440f277037d812deb33a0f4a13945d898c296n,
     gy: 0x4fe342e2fe1a7f9b8ee7eb4a7c0f9e162bce33576b315ececbb6406837bf51f5n,
@@ -35,7 +43,7 @@ export const CURVES: Readonly<Record<string, Curve>> = {
     size: 32,
   },
   'P-384': {
-    name: 'P-384', p: P384_P, a: P384_P - 3n,
+    name: 'P-384', openssl: 'secp384r1', p: P384_P, a: P384_P - 3n,
     b: 0xb3312fa7e23ee7e4988e056be3f82d19181d9c6efe8141120314088f5013875ac656398d8a2ed19d2a85c8edd3ec2aefn,
     gx: 0xaa87ca22be8b05378eb1c71ef320ad746e1d3b628ba79b9859f741e082542a385502f25dbf55296c3a545e3872760ab7n,
     gy: 0x3617de4a96262c6f5d9e98bf9292dc29f8f41dbd289a147ce9da3113b5f0b8c00a60b1ce1d7e819d7a431d7c90ea0e5fn,
@@ -43,7 +51,7 @@ export const CURVES: Readonly<Record<string, Curve>> = {
     size: 48,
   },
   'P-521': {
-    name: 'P-521', p: P521_P, a: P521_P - 3n,
+    name: 'P-521', openssl: 'secp521r1', p: P521_P, a: P521_P - 3n,
     b: 0x0051953eb9618e1c9a1f929a21a0b68540eea2da725b99b315f3b8b489918ef109e156193951ec7e937b1652c0bd3bb1bf073573df883d2c34f1ef451fd46b503f00n,
     gx: 0x00c6858e06b70404e9cd9e3ecb662395b4429c648139053fb521f828af606b4d3dbaa14b5e77efe75928fe1dc127a2ffa8de3348b3c1856a429bf97e7e31c2e5bd66n,
     gy: 0x011839296a789a3bc0045c8a5fb42c7d1bd998f54449579b446817afbd17273e662c97ee72995ef42640c550b9013fad0761353c7086a272c24088be94769fd16650n,
@@ -51,7 +59,7 @@ export const CURVES: Readonly<Record<string, Curve>> = {
     size: 66,
   },
   secp256k1: {
-    name: 'secp256k1', p: 0xfffffffffffffffffffffffffffffffffffffffffffffffffffffffefffffc2fn, a: 0n, b: 7n,
+    name: 'secp256k1', openssl: 'secp256k1', p: 0xfffffffffffffffffffffffffffffffffffffffffffffffffffffffefffffc2fn, a: 0n, b: 7n,
     gx: 0x79be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798n,
     gy: 0x483ada7726a3c4655da4fbfc0e1108a8fd17b448a68554199c47d08ffb10d4b8n,
     n: 0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141n,
@@ -175,11 +183,63 @@ export function parseDerSig(sig: Uint8Array): [bigint, bigint] | undefined {
   return i === sig.length ? [ints[0], ints[1]] : undefined;
 }
 
+function modpow(b: bigint, e: bigint, m: bigint): bigint {
+  let r = 1n;
+  b %= m;
+  while (e > 0n) {
+    if (e & 1n) r = (r * b) % m;
+    b = (b * b) % m;
+    e >>= 1n;
+  }
+  return r;
+}
+
+function fixed(v: bigint, size: number): Buffer {
+  return Buffer.from(v.toString(16).padStart(size * 2, '0'), 'hex');
+}
+
+/** Affine P + R (P ≠ ±R), or undefined when degenerate. */
+function affineAdd(c: Curve, x1: bigint, y1: bigint, x2: bigint, y2: bigint): [bigint, bigint] | undefined {
+  if (x1 === x2) return undefined;
+  const l = mod((y2 - y1) * inv(x2 - x1, c.p), c.p);
+  const x3 = mod(l * l - x1 - x2, c.p);
+  return [x3, mod(l * (x1 - x3) - y1, c.p)];
+}
+
+/** x(u1·G + u2·Q) with OpenSSL's scalar multiplications; undefined when a case is degenerate. */
+export function mulAddNative(c: Curve, u1: bigint, u2: bigint, qx: bigint, qy: bigint): bigint | undefined {
+  if (u1 === 0n || u2 === 0n || u2 + 1n >= c.n) return undefined;
+  const q = Buffer.concat([Buffer.from([4]), fixed(qx, c.size), fixed(qy, c.size)]);
+  const e1 = createECDH(c.openssl);
+  e1.setPrivateKey(fixed(u1, c.size));
+  const a = e1.getPublicKey();
+  const ax = toBig(a.subarray(1, 1 + c.size));
+  const ay = toBig(a.subarray(1 + c.size));
+  const e2 = createECDH(c.openssl);
+  e2.setPrivateKey(fixed(u2, c.size));
+  const bx = toBig(e2.computeSecret(q));
+  const e3 = createECDH(c.openssl);
+  e3.setPrivateKey(fixed(u2 + 1n, c.size));
+  const bqx = toBig(e3.computeSecret(q));
+  const ysq = mod(bx * bx * bx + c.a * bx + c.b, c.p);
+  let by = modpow(ysq, (c.p + 1n) / 4n, c.p); // p ≡ 3 (mod 4) on every curve here
+  if ((by * by) % c.p !== ysq) return undefined;
+  const plus = affineAdd(c, bx, by, qx, qy);
+  if (!plus) return undefined;
+  if (plus[0] !== bqx) {
+    by = c.p - by;
+    const minus = affineAdd(c, bx, by, qx, qy);
+    if (!minus || minus[0] !== bqx) return undefined;
+  }
+  const r = affineAdd(c, ax, ay, bx, by);
+  return r ? r[0] : undefined;
+}
+
 /**
  * Verifies a DER ECDSA signature over `digest` (already hashed) with public point (qx, qy).
  * False for anything malformed (never throws on attacker bytes).
  */
-export function ecdsaVerifyDigest(c: Curve, qx: bigint, qy: bigint, digest: Uint8Array, derSig: Uint8Array): boolean {
+export function ecdsaVerifyDigest(c: Curve, qx: bigint, qy: bigint, digest: Uint8Array, derSig: Uint8Array, opts: { native?: boolean } = {}): boolean {
   const rs = parseDerSig(derSig);
   if (!rs) return false;
   const [r, s] = rs;
@@ -193,6 +253,14 @@ export function ecdsaVerifyDigest(c: Curve, qx: bigint, qy: bigint, digest: Uint
   const w = inv(s, c.n);
   const u1 = (e * w) % c.n;
   const u2 = (r * w) % c.n;
-  const x = mulAdd(c, u1, [c.gx, c.gy], u2, [qx, qy]);
+  let x: bigint | undefined;
+  if (opts.native !== false) {
+    try {
+      x = mulAddNative(c, u1, u2, qx, qy);
+    } catch {
+      x = undefined;
+    }
+  }
+  if (x === undefined) x = mulAdd(c, u1, [c.gx, c.gy], u2, [qx, qy]);
   return x !== undefined && x % c.n === r;
 }

@@ -18,6 +18,12 @@ import { tryLoadKey } from './sig.ts';
 /** Directories the walk does not enter (as absolute paths on the measured system). */
 export const DEFAULT_SKIP: readonly string[] = ['/proc', '/sys', '/dev', '/run', '/tmp', '/var/tmp', '/var/log', '/var/cache', '/lost+found'];
 
+/**
+ * Excludes for `--default-excludes`: the volatile and pseudo file systems as Keylime users often
+ * exclude them. Opt-in: anything run from there passes too.
+ */
+export const DEFAULT_EXCLUDES: readonly string[] = ['/proc/.*', '/sys/.*', '/dev/.*', '/run/.*', '/tmp/.*', '/var/tmp/.*', '/var/log/.*'];
+
 export interface GenerateOptions {
   readonly excludes?: readonly string[];
   readonly generator?: string;

@@ -215,8 +215,6 @@ function digestField(f: Buffer, id: string, template: string, at: object, emptyO
 // ---------------------------------------------------------------------------------------------
 // ASCII
 
-const HEX = /^(?:[0-9a-fA-F]{2})*$/;
-
 function parseAscii(buf: Buffer, bank: BankName | undefined, max: number, first: number): ImaList {
   const entries: ImaEntry[] = [];
   let unknown = 0;
@@ -242,14 +240,14 @@ function parseAscii(buf: Buffer, bank: BankName | undefined, max: number, first:
     const pcrText = line.subarray(0, s1).toString('latin1');
     if (!/^\d{1,2}$/.test(pcrText) || Number(pcrText) > 23) throw new ImaParseError('BAD_PCR', `PCR index ${JSON.stringify(pcrText.slice(0, 12))}`, at);
     const hashHex = line.subarray(s1 + 1, s2).toString('latin1');
-    if (!HEX.test(hashHex) || hashHex.length === 0) throw new ImaParseError('BAD_LINE', `template hash ${JSON.stringify(hashHex.slice(0, 140))} is not hex`, at);
-    const size = hashHex.length / 2;
+    const templateHash = fromHex(hashHex);
+    if (!templateHash || hashHex.length === 0) throw new ImaParseError('BAD_LINE', `template hash ${JSON.stringify(hashHex.slice(0, 140))} is not hex`, at);
+    const size = templateHash.length;
     if (listBank === undefined) {
       listBank = SIZE_BANK[size];
       if (!listBank) throw new ImaParseError('BAD_SIZE', `a template hash of ${size} bytes is no bank's digest`, at);
     }
     if (size !== BANK_SIZE[listBank]) throw new ImaParseError('BAD_LINE', `template hash of ${size} bytes in a ${listBank} list (${BANK_SIZE[listBank]} bytes)`, at);
-    const templateHash = Buffer.from(hashHex, 'hex');
     const nameBytes = line.subarray(s2 + 1, s3);
     if (nameBytes.length === 0 || nameBytes.length > TEMPLATE_NAME_MAX || !nameBytes.every((c) => c > 0x20 && c < 0x7f)) {
       throw new ImaParseError('BAD_TEMPLATE_NAME', `template name ${JSON.stringify(nameBytes.subarray(0, 40).toString('latin1'))}`, at);
@@ -276,10 +274,17 @@ function u32(n: number): Buffer {
   return b;
 }
 
+/** Hex → bytes; Buffer.from stops at the first non-hex pair, so a short result means bad hex. */
+function fromHex(s: string): Buffer | undefined {
+  const b = Buffer.from(s, 'hex');
+  return b.length * 2 === s.length ? b : undefined;
+}
+
 function hexField(text: Buffer, what: string, at: object): Buffer {
   const s = text.toString('latin1');
-  if (!HEX.test(s)) throw new ImaParseError('BAD_FIELD', `${what} ${JSON.stringify(s.slice(0, 40))} is not hex`, at);
-  return Buffer.from(s, 'hex');
+  const b = fromHex(s);
+  if (!b) throw new ImaParseError('BAD_FIELD', `${what} ${JSON.stringify(s.slice(0, 40))} is not hex`, at);
+  return b;
 }
 
 /** `algo:hex` (d-ng) or `type:algo:hex` (d-ngv2) → the field as the kernel stores it. */
@@ -321,7 +326,7 @@ function rebuildAscii(template: string, rest: Buffer, at: object): Buffer {
       throw new ImaParseError('BAD_LINE', `${template}: expected ${ids.length} fields`, at);
     }
     const word = tail.subarray(c + 1);
-    if (after === 1 && word.length > 0 && !HEX.test(word.toString('latin1'))) { right.unshift(Buffer.alloc(0)); break; }
+    if (after === 1 && word.length > 0 && !fromHex(word.toString('latin1'))) { right.unshift(Buffer.alloc(0)); break; }
     right.unshift(word);
     tail = tail.subarray(0, c);
   }

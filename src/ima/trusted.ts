@@ -20,7 +20,7 @@
  */
 import { BANK_SIZE, type BankName } from '../pcrs.ts';
 import { BootkeyError } from '../errors.ts';
-import { checkTemplateHash, extend, IMA_PCR, ImaReplayError, startValue, templateHashOf } from './replay.ts';
+import { extend, IMA_PCR, ImaReplayError, startValue, templateHashOf } from './replay.ts';
 import type { ImaEntry, ImaRunningState } from './types.ts';
 
 /** A list that does not replay to the quoted PCR 10 (code REPLAY), or is otherwise unusable. */
@@ -103,26 +103,38 @@ export function bindImaToQuote(
   }
   // (3) The list's own bank: recorded hash = H(template data), checked once per entry.
   let altered: ImaEntry | undefined;
+  const own = new Map<ImaEntry, Buffer>(); // H_listBank(template data), reused by the replay
   for (const e of list) {
-    const c = checkTemplateHash(e, listBank);
-    if (c === 'mismatch') { altered = e; break; }
+    if (e.violation) continue;
+    const h = templateHashOf(e, listBank);
+    if (!h) continue; // opaque: nothing to compare
+    if (!h.equals(e.templateHash)) { altered = e; break; }
+    own.set(e, h);
   }
   const quirks: Quirk[] = ['strict'];
   if (listBank === 'sha1' && banks.some((b) => b !== 'sha1')) quirks.push('pre-5.8-padded-sha1');
   let last: { bank: BankName; value: Buffer; at: number } | undefined;
+  let noBank: ImaBindError | undefined;
   for (const quirk of quirks) {
     const running = new Map(startValues);
     const matches = () => banks.every((b) => running.get(b)!.equals(quotedPcr10.get(b)!));
     if (matches()) return bound(list, 0, running, start, quirk);
-    for (let k = 0; k < list.length; k++) {
-      const e = list[k];
-      if (e.pcr !== IMA_PCR) continue;
-      if (altered && e.index >= altered.index) break; // an altered entry and what follows bind nothing
-      for (const b of banks) running.set(b, extend(b, running.get(b)!, bindValue(e, b, listBank, quirk)));
-      if (matches()) return bound(list, k + 1, running, start, quirk);
+    try {
+      for (let k = 0; k < list.length; k++) {
+        const e = list[k];
+        if (e.pcr !== IMA_PCR) continue;
+        if (altered && e.index >= altered.index) break; // an altered entry and what follows bind nothing
+        for (const b of banks) running.set(b, extend(b, running.get(b)!, (b === listBank && !e.violation && own.get(e)) || bindValue(e, b, listBank, quirk)));
+        if (matches()) return bound(list, k + 1, running, start, quirk);
+      }
+    } catch (err) {
+      if (!(err instanceof ImaBindError)) throw err;
+      noBank ??= err; // a bank this pass cannot replay: the next pass may
+      continue;
     }
     if (quirk === 'strict') last = { bank: banks[0], value: running.get(banks[0])!, at: list.length ? list[list.length - 1].index : start.count - 1 };
   }
+  if (noBank && !altered) throw noBank;
   if (altered) {
     const h = templateHashOf(altered, listBank)!;
     throw new ImaBindError('REPLAY', `entry ${altered.index} ${JSON.stringify(altered.path ?? altered.templateName)} (${where(altered)}): its recorded ${listBank} template hash ${altered.templateHash.toString('hex')} is not the hash of its template data (${h.toString('hex')}): the entry was altered, it and the entries after it are not bound to PCR 10`, altered.index);
@@ -139,7 +151,7 @@ function bindValue(e: ImaEntry, bank: BankName, listBank: BankName, quirk: Quirk
   if (e.violation) return Buffer.alloc(BANK_SIZE[bank], 0xff);
   if (quirk === 'pre-5.8-padded-sha1' && bank !== 'sha1') {
     const v = Buffer.alloc(BANK_SIZE[bank]);
-    templateHashOf(e, 'sha1')!.copy(v);
+    (templateHashOf(e, 'sha1') ?? e.templateHash).copy(v); // (an opaque entry: its recorded sha1)
     return v;
   }
   const h = templateHashOf(e, bank);
@@ -167,5 +179,3 @@ export function unverifiedImaEntries(entries: readonly ImaEntry[]): TrustedImaEn
   return new TrustedImaEntries(ctor, entries, false);
 }
 
-/** @internal for the implementation in this module only. */
-export const _ctor = ctor;

@@ -17,6 +17,7 @@
  *   aligned with the policy by diffBoot (measuredboot/diff.ts).
  * @module
  */
+import { runtimeView } from './runtime.ts';
 import https from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { randomBytes } from 'node:crypto';
@@ -199,20 +200,24 @@ export async function startDashboard(o: DashboardOptions): Promise<RunningDashbo
       c[x.state]++;
       stagedCount.set(x.machine, c);
     }
+    // Runtime (IMA) attestation state per machine, in one store query (runtime.ts: off, new, attesting, failed, stale).
+    const now = Date.now();
+    const runtime = new Map((await o.service.store.listRuntime()).map((r) => [r.machine, r]));
     const sel = (name: string, cur: string, opts: string[]) => `<select name="${name}" aria-label="${name}"><option value="">any ${name}</option>${opts.map((x) => `<option${x === cur ? ' selected' : ''}>${h(x)}</option>`).join('')}</select>`;
     const rows = shown.map((m) => {
       const pl = policyLine(m);
       const res = m.lastResult ?? '';
       return `<tr><td class="mono"><a href="/machines/${h(m.id)}">${h(m.id)}</a></td><td>${h(m.hostname)}</td><td class="state-${h(m.state)}">${h(m.state)}</td>`
         + `<td class="${res.startsWith('refused') ? 'res-refused' : res === 'released' ? 'res-released' : ''}">${h(res || '–')}</td><td>${time(m.lastTime)}</td><td>${h(pl.summary)}</td>`
-        + `<td>${((c) => (c ? `${c.active} active${c.pending ? `, <b>${c.pending} pending</b>` : ''}` : '–'))(stagedCount.get(m.id))}</td></tr>`;
+        + `<td>${((c) => (c ? `${c.active} active${c.pending ? `, <b>${c.pending} pending</b>` : ''}` : '–'))(stagedCount.get(m.id))}</td>`
+        + `<td class="runtime-${h(runtimeView(runtime.get(m.id), now))}">${h(runtimeView(runtime.get(m.id), now))}</td></tr>`;
     }).join('\n');
     const qs = (p: number) => `?${new URLSearchParams({ q, state, result, page: String(p) }).toString()}`;
     const pages = Math.max(1, Math.ceil(ms.length / PAGE_SIZE));
     return page('Machines', `<form method="get" action="/machines"><input name="q" value="${h(q)}" placeholder="id or hostname" aria-label="search"> ${sel('state', state, ['active', 'pending', 'revoked'])} ${sel('result', result, ['released', 'refused', 'enrolled'])} <button type="submit">Filter</button></form>
 <p>${ms.length} of ${total} machine(s); page ${pageNo + 1} of ${pages}${pageNo > 0 ? ` · <a href="/machines${qs(pageNo - 1)}">previous</a>` : ''}${pageNo + 1 < pages ? ` · <a href="/machines${qs(pageNo + 1)}">next</a>` : ''}</p>
-<table id="machines"><thead><tr><th>Machine</th><th>Hostname</th><th>State</th><th>Last result</th><th>Last time (UTC)</th><th>Policy</th><th>Staged boots</th></tr></thead><tbody>
-${rows || '<tr><td colspan="7">(no machines)</td></tr>'}</tbody></table>`, s);
+<table id="machines"><thead><tr><th>Machine</th><th>Hostname</th><th>State</th><th>Last result</th><th>Last time (UTC)</th><th>Policy</th><th>Staged boots</th><th>Runtime</th></tr></thead><tbody>
+${rows || '<tr><td colspan="8">(no machines)</td></tr>'}</tbody></table>`, s);
   };
 
   const diffTable = (d: BootDiff): string => {
@@ -279,9 +284,13 @@ ${sec.rows.map((r) => `<tr class="${r.status}"><td title="${r.status}">${mark[r.
         `<tr><td class="mono">${h(x.id)}</td><td class="state-${h(x.state)}">${h(x.state)}${x.used ? ' (used)' : ''}</td><td>${h(x.label)}</td><td>${h(x.mode)}</td><td>${time(x.created)}</td><td>${x.summary.map(h).join('<br>')}</td>`
         + `<td>${x.state === 'pending' ? stagedAct(x, 'approve') : ''} ${x.state === 'pending' || x.state === 'active' ? stagedAct(x, 'drop') : ''}</td></tr>`).join('')}</tbody></table>`
       : '<h2>Staged boots</h2><p id="staged-none">None: the machine has not staged a boot for itself (bootkey stage; docs/UPDATES.md).</p>';
+    const rt = await o.service.store.getRuntime(m.id);
+    const rv = runtimeView(rt, Date.now());
+    const runtimeHtml = `<h2>Runtime attestation (IMA)</h2><p id="runtime">State <b class="runtime-${h(rv)}">${h(rv)}</b>${rt ? `; ${rt.count} entries verified this boot; last report ${time(rt.lastReport)}; stale limit ${rt.staleLimit ? `${rt.staleLimit} s` : 'off'}` : ''}${rv === 'off' ? ' (no runtime policy: bootkey admin set-runtime-policy)' : ''}</p>`
+      + (rt?.state === 'failed' ? `<p class="warn">${h(rt.reason ?? 'failed')} (since ${time(rt.failedAt)}): the next boot is refused RUNTIME_FAILED until <code>bootkey admin clear ${h(m.id)}</code></p><ul>${rt.failures.map((f) => `<li class="mono">${h(f)}</li>`).join('')}</ul>` : '');
     const actions = `<h2>Actions</h2><p>${m.state === 'revoked' ? act('unrevoke', 'Unrevoke') : act('revoke', 'Revoke')} ${accept}</p>`;
     const summary = policy ? `<h2>Policy</h2><p>Bank ${h(policy.bank)}, PCRs ${h(policy.pcrs.join(','))}; rules: ${h(Object.keys(policy.rules).join(', ') || 'none')}${policy.rules.bootChain ? `; boot chain ${h(policy.rules.bootChain.stages.map((x) => x.role).join(' → '))}` : ''}</p>` : '<p class="warn">The stored policy does not parse.</p>';
-    return page(`Machine ${m.hostname}`, `${flash}<table class="info">${info}</table>${reasons}${actions}${summary}${diff}${staged}
+    return page(`Machine ${m.hostname}`, `${flash}<table class="info">${info}</table>${reasons}${actions}${summary}${runtimeHtml}${diff}${staged}
 <p><a href="/audit?machine=${encodeURIComponent(m.id)}">Audit trail of this machine</a></p>`, s);
   };
 

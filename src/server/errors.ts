@@ -28,8 +28,12 @@ export const REFUSAL_CODES = [
   'BAD_KEY', 'AK_ATTRIBUTES', 'EK_CERT', 'UNKNOWN_ENROLLMENT', 'ENROLLMENT_EXPIRED', 'CREDENTIAL', 'BAD_RELEASED_PCR',
   // boot-time: the LUKS2 token's fields checked against the record (before the per-machine budget)
   'TOKEN_EK', 'TOKEN_RELEASED_PCR',
+  // boot-time: the runtime (IMA) attestation gate (runtime.ts), after the quote verified
+  'RUNTIME_FAILED', 'RUNTIME_STALE',
+  // runtime attestation (runtime-begin / -entries / -report; docs/PROTOCOL.md)
+  'RUNTIME_OFF', 'IMA_FROM', 'IMA_LIST', 'IMA_TOO_LARGE', 'IMA_NO_BEGIN',
   // admin
-  'PERMISSIVE_POLICY', 'NOT_REVOKED', 'UNKNOWN_TOKEN',
+  'PERMISSIVE_POLICY', 'NOT_REVOKED', 'UNKNOWN_TOKEN', 'BAD_RUNTIME_POLICY',
   // transport and service
   'RATE_LIMITED', 'BAD_REQUEST', 'INTERNAL', 'BUSY', 'UNAVAILABLE',
 ] as const;

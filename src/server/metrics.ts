@@ -151,7 +151,7 @@ export class Metrics {
 
 const STORE_METHODS_TIMED = new Set(['getMachine', 'listMachines', 'machinesByEkName', 'setMachineState', 'setPolicy', 'setShare', 'recordResult', 'deleteMachine', 'gc',
   'putNonce', 'consumeNonce', 'putEnrollment', 'getEnrollment', 'finishEnrollment', 'commitEnrollment', 'abortEnrollment', 'putEnrolToken', 'getEnrolToken',
-  'listEnrolTokens', 'useEnrolToken', 'revokeEnrolToken', 'getNamedPolicy', 'putNamedPolicy', 'audit', 'queryAudit', 'machineStats', 'putRefusedBoot', 'getRefusedBoot', 'createMachine', 'getRuntime', 'listRuntime', 'saveRuntime']);
+  'listEnrolTokens', 'useEnrolToken', 'revokeEnrolToken', 'getNamedPolicy', 'putNamedPolicy', 'audit', 'queryAudit', 'machineStats', 'putRefusedBoot', 'getRefusedBoot', 'createMachine', 'getRuntime', 'listRuntime', 'saveRuntime', 'putRuntimePolicy', 'getRuntimePolicy']);
 
 /** The same store, with the latency of each operation observed in `m` (the op name is the label). */
 export function instrumentStore(store: Store, m: Metrics): Store {

@@ -121,7 +121,7 @@ export const PG_MIGRATIONS: string[] = [
   `CREATE TABLE runtime (
      machine TEXT PRIMARY KEY,
      version INTEGER NOT NULL,
-     policy TEXT,
+     policy_hash TEXT,
      stale_limit BIGINT,
      state TEXT NOT NULL CHECK (state IN ('new', 'attesting', 'failed')),
      reset_count BIGINT,
@@ -136,5 +136,10 @@ export const PG_MIGRATIONS: string[] = [
      failures TEXT NOT NULL,
      approved_until BIGINT,
      updated BIGINT NOT NULL
+   );
+   CREATE TABLE runtime_policies (
+     hash TEXT PRIMARY KEY,
+     policy TEXT NOT NULL,
+     created BIGINT NOT NULL
    );`,
 ];

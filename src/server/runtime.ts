@@ -34,7 +34,7 @@ import type { ConsumeResult, MachineRecord, RuntimeRecord } from './store.ts';
 import { ServerError } from './errors.ts';
 import { ctEqual, sha256 } from './secrets.ts';
 import { verifyQuoteOnly } from './attest.ts';
-import { checkRuntime, type RuntimeFailure } from './runtime-policy.ts';
+import { checkRuntime, type CompiledRuntimePolicy, type RuntimeFailure } from './runtime-policy.ts';
 
 /** The bank and PCRs a runtime quote covers: the boot (0–9: boot identity, boot_aggregate) and IMA's 10. */
 export const RUNTIME_BANK: BankName = 'sha256';
@@ -77,6 +77,26 @@ export interface RuntimeSession {
   pending?: PendingReport;
 }
 
+/**
+ * Bytes of chunks held by all connections of this process together: over the cap a chunk is
+ * refused BUSY (the agent retries later), so that many large first lists at once cannot
+ * exhaust the server's memory (parsed entries take a few times their bytes).
+ */
+export const MAX_HELD_BYTES = 256 * 1024 * 1024;
+let heldBytes = 0;
+
+/** Drops a connection's pending chunks (report done, new begin, or connection closed). */
+export function releasePending(s: RuntimeSession | undefined): void {
+  if (s?.pending) {
+    heldBytes -= s.pending.bytes;
+    s.pending = undefined;
+  }
+}
+
+export function heldRuntimeBytes(): number {
+  return heldBytes;
+}
+
 /** Parses one chunk; entry indices become absolute (from + i). @throws ServerError IMA_LIST */
 export function parseChunk(bytes: Buffer, bank: BankName, from: number): ImaEntry[] {
   if (!bytes.length) return [];
@@ -100,7 +120,9 @@ export function addChunk(s: RuntimeSession, msg: MessageOf<'runtime-entries'>): 
   if (p.bank !== undefined && p.bank !== msg.bank) refuse('IMA_LIST', `runtime-entries: bank ${msg.bank} after chunks of bank ${p.bank}`);
   if (p.next !== undefined && msg.from !== p.next) refuse('IMA_FROM', `runtime-entries: chunk starts at entry ${msg.from}, expected ${p.next} (chunks must be contiguous)`);
   if (p.bytes + msg.entries.length > LIMITS.imaReport) refuse('IMA_TOO_LARGE', `runtime report over ${LIMITS.imaReport} bytes`);
+  if (heldBytes + msg.entries.length > MAX_HELD_BYTES) refuse('BUSY', 'the server holds too many runtime reports in progress; retry later');
   const entries = parseChunk(msg.entries, msg.bank, msg.from);
+  heldBytes += msg.entries.length;
   p.bank = msg.bank;
   p.from ??= msg.from;
   p.next = msg.from + entries.length;
@@ -146,13 +168,14 @@ export function formatFailure(f: RuntimeFailure): string {
 export async function verifyRuntimeReport(o: {
   machine: MachineRecord;
   rt: RuntimeRecord;
+  /** The machine's runtime policy, compiled (runtime-policy.ts: by the row's policyHash). */
+  policy: CompiledRuntimePolicy;
   msg: MessageOf<'runtime-report'>;
   pending?: PendingReport;
   consumeNonce: (nonceHash: Buffer) => Promise<ConsumeResult>;
   now: number;
 }): Promise<RuntimeVerdict> {
   const { machine: m, rt, msg, now } = o;
-  if (!rt.policy) refuse('RUNTIME_OFF', `runtime attestation is off for machine ${m.id}: it has no runtime policy (bootkey admin set-runtime-policy)`);
   const pending = o.pending && o.pending.machine === m.id && ctEqual(o.pending.nonceHash, sha256(msg.nonce)) && o.pending.entries.length ? o.pending : undefined;
   const v = await verifyQuoteOnly({
     akPublic: unmarshalPublic2B(m.akPublic, 'enrolled AK'), quote: msg.quote, signature: msg.signature, nonce: msg.nonce, pcrs: msg.pcrs,
@@ -204,7 +227,8 @@ export async function verifyRuntimeReport(o: {
       return { record, verified: 0, result: { t: 'runtime-result', state: 'restart', count: 0, unbound: entries.length, failures: [], message: `the entries from ${from} do not continue the verified chain (${e.message}): send the whole list from entry 0` } };
     }
     const reason = `REPLAY: the IMA list does not replay to the quoted PCR 10: ${e.message}`;
-    return failedVerdict(next, reason, [], now, 0, entries.length);
+    // Nothing of this list is verified: the next report starts a chain at entry 0.
+    return failedVerdict({ ...next, count: 0, pcr10: '{}', learnedKeys: '[]', bootDigest: undefined, resetCount: undefined, restartCount: undefined }, reason, [], now, 0, entries.length);
   }
   // boot_aggregate (entry 0, in a whole list) against the QUOTED boot PCRs, when its bank was quoted.
   let bootAggregates: string[] | undefined;
@@ -213,7 +237,7 @@ export async function verifyRuntimeReport(o: {
     const ba = checkBootAggregate(first, v.values);
     if (ba.expected && ba.bank) bootAggregates = [`${first.digestAlgo ?? 'sha1'}:${ba.expected}`];
   }
-  const check = checkRuntime(rt.policy, binding.trusted, { bootAggregates, learnedKeys: sameBoot ? (JSON.parse(rt.learnedKeys) as LearnedKey[]) : [] });
+  const check = checkRuntime(o.policy, binding.trusted, { bootAggregates, learnedKeys: sameBoot ? (JSON.parse(rt.learnedKeys) as LearnedKey[]) : [] });
   const record: RuntimeRecord = { ...next, count: binding.state.count, pcr10: JSON.stringify(binding.state.pcr10), learnedKeys: JSON.stringify(check.learnedKeys), lastReport: now };
   const verified = binding.state.count - start.count;
   if (check.failures.length) {
@@ -243,7 +267,7 @@ export function runtimeView(rt: RuntimeRecord | undefined, now: number): Runtime
   if (!rt) return 'off';
   if (rt.state === 'failed') return 'failed';
   if (isStale(rt, now)) return 'stale';
-  if (!rt.policy) return 'off';
+  if (!rt.policyHash) return 'off';
   return rt.state;
 }
 
@@ -260,7 +284,7 @@ export function runtimeJson(rt: RuntimeRecord | undefined, now: number, full = f
   };
   if (full) {
     Object.assign(base, {
-      policy: rt?.policy ? (JSON.parse(rt.policy) as unknown) : null, failedAt: rt?.failedAt ?? null, failures: rt?.failures ?? [],
+      policySha256: rt?.policyHash ?? null, failedAt: rt?.failedAt ?? null, failures: rt?.failures ?? [],
       approvedUntil: rt?.approvedUntil ?? null, boot: rt?.resetCount !== undefined ? { resetCount: rt.resetCount, restartCount: rt.restartCount, bootDigest: rt.bootDigest?.toString('hex') } : null,
       pcr10: rt ? (JSON.parse(rt.pcr10) as unknown) : {},
     });

@@ -23,7 +23,8 @@ import { ServerError } from './errors.ts';
 import { SqliteStore } from './store-sqlite.ts';
 import type { Store } from './store.ts';
 import { Vault, loadMasterKey } from './secrets.ts';
-import { Service, REQUEST_TYPES, logLine } from './service.ts';
+import { Service, REQUEST_TYPES, logLine, type RequestContext } from './service.ts';
+import { releasePending } from './runtime.ts';
 import { RateLimiter, type BucketConfig } from './ratelimit.ts';
 import { loadCaBundle } from './ekcert.ts';
 import { parseListen, showAddr } from './listen.ts';
@@ -140,7 +141,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     const conn = new Connection(sock);
     const deadline = Date.now() + connTimeout;
     // One context per connection: a chunked runtime report is held here (runtime.ts), never shared.
-    const ctx = { peer, runtime: {} };
+    const ctx: RequestContext = { peer, runtime: {} };
     const fail = async (code: string, message: string): Promise<void> => {
       if (code !== 'RATE_LIMITED') metrics.refusals.inc({ request: 'connection', code });
       log(logLine({ event: 'connection', result: 'refused', code, peer, reason: message }));
@@ -190,6 +191,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
         }
       }
     } finally {
+      releasePending(ctx.runtime);
       conn.close();
       setTimeout(() => sock.destroy(), 1000).unref();
     }

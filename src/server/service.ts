@@ -52,8 +52,8 @@ import { stageNonce, stageRequestHash } from '../protocol/stage.ts';
 import { verifyQuoteOnly } from './attest.ts';
 import { evaluateBoot, requiredPcrs } from '../measuredboot/verdict.ts';
 import { StageError } from '../measuredboot/stage.ts';
-import { addChunk, bootGate, runtimeJson, runtimeView, verifyRuntimeReport, RUNTIME_SELECTION, type RuntimeSession } from './runtime.ts';
-import { checkRuntimePolicyText } from './runtime-policy.ts';
+import { addChunk, releasePending, bootGate, runtimeJson, runtimeView, verifyRuntimeReport, RUNTIME_SELECTION, type RuntimeSession } from './runtime.ts';
+import { checkRuntimePolicyText, compiledRuntimePolicy } from './runtime-policy.ts';
 import { emptyRuntime, type RuntimeRecord } from './store.ts';
 import type { Notifier } from './webhook.ts';
 
@@ -211,7 +211,11 @@ export class Service {
     }
     this.o.metrics?.refusal(action, code);
     this.log(kv({ event: action, result: 'refused', code, machine, peer: ctx.peer, reason: message, failures: failures?.join('; ') }));
-    await this.audit({ who: action === 'admin' ? 'admin' : action.startsWith('enroll') ? 'enroll' : 'machine', machine, action, result: 'refused', code, reasons: failures ?? [message], peer: ctx.peer });
+    // A machine's agent without a runtime policy asks every interval: RUNTIME_OFF (and BUSY) are
+    // logged, not audited, or the audit table would grow by a row per machine per minute.
+    if (!(action.startsWith('runtime-') && (code === 'RUNTIME_OFF' || code === 'BUSY'))) {
+      await this.audit({ who: action === 'admin' ? 'admin' : action.startsWith('enroll') ? 'enroll' : 'machine', machine, action, result: 'refused', code, reasons: failures ?? [message], peer: ctx.peer });
+    }
     return { t: 'error', code, message: message.slice(0, 4000), ...(failures ? { failures: failures.slice(0, 256).map((f) => f.slice(0, 4000)) } : {}) };
   }
 
@@ -508,11 +512,14 @@ export class Service {
     const m = await this.activeMachine(msg.machine, msg.akName);
     this.chargeMachine(m.id);
     const rt = await this.o.store.getRuntime(m.id);
-    if (!rt?.policy) refuse('RUNTIME_OFF', `runtime attestation is off for machine ${m.id}: it has no runtime policy (bootkey admin set-runtime-policy)`);
+    if (!rt?.policyHash) refuse('RUNTIME_OFF', `runtime attestation is off for machine ${m.id}: it has no runtime policy (bootkey admin set-runtime-policy)`);
     const nonce = randomBytes(32);
     const hash = sha256(nonce);
     await this.o.store.putNonce({ hash, machine: m.id, purpose: 'runtime', expiresAt: this.now() + this.nonceTtlMs });
-    if (ctx.runtime) ctx.runtime.pending = { machine: m.id, nonceHash: hash, entries: [], bytes: 0 };
+    if (ctx.runtime) {
+      releasePending(ctx.runtime);
+      ctx.runtime.pending = { machine: m.id, nonceHash: hash, entries: [], bytes: 0 };
+    }
     const chain = rt.count > 0 && rt.resetCount !== undefined && rt.bootDigest ? { resetCount: rt.resetCount, bootDigest: rt.bootDigest } : {};
     return { t: 'runtime-challenge', nonce, pcrSelection: RUNTIME_SELECTION, expiresIn: Math.ceil(this.nonceTtlMs / 1000), from: chain.resetCount !== undefined ? rt.count : 0, ...chain };
   }
@@ -524,14 +531,15 @@ export class Service {
   private async runtimeReport(msg: MessageOf<'runtime-report'>, ctx: RequestContext): Promise<Message> {
     const t0 = process.hrtime.bigint();
     const pending = ctx.runtime?.pending;
-    if (ctx.runtime) ctx.runtime.pending = undefined;
+    releasePending(ctx.runtime);
     try {
       const m = await this.activeMachine(msg.machine, msg.akName);
       this.chargeMachine(m.id);
       const rt = await this.o.store.getRuntime(m.id);
-      if (!rt?.policy) refuse('RUNTIME_OFF', `runtime attestation is off for machine ${m.id}: it has no runtime policy (bootkey admin set-runtime-policy)`);
+      if (!rt?.policyHash) refuse('RUNTIME_OFF', `runtime attestation is off for machine ${m.id}: it has no runtime policy (bootkey admin set-runtime-policy)`);
+      const policy = await compiledRuntimePolicy(rt.policyHash, (h) => this.o.store.getRuntimePolicy(h));
       const now = this.now();
-      const v = await verifyRuntimeReport({ machine: m, rt, msg, pending, now, consumeNonce: (h) => this.o.store.consumeNonce(h, m.id, now, 'runtime') });
+      const v = await verifyRuntimeReport({ machine: m, rt, policy, msg, pending, now, consumeNonce: (h) => this.o.store.consumeNonce(h, m.id, now, 'runtime') });
       if (!(await this.o.store.saveRuntime(v.record))) refuse('BUSY', `machine ${m.id}'s runtime chain changed concurrently (another report?); retry`);
       this.o.metrics?.runtimeReports.inc({ result: v.result.state });
       this.o.metrics?.runtimeEntries.inc({}, v.verified);
@@ -673,7 +681,9 @@ export class Service {
     const subject = tokenOp ? (result as { id?: string }).id : msg.op.startsWith('staged-') && msg.op !== 'staged-list' ? (result as { machine?: string }).machine : msg.machine;
     this.log(kv({ event: 'admin', op: msg.op, result: 'ok', [tokenOp ? 'token' : 'machine']: subject, peer: ctx.peer }));
     if (!ADMIN_READS.has(msg.op)) {
-      const reasons = tokenOp ? [`token ${subject}`, ...(msg.op === 'token-create' ? [`uses ${(result as { uses: number }).uses}`, `expires ${new Date((result as { expiresAt: number }).expiresAt).toISOString()}`, ...(msg.comment ? [`comment ${msg.comment}`] : [])] : [])]
+      const reasons = msg.op === 'approve' ? [`for ${msg.seconds ?? 3600} s`] : msg.op === 'set-stale-limit' ? [`stale limit ${msg.seconds ? `${msg.seconds} s` : 'off'}`]
+        : msg.op === 'set-runtime-policy' ? [msg.runtimePolicy === undefined ? 'runtime policy removed' : `runtime policy sha256 ${sha256(Buffer.from(msg.runtimePolicy, 'utf8')).toString('hex')}`]
+        : tokenOp ? [`token ${subject}`, ...(msg.op === 'token-create' ? [`uses ${(result as { uses: number }).uses}`, `expires ${new Date((result as { expiresAt: number }).expiresAt).toISOString()}`, ...(msg.comment ? [`comment ${msg.comment}`] : [])] : [])]
         : msg.allowPermissive ? ['--allow-permissive'] : undefined;
       await this.audit({ who: 'admin', machine: tokenOp ? undefined : subject, action: `admin-${msg.op}`, result: 'ok', reasons: msg.staged ? [`staged ${msg.staged}`, ...(reasons ?? [])] : reasons, peer: ctx.peer });
     }
@@ -704,9 +714,13 @@ export class Service {
       }
       case 'set-runtime-policy': {
         const m = await this.machineOrRefuse(msg.machine);
-        if (msg.runtimePolicy !== undefined) checkRuntimePolicyText(msg.runtimePolicy);
-        const rt = await this.updateRuntime(m.id, now, (r) => ({ ...r, policy: msg.runtimePolicy }));
-        return { machine: m.id, runtimePolicy: msg.runtimePolicy === undefined ? 'removed: runtime attestation is off for this machine' : 'set', runtime: runtimeView(rt, now) };
+        let hash: string | undefined;
+        if (msg.runtimePolicy !== undefined) {
+          hash = checkRuntimePolicyText(msg.runtimePolicy);
+          await st.putRuntimePolicy(hash, msg.runtimePolicy, now);
+        }
+        const rt = await this.updateRuntime(m.id, now, (r) => ({ ...r, policyHash: hash }));
+        return { machine: m.id, runtimePolicy: hash === undefined ? 'removed: runtime attestation is off for this machine' : 'set', policySha256: hash ?? null, runtime: runtimeView(rt, now) };
       }
       case 'set-stale-limit': {
         const m = await this.machineOrRefuse(msg.machine);

@@ -397,6 +397,15 @@ export class PgStore implements Store {
     return r ? runtimeFromRow(r) : undefined;
   }
 
+  async putRuntimePolicy(hash: string, policy: string, now: number): Promise<void> {
+    await this.q('INSERT INTO runtime_policies (hash, policy, created) VALUES ($1, $2, $3) ON CONFLICT (hash) DO NOTHING', [hash, policy, now], 'put runtime policy');
+  }
+
+  async getRuntimePolicy(hash: string): Promise<string | undefined> {
+    const r = (await this.q('SELECT policy FROM runtime_policies WHERE hash = $1', [hash], 'get runtime policy')).rows[0];
+    return r ? (r.policy as string) : undefined;
+  }
+
   async listRuntime(): Promise<RuntimeRecord[]> {
     return (await this.q('SELECT * FROM runtime ORDER BY machine', [], 'list runtime')).rows.map(runtimeFromRow);
   }

@@ -111,10 +111,10 @@ export function stagedUseUpdates(rows: { id: string; used: boolean; unused: numb
 }
 
 /** The columns of the runtime table, in the order of runtimeParams. */
-export const RUNTIME_COLUMNS = ['machine', 'version', 'policy', 'stale_limit', 'state', 'reset_count', 'restart_count', 'boot_digest', 'count', 'pcr10', 'learned_keys', 'last_report', 'reason', 'failed_at', 'failures', 'approved_until', 'updated'] as const;
+export const RUNTIME_COLUMNS = ['machine', 'version', 'policy_hash', 'stale_limit', 'state', 'reset_count', 'restart_count', 'boot_digest', 'count', 'pcr10', 'learned_keys', 'last_report', 'reason', 'failed_at', 'failures', 'approved_until', 'updated'] as const;
 
 export function runtimeParams(r: RuntimeRecord, version: number): unknown[] {
-  return [r.machine, version, r.policy ?? null, r.staleLimit ?? null, r.state, r.resetCount ?? null, r.restartCount ?? null, r.bootDigest ?? null,
+  return [r.machine, version, r.policyHash ?? null, r.staleLimit ?? null, r.state, r.resetCount ?? null, r.restartCount ?? null, r.bootDigest ?? null,
     r.count, r.pcr10, r.learnedKeys, r.lastReport ?? null, r.reason ?? null, r.failedAt ?? null, JSON.stringify(r.failures), r.approvedUntil ?? null, r.updated];
 }
 
@@ -123,7 +123,7 @@ export function runtimeFromRow(r: Row): RuntimeRecord {
     machine: r.machine as string, version: num(r.version), state: r.state as RuntimeState, count: num(r.count), pcr10: r.pcr10 as string, learnedKeys: r.learned_keys as string,
     failures: JSON.parse(r.failures as string) as string[], updated: num(r.updated),
   };
-  if (r.policy != null) x.policy = r.policy as string;
+  if (r.policy_hash != null) x.policyHash = r.policy_hash as string;
   if (r.stale_limit != null) x.staleLimit = num(r.stale_limit);
   if (r.reset_count != null) x.resetCount = num(r.reset_count);
   if (r.restart_count != null) x.restartCount = num(r.restart_count);

@@ -113,7 +113,7 @@ const MIGRATIONS: string[] = [
   `CREATE TABLE runtime (
      machine TEXT PRIMARY KEY,
      version INTEGER NOT NULL,
-     policy TEXT,
+     policy_hash TEXT,
      stale_limit INTEGER,
      state TEXT NOT NULL CHECK (state IN ('new', 'attesting', 'failed')),
      reset_count INTEGER,
@@ -128,6 +128,11 @@ const MIGRATIONS: string[] = [
      failures TEXT NOT NULL,
      approved_until INTEGER,
      updated INTEGER NOT NULL
+   );
+   CREATE TABLE runtime_policies (
+     hash TEXT PRIMARY KEY,
+     policy TEXT NOT NULL,
+     created INTEGER NOT NULL
    );`,
 ];
 
@@ -405,6 +410,15 @@ export class SqliteStore implements Store {
   async getRuntime(machine: string): Promise<RuntimeRecord | undefined> {
     const r = this.db.prepare('SELECT * FROM runtime WHERE machine = ?').get(machine) as Row | undefined;
     return r ? runtimeFromRow(r) : undefined;
+  }
+
+  async putRuntimePolicy(hash: string, policy: string, now: number): Promise<void> {
+    this.db.prepare('INSERT INTO runtime_policies (hash, policy, created) VALUES (?, ?, ?) ON CONFLICT (hash) DO NOTHING').run(hash, policy, now);
+  }
+
+  async getRuntimePolicy(hash: string): Promise<string | undefined> {
+    const r = this.db.prepare('SELECT policy FROM runtime_policies WHERE hash = ?').get(hash) as { policy: string } | undefined;
+    return r?.policy;
   }
 
   async listRuntime(): Promise<RuntimeRecord[]> {

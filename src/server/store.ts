@@ -127,8 +127,9 @@ export interface RuntimeRecord {
   machine: string;
   /** 0 = not stored yet; saveRuntime stores version + 1. */
   version: number;
-  /** The runtime policy, JSON text; undefined: runtime attestation is off for this machine. */
-  policy?: string;
+  /** SHA-256 (hex) of the runtime policy's text in the runtime_policies table (shared by the
+   * machines that use it); undefined: runtime attestation is off for this machine. */
+  policyHash?: string;
   /** Seconds without a verified report after which the next boot is refused (RUNTIME_STALE); undefined: off. */
   staleLimit?: number;
   state: RuntimeState;
@@ -279,6 +280,9 @@ export interface Store {
 
   /** A machine's runtime attestation row (undefined: never set). */
   getRuntime(machine: string): Promise<RuntimeRecord | undefined>;
+  /** Stores a runtime policy under the SHA-256 (hex) of its text (content-addressed: idempotent). */
+  putRuntimePolicy(hash: string, policy: string, now: number): Promise<void>;
+  getRuntimePolicy(hash: string): Promise<string | undefined>;
   /** Every machine's runtime row. */
   listRuntime(): Promise<RuntimeRecord[]>;
   /**

@@ -50,12 +50,17 @@ test('server.conf: every key of the example parses; values are checked per key, 
   assert.ok(exampleServerConf().includes('#rate-limit-machine = '));
   const p = file('s1.conf', 'state = /var/lib/bootkey\nlisten = 127.0.0.1:7443\nmax-connections = 0\n');
   throwsConfig(() => resolveServerConfig({ configFile: p, env: {} }), 'max-connections', 3, /s1\.conf:3: key "max-connections": expected an integer in 1\.\.100000/);
-  const w = file('s2.conf', 'webhook-url = https://x\n');
-  throwsConfig(() => resolveServerConfig({ configFile: w, env: {} }), 'webhook-url', 1, /unknown key "webhook-url": the server has no webhooks/);
+  const w = file('s2.conf', 'webhook = https://x\n');
+  throwsConfig(() => resolveServerConfig({ configFile: w, env: {} }), 'webhook', 1, /unknown key "webhook": the webhook keys are webhook-url/);
+  const wc = file('s2b.conf', 'webhook-url = https://user:pw@x/hook\n');
+  throwsConfig(() => resolveServerConfig({ configFile: wc, env: {} }), 'webhook-url', 1, /must not carry credentials/);
+  const wr = file('s2c.conf', 'runtime-hook = relative/hook\n');
+  throwsConfig(() => resolveServerConfig({ configFile: wr, env: {} }), 'runtime-hook', 1, /absolute path/);
   const l = file('s3.conf', '\n\nlisten = 127.0.0.1\n');
   throwsConfig(() => resolveServerConfig({ configFile: l, env: {} }), 'listen', 3, /expected HOST:PORT/);
   const all = file('s4.conf', ['state = /s', 'listen = [::1]:7443', 'store = sqlite', 'released-pcr = 15', 'ek-ca = /e.pem', 'nonce-ttl = 60', 'max-connections = 10',
-    'listen-backlog = 64', 'rate-limit-peer = 60/5', 'rate-limit-machine = 20/0.5', 'message-timeout = 10', 'connection-timeout = 30', 'metrics = 127.0.0.1:9464', 'dashboard = off'].join('\n'));
+    'listen-backlog = 64', 'rate-limit-peer = 60/5', 'rate-limit-machine = 20/0.5', 'message-timeout = 10', 'connection-timeout = 30', 'metrics = 127.0.0.1:9464', 'dashboard = off',
+    'webhook-url = https://alerts.example.com/bootkey', 'webhook-secret-file = /etc/bootkey/webhook.key', 'webhook-attempts = 5', 'runtime-hook = /usr/local/sbin/hook'].join('\n'));
   const r = resolveServerConfig({ configFile: all, env: {} });
   assert.equal(Object.keys(r.settings).sort(), Object.keys(SERVER_KEYS).sort(), 'every server flag has a key');
   assert.equal(r.settings['rate-limit-machine'], { burst: 20, perSecond: 0.5 });

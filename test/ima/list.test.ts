@@ -5,6 +5,7 @@ import { parseImaList, bankFromFileName } from '../../src/ima/list.ts';
 import { ImaParseError } from '../../src/ima/errors.ts';
 import { checkTemplateHash } from '../../src/ima/replay.ts';
 import { DATA, K61, K612, LISTS, read } from './helpers.ts';
+import { createHash } from 'node:crypto';
 
 function code(fn: () => unknown): ImaParseError {
   try {
@@ -133,6 +134,9 @@ test('broken binary lists: stable codes and the byte offset of the entry', () =>
   const badField = Buffer.from(good); badField.writeUInt32LE(0xffff, 106 + 24 + 4 + 7 + 4);
   assert.is(code(() => parseImaList(badField, { bank: 'sha1' })).code, 'BAD_FIELD');
   assert.is(code(() => parseImaList(good, { bank: 'sha1', maxEntries: 5 })).code, 'TOO_MANY');
+  // A big-endian list (no ima_canonical_fmt on a big-endian host) is refused, never misread.
+  const be = Buffer.from(good); be.writeUInt32BE(10, 0);
+  assert.is(code(() => parseImaList(be, { bank: 'sha1' })).code, 'BAD_PCR');
   // No size parses the whole file: BAD_SIZE, naming the furthest attempt.
   assert.is(code(() => parseImaList(Buffer.concat([good, Buffer.from([10, 0, 0])]))).code, 'BAD_SIZE');
 });
@@ -152,6 +156,39 @@ test('broken ASCII lists: stable codes and the line', () => {
   assert.is(l(`10 ${'00'.repeat(21)} ima-ng sha256:${'00'.repeat(32)} /x\n`).code, 'BAD_SIZE');
   assert.is(l(`10 ${'00'.repeat(20)} ima-ng sha256:${'00'.repeat(32)} /x\n10 ${'00'.repeat(32)} ima-ng sha256:${'00'.repeat(32)} /x\n`).code, 'BAD_LINE');
   assert.is(l('\n\n').code, 'EMPTY');
+});
+
+function u32(n: number) { const b = Buffer.alloc(4); b.writeUInt32LE(n); return b; }
+function field(b: Buffer) { return Buffer.concat([u32(b.length), b]); }
+function binEntry(template: string, data: Buffer): Buffer {
+  const hash = createHash('sha1').update(data).digest();
+  return Buffer.concat([u32(10), hash, u32(template.length), Buffer.from(template), u32(data.length), data]);
+}
+
+test('synthetic: an ima-modsig entry WITH an appended signature, and ima-ngv2 / ima-sigv2 (d-ngv2), binary and ASCII alike', () => {
+  const d = Buffer.concat([Buffer.from('sha256:\0'), Buffer.alloc(32, 0xaa)]);
+  const n = Buffer.from('/lib/modules/x.ko\0');
+  const dm = Buffer.concat([Buffer.from('sha256:\0'), Buffer.alloc(32, 0xbb)]);
+  const modsig = Buffer.from('3082010a0201', 'hex');
+  const ms = Buffer.concat([field(d), field(n), field(Buffer.alloc(0)), field(dm), field(modsig)]);
+  const v2 = Buffer.concat([field(Buffer.concat([Buffer.from('verity:sha256:\0'), Buffer.alloc(32, 0xcc)])), field(Buffer.from('/usr/bin/v\0')), field(Buffer.from([6, 1, 2]))]);
+  const bin = Buffer.concat([binEntry('ima-modsig', ms), binEntry('ima-sigv2', v2)]);
+  const b = parseImaList(bin);
+  assert.is(b.entries[0].modsigDigestAlgo, 'sha256');
+  assert.is(b.entries[0].modsigDigest!.toString('hex'), 'bb'.repeat(32));
+  assert.is(b.entries[0].modsig!.toString('hex'), '3082010a0201');
+  assert.is(b.entries[1].digestType, 'verity');
+  assert.is(b.entries[1].digestAlgo, 'sha256');
+  assert.is(b.entries[1].sig!.toString('hex'), '060102');
+  const ascii = [
+    `10 ${b.entries[0].templateHash.toString('hex')} ima-modsig sha256:${'aa'.repeat(32)} /lib/modules/x.ko  sha256:${'bb'.repeat(32)} 3082010a0201`,
+    `10 ${b.entries[1].templateHash.toString('hex')} ima-sigv2 verity:sha256:${'cc'.repeat(32)} /usr/bin/v 060102`,
+  ].join('\n');
+  const a = parseImaList(Buffer.from(ascii));
+  a.entries.forEach((e, i) => {
+    assert.ok(e.templateData.equals(b.entries[i].templateData), `entry ${i}`);
+    assert.is(checkTemplateHash(e, 'sha1'), 'ok');
+  });
 });
 
 test.run();

@@ -6,7 +6,8 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createHash } from 'node:crypto';
 import { parseImaList } from '../../src/ima/list.ts';
-import { bindImaToQuote, ImaBindError, TrustedImaEntries, unverifiedImaEntries, _ctor } from '../../src/ima/trusted.ts';
+import * as trustedModule from '../../src/ima/trusted.ts';
+import { bindImaToQuote, ImaBindError, TrustedImaEntries, unverifiedImaEntries } from '../../src/ima/trusted.ts';
 import type { ImaEntry } from '../../src/ima/types.ts';
 import { K61, K612, pcr10, read } from './helpers.ts';
 
@@ -157,12 +158,33 @@ test('no quoted bank / wrong digest size → NO_BANK; an ASCII unknown template 
   refused(() => bindImaToQuote(entries61(), 'sha1', ZERO, new Map([['sha256', Buffer.alloc(20)]])), 'NO_BANK', /has 20 bytes/);
   const l = parseImaList(Buffer.from(`10 ${'11'.repeat(20)} my-tmpl a b\n`));
   refused(() => bindImaToQuote(l.entries, 'sha1', ZERO, new Map([['sha256', Buffer.alloc(32, 1)]])), 'NO_BANK', /unknown template/);
+  // ... and the pre-5.8 quirk (padded sha1 into sha256) takes its recorded sha1 without failing.
+  const v = createHash('sha256').update(Buffer.alloc(32)).update(Buffer.concat([l.entries[0].templateHash, Buffer.alloc(12)])).digest();
+  assert.equal(bindImaToQuote(l.entries, 'sha1', ZERO, new Map([['sha256', v]])).quirks, ['pre-5.8-padded-sha1']);
 });
 
 test('TrustedImaEntries is made only here: the constructor refuses other callers; unverified lists say so', () => {
   assert.throws(() => new TrustedImaEntries(Symbol('x') as never, [], true), /use bindImaToQuote/);
   assert.is(unverifiedImaEntries(entries61()).verified, false);
-  void _ctor;
+  // The constructor's key does not leave the module.
+  assert.not.ok(Object.values(trustedModule).some((v) => typeof v === 'symbol'));
+});
+
+
+test('an entry for another PCR (a pcr= rule) extends nothing in PCR 10: counted, not bound', () => {
+  const b = bin61();
+  const all = parseImaList(b).entries;
+  b.writeUInt32LE(11, all[5].offset);
+  const l = parseImaList(b).entries;
+  assert.is(l[5].pcr, 11);
+  const r = replayIma(l, 'sha1', ['sha1', 'sha256']);
+  const q = new Map([['sha1', r.pcr10.get('sha1')!], ['sha256', r.pcr10.get('sha256')!]] as const);
+  const bound = bindImaToQuote(l, 'sha1', ZERO, q as never);
+  assert.is(bound.state.count, 11);
+  assert.is(bound.trusted.entries.length, 10);
+  assert.not.ok(bound.trusted.entries.some((e) => e.index === 5));
+  // The real quote (the kernel extended it into PCR 10) does not match such a list.
+  refused(() => bindImaToQuote(l, 'sha1', ZERO, pcr10(K61)), 'REPLAY', /at any point/);
 });
 
 test.run();

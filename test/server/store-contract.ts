@@ -6,7 +6,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { randomBytes } from 'node:crypto';
-import { MAX_REFUSED_LOG, type MachineRecord, type Store } from '../../src/server/store.ts';
+import { MAX_REFUSED_LOG, emptyRuntime, type MachineRecord, type Store } from '../../src/server/store.ts';
 import { Vault, sha256 } from '../../src/server/secrets.ts';
 import { newEnrolToken } from '../../src/server/enrol-tokens.ts';
 import type { EnrolTokenRecord } from '../../src/server/store.ts';
@@ -63,12 +63,12 @@ export function storeContract(be: StoreBackend): void {
   };
 
   t('migrations are idempotent and recorded', async () => {
-    assert.is(await a.schemaVersion(), 4);
+    assert.is(await a.schemaVersion(), 5);
     await a.migrate();
     await b.migrate();
     await Promise.all([a.migrate(), b.migrate()]);
-    assert.is(await b.schemaVersion(), 4);
-    assert.is(await be.schemaRows(), 4);
+    assert.is(await b.schemaVersion(), 5);
+    assert.is(await be.schemaRows(), 5);
     await be.afterMigrate?.();
   });
 
@@ -307,6 +307,42 @@ export function storeContract(be: StoreBackend): void {
     await a.setMachineState('m-rb', 'revoked', now);
     await a.deleteMachine('m-rb');
     assert.is(await b.getRefusedBoot('m-rb'), undefined);
+  });
+
+  t('runtime: a row per machine, compare-and-set on version across replicas, every field round-trips, gone with the machine', async () => {
+    const now = Date.now();
+    await a.createMachine(machine('m-ima', randomBytes(32)));
+    assert.is(await a.getRuntime('m-ima'), undefined);
+    await a.putRuntimePolicy('ab'.repeat(32), '{"p":1}', now);
+    await b.putRuntimePolicy('ab'.repeat(32), '{"p":2}', now + 1); // content-addressed: the first stays
+    assert.is(await b.getRuntimePolicy('ab'.repeat(32)), '{"p":1}');
+    assert.is(await a.getRuntimePolicy('cd'.repeat(32)), undefined);
+    const r0 = { ...emptyRuntime('m-ima', now), policyHash: 'ab'.repeat(32), staleLimit: 3600, lastReport: now };
+    assert.ok(await a.saveRuntime(r0), 'insert at version 0');
+    assert.not.ok(await b.saveRuntime(r0), 'a second insert loses');
+    const r1 = (await b.getRuntime('m-ima'))!;
+    assert.is(r1.version, 1);
+    assert.is(r1.policyHash, 'ab'.repeat(32));
+    assert.is(r1.staleLimit, 3600);
+    const next = {
+      ...r1, state: 'failed' as const, resetCount: 7, restartCount: 2, bootDigest: randomBytes(32), count: 20000, pcr10: '{"sha256":"00"}',
+      learnedKeys: '[{"keyring":".ima","data":"AA=="}]', reason: 'POLICY: 1 entry', failedAt: now + 5, failures: ['entry 3 /tmp/x: not allowed'], approvedUntil: now + 9, updated: now + 10,
+    };
+    assert.ok(await b.saveRuntime(next), 'replica b updates version 1');
+    assert.not.ok(await a.saveRuntime({ ...r1, count: 1 }), 'replica a, still at version 1, loses');
+    const got = (await a.getRuntime('m-ima'))!;
+    assert.is(got.version, 2);
+    assert.equal({ ...got, bootDigest: got.bootDigest?.toString('hex') }, { ...next, version: 2, bootDigest: next.bootDigest.toString('hex') });
+    assert.ok((await b.listRuntime()).some((x) => x.machine === 'm-ima'));
+    // Optional fields back to absent.
+    assert.ok(await a.saveRuntime({ ...got, policyHash: undefined, staleLimit: undefined, bootDigest: undefined, approvedUntil: undefined }));
+    const cleared = (await b.getRuntime('m-ima'))!;
+    assert.is(cleared.policyHash, undefined);
+    assert.is(cleared.bootDigest, undefined);
+    assert.is(cleared.approvedUntil, undefined);
+    await a.setMachineState('m-ima', 'revoked', now);
+    await a.deleteMachine('m-ima');
+    assert.is(await b.getRuntime('m-ima'), undefined);
   });
 
   t.run();
