@@ -187,9 +187,11 @@ test_7() {
   # the delay on one clock (the guest's): script run -> the agent holds the server's failed verdict
   local delay=$(( ${seen_at:-99999} - ${evil_at:-0} ))
   BK_BOOT_SECONDS=$delay
-  if [ "${st%%|*}" = failed ] && echo "$st" | grep -q '/usr/local/bin/bk-evil' && [ -n "$evil_at" ] && [ "$delay" -le "$BK_RT_INTERVAL" ]; then
-    ok "7b-unknown-script-fails-within-one-interval (${delay}s <= ${BK_RT_INTERVAL}s)"
-  else bad 7b "expected the server to fail the machine naming /usr/local/bin/bk-evil within ${BK_RT_INTERVAL}s of its run (delay ${delay}s; $st)"; fi
+  # one interval with the agent's ±10 % jitter, + 2 s: the report itself and the guest's 1 s polling
+  local bound=$(( BK_RT_INTERVAL * 11 / 10 + 2 ))
+  if [ "${st%%|*}" = failed ] && echo "$st" | grep -q '/usr/local/bin/bk-evil' && [ -n "$evil_at" ] && [ "$delay" -le "$bound" ]; then
+    ok "7b-unknown-script-fails-within-one-interval (${delay}s <= ${bound}s)"
+  else bad 7b "expected the server to fail the machine naming /usr/local/bin/bk-evil within ${bound}s of its run (delay ${delay}s; $st)"; fi
 
   bk_vm_boot 7c vm4 "$W/esp-ima.img" "$W/root-vm4.img" snapshot "" \
     "REFUSED by[^\n]*[\s\S]*$BK_PROMPT|$BK_PROMPT[\s\S]*REFUSED by=$BK_PASS" || true
