@@ -78,6 +78,36 @@ bk_env_build_update() {
   echo "$key" >"$W/upd.img.key"
 }
 
+# Test 7 (runtime attestation): the good UKI's initrd with IMA on the command line (Debian's
+# kernel: CONFIG_IMA=y; tcb: executables, libraries, root's files), its ESP.
+BK_IMA_ARGS="ima_policy=tcb ima_template=ima-sig ima_hash=sha256"
+bk_env_build_ima() {
+  bk_build_uki "$W/uki-ima.efi" "$BK_VMLINUZ" "$W/initrd-bootkey.zst" "$BK_CMDLINE $BK_IMA_ARGS"
+  [ "$(bk_key "$W/uki-ima.efi")" = "$(cat "$W/esp-ima.img.key" 2>/dev/null)" ] ||
+    { bk_build_esp "$W/esp-ima.img" "$W/uki-ima.efi:EFI/BOOT/BOOTX64.EFI" && bk_key "$W/uki-ima.efi" >"$W/esp-ima.img.key"; }
+}
+# bk_ctl_runtime: the control script of test 7b (the booted guest, IMA on). Sends the IMA list as
+# it stands (known-good) to the host (ttyS1, block ima-good), starts `bootkey agent` with the
+# LUKS2 token's servers, waits for 3 successful attestations (the host sets the runtime policy
+# meanwhile), runs a script no policy allows, waits for the agent to get the failed verdict, and
+# prints the agent's output (BOOTKEY-AGENT: lines) and the times (guest clock).
+bk_ctl_runtime() {
+  printf '%s\n' "$BK_CTL_NET" \
+    '# known-good: what the agent runs (bootkey, and cryptsetup luksDump for its token) runs once before the list is taken' \
+    'bootkey --version >/dev/null 2>&1; cryptsetup luksDump "$BK_DISK" >/dev/null 2>&1' \
+    'cp /sys/kernel/security/ima/ascii_runtime_measurements /tmp/ima-good.txt' \
+    '{ echo "=== BEGIN ima-good"; gzip -c /tmp/ima-good.txt | base64; echo "=== END ima-good"; } >/dev/ttyS1' \
+    "echo \"BOOTKEY-IMA-GOOD \$(wc -l </tmp/ima-good.txt) entries\"" \
+    "bootkey agent --device \"\$BK_DISK\" --tpm device:/dev/tpmrm0 --interval $BK_RT_INTERVAL >/tmp/agent.log 2>&1 &" \
+    'AGENT=$!' \
+    'i=0; while [ "$(grep -c ": attesting (" /tmp/agent.log)" -lt 3 ] && [ $i -lt 240 ] && ! grep -q ": failed (" /tmp/agent.log; do sleep 1; i=$((i + 1)); done' \
+    "mkdir -p /usr/local/bin && printf '#!/bin/sh\\necho BOOTKEY-EVIL-RAN\\n' >/usr/local/bin/bk-evil && chmod 0755 /usr/local/bin/bk-evil" \
+    'echo "BOOTKEY-EVIL-AT $(date +%s)"; /usr/local/bin/bk-evil' \
+    "i=0; while ! grep -q ': failed (' /tmp/agent.log && [ \$i -lt $((3 * BK_RT_INTERVAL + 30)) ]; do sleep 1; i=\$((i + 1)); done" \
+    'grep -q ": failed (" /tmp/agent.log && echo "BOOTKEY-AGENT-FAILED-AT $(date +%s)"' \
+    'kill $AGENT 2>/dev/null; sleep 1; sed "s/^/BOOTKEY-AGENT: /" /tmp/agent.log'
+}
+
 # A machine = a swtpm state dir that persists across its boots (like a real TPM's NV).
 bk_vm_new() { rm -rf "$W/$1" && mkdir -p "$W/$1" && swtpm_setup --tpm2 --tpmstate "$W/$1" --pcr-banks sha1,sha256 --overwrite >/dev/null; }
 

@@ -17,6 +17,15 @@
 #           6e the update UKI signed by the other key: Secure Boot on, the firmware would not start
 #              it; with Secure Boot off it boots and is refused (POLICY, secure-boot named), the
 #              passphrase still works
+#   7       runtime attestation (issue 12), IMA on (ima_policy=tcb), its own VM (vm4), 4 boots:
+#           7a enrol (passphrase typed)
+#           7b unattended unlock; the guest sends its IMA list (known-good) to the host, which
+#              makes the runtime policy (`runtime-policy generate --from-log`) and sets it
+#              (`admin set-runtime-policy`); `bootkey agent --interval $BK_RT_INTERVAL` attests
+#              several times; then a script not in the policy runs: within one interval the
+#              server's state is failed, naming that file
+#           7c reboot: refused (RUNTIME_FAILED), the passphrase still works
+#           7d `admin clear`: the next boot unlocks with nothing typed
 #   qemu-tests/run-tests.sh [TEST...]    (default: all; "enroll" runs first whenever 1-5 need it)
 # Prints "N passed, N failed"; exit 1 when any failed. Work files: qemu-tests/work/boot/.
 set -euo pipefail
@@ -121,10 +130,85 @@ $(bk_ctl_stage uki-upd.other.efi uki-upd.signed.efi)" || true
   unset BK_VM_SB BK_VM_UPD
 }
 
-want=("$@"); [ ${#want[@]} -gt 0 ] || want=(1 2 3 4 6)
+# Test 7: runtime attestation (see the header). vm4, IMA on the UKI's command line.
+BK_RT_INTERVAL=${BK_RT_INTERVAL:-10}
+mid() { admin_cli list --json | node -e 'const l = JSON.parse(require("fs").readFileSync(0, "utf8")); const m = l.find((x) => x.machineId === process.argv[1] && x.state === "active"); if (m) process.stdout.write(m.id)' "$1"; }
+# runtime state of machine $1 as "state|reason|failedAt(epoch s)|failures joined by ;"
+rt_state() {
+  admin_cli show "$1" --json | node -e '
+    const m = JSON.parse(require("fs").readFileSync(0, "utf8")); const r = m.runtime ?? {};
+    const at = r.failedAt ? Math.floor(new Date(r.failedAt).getTime() / 1000) : "";
+    process.stdout.write([r.state ?? "", (r.reason ?? "").replace(/\n/g, " "), at, (r.failures ?? []).join(";")].join("|"))'
+}
+test_7() {
+  local t7; t7=$(date +%s)
+  local BK_TIMEOUT=${BK_VM_TIMEOUT:-480}
+  bk_env_build_ima
+  local id
+  if [ "${BK_T7_REUSE:-}" = 1 ] && [ -n "$(mid bootkey-qemu-vm4)" ]; then
+    # BK_T7_REUSE=1 BK_PORT=<the earlier run's port>: vm4 as an earlier run enrolled it (its token
+    # names that port); its runtime state starts again (no policy, no failure)
+    id=$(mid bootkey-qemu-vm4)
+    admin_cli clear "$id" >&2 || true; admin_cli set-runtime-policy "$id" --off >&2 || true
+    bk_log "7a skipped: reusing vm4 ($id) enrolled by an earlier run on port $BK_PORT"
+  else
+    bk_vm_new vm4
+    cp "$W/root-fresh.img" "$W/root-vm4.img"
+    local tok; tok=$(bk_enrol_token "$W/server" "$BK_PORT" qemu-vm4) || { bad 7a "no enrolment token from the server"; return 1; }
+    bk_vm_boot 7a vm4 "$W/esp-ima.img" "$W/root-vm4.img" rw "$(bk_ctl_enroll "$tok" | sed 's/bootkey-qemu-vm1/bootkey-qemu-vm4/')" "$BK_PROMPT=$BK_PASS" || true
+    if has 7a 'BOOTKEY-ENROLL-RC=0' && has 7a 'BOOTKEY-MARKER' && grep -q 'ima_policy=tcb' <(tr -d '\r' <"$W/7a/console.log"); then ok "7a-enrol-ima-on"
+    else bad 7a "enrolment with IMA on failed"; return 1; fi
+    id=$(mid bootkey-qemu-vm4)
+    [ -n "$id" ] || { bad 7a "no active machine bootkey-qemu-vm4 on the server"; return 1; }
+  fi
+
+  # 7b: the host makes the runtime policy from the list the guest sends, while the guest waits.
+  local d=$W/7b
+  rm -rf "$d" "$W/vm4-rp.done" "$W/vm4-ima-good.txt"
+  ( for _ in $(seq 600); do
+      [ -f "$d/data.txt" ] && tr -d '\r' <"$d/data.txt" | grep -q '^=== END ima-good$' && break; sleep 1
+    done
+    bk_extract "$d/data.txt" ima-good /dev/stdout | gunzip >"$W/vm4-ima-good.txt" &&
+      node "$BK_ROOT/dist/bootkey.js" runtime-policy generate --from-log "$W/vm4-ima-good.txt" >"$W/vm4-runtime-policy.json" 2>"$W/vm4-rp.err" &&
+      admin_cli set-runtime-policy "$id" "$W/vm4-runtime-policy.json" >"$W/vm4-rp.set" 2>&1 &&
+      echo "runtime policy set $(date +%s)" >"$W/vm4-rp.done" || cat "$W/vm4-rp.err" "$W/vm4-rp.set" >&2 2>/dev/null
+  ) &
+  local watcher=$!
+  bk_vm_boot 7b vm4 "$W/esp-ima.img" "$W/root-vm4.img" snapshot "$(bk_ctl_runtime)" || true
+  kill "$watcher" 2>/dev/null || true; wait "$watcher" 2>/dev/null || true
+  local n_ok; n_ok=$(grep -c 'BOOTKEY-AGENT: .*: attesting (' "$W/7b/console.txt" || true)
+  local evil_at; evil_at=$(sed -n 's/^BOOTKEY-EVIL-AT \([0-9]*\).*/\1/p' "$W/7b/console.txt" | head -1)
+  local seen_at; seen_at=$(sed -n 's/^BOOTKEY-AGENT-FAILED-AT \([0-9]*\).*/\1/p' "$W/7b/console.txt" | head -1)
+  local st; st=$(rt_state "$id")
+  local failed_at; failed_at=$(echo "$st" | cut -d'|' -f3)
+  bk_log "7b: policy: $(cat "$W/vm4-rp.done" 2>/dev/null || echo 'not set'); attesting results before the script: $n_ok; script ran at ${evil_at:-?} (guest clock), the agent got the failure at ${seen_at:-?} (guest clock); server: $st"
+  if has 7b 'key handed to systemd-cryptsetup' && ! typed 7b && [ "$n_ok" -ge 3 ]; then ok "7b-agent-attests-${n_ok}-times"
+  else bad 7b "expected an unattended unlock and at least 3 successful runtime attestations (got $n_ok)"; fi
+  # the delay on one clock (the guest's): script run -> the agent holds the server's failed verdict
+  local delay=$(( ${seen_at:-99999} - ${evil_at:-0} ))
+  BK_BOOT_SECONDS=$delay
+  # one interval with the agent's ±10 % jitter, + 2 s: the report itself and the guest's 1 s polling
+  local bound=$(( BK_RT_INTERVAL * 11 / 10 + 2 ))
+  if [ "${st%%|*}" = failed ] && echo "$st" | grep -q '/usr/local/bin/bk-evil' && [ -n "$evil_at" ] && [ "$delay" -le "$bound" ]; then
+    ok "7b-unknown-script-fails-within-one-interval (${delay}s <= ${bound}s)"
+  else bad 7b "expected the server to fail the machine naming /usr/local/bin/bk-evil within ${bound}s of its run (delay ${delay}s; $st)"; fi
+
+  bk_vm_boot 7c vm4 "$W/esp-ima.img" "$W/root-vm4.img" snapshot "" \
+    "REFUSED by[^\n]*[\s\S]*$BK_PROMPT|$BK_PROMPT[\s\S]*REFUSED by=$BK_PASS" || true
+  if has 7c 'REFUSED by .*RUNTIME_FAILED' && has 7c 'BOOTKEY-MARKER' && typed 7c && ! has 7c 'key handed'; then ok "7c-reboot-refused-runtime-failed-then-passphrase"
+  else bad 7c "expected RUNTIME_FAILED, then the passphrase boot"; fi
+
+  admin_cli clear "$id" >&2 || bad 7d "admin clear $id failed"
+  bk_vm_boot 7d vm4 "$W/esp-ima.img" "$W/root-vm4.img" snapshot "" || true
+  if has 7d 'key handed to systemd-cryptsetup' && has 7d 'BOOTKEY-MARKER' && ! typed 7d; then ok "7d-after-admin-clear-unlocks"
+  else bad 7d "after admin clear the boot did not unlock unattended"; fi
+  bk_log "test 7 (runtime attestation, $([ "${BK_T7_REUSE:-}" = 1 ] && echo 3 || echo 4) boots): $(( $(date +%s) - t7 )) s"
+}
+
+want=("$@"); [ ${#want[@]} -gt 0 ] || want=(1 2 3 4 6 7)
 case " ${want[*]} " in *" 1 "*|*" 2 "*|*" 3 "*|*" 4 "*|*" 5 "*|*" enroll "*) test_enroll || want=() ;; esac
 for t in "${want[@]}"; do
-  case $t in 1|5) test_1_and_5 ;; 2) test_2 ;; 3) test_3 ;; 4) test_4 ;; 6) test_6 ;; enroll) ;; *) bk_log "unknown test $t" ;; esac
+  case $t in 1|5) test_1_and_5 ;; 2) test_2 ;; 3) test_3 ;; 4) test_4 ;; 6) test_6 ;; 7) test_7 ;; enroll) ;; *) bk_log "unknown test $t" ;; esac
 done
 printf '%s\n' "${RESULTS[@]}"
 echo "$PASSED passed, $FAILED failed ($(( $(date +%s) - t0 )) s)"

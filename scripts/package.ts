@@ -4,7 +4,8 @@
  *   bootkey          the single executable (/usr/libexec/bootkey/bootkey, /usr/bin/bootkey),
  *                    bootkey(8), bootkey.conf(5), bash completion, /etc/bootkey
  *   bootkey-server   bootkey-server.service, the SQLite addon, /etc/bootkey/server.conf, bootkey-server(8), server.conf(5)
- *   bootkey-machine  the dracut module 90bootkey with the initrd units, the initrd scriptlets
+ *   bootkey-machine  the dracut module 90bootkey with the initrd units, the initrd scriptlets,
+ *                    bootkey-agent@.service (the runtime attestation agent on the booted system)
  * Output: dist/packages/*.rpm, *.deb. rpmbuild comes from Debian's `rpm` package; without it only
  * the .debs are built (and said so). Sizes are printed.
  * @module
@@ -85,6 +86,8 @@ export function stage(): Record<Pkg, string> {
   copy(m, `${mod}/module-setup.sh`, join(ROOT, 'dracut/90bootkey/module-setup.sh'), 0o755);
   for (const u of ['bootkey-askpass.path', 'bootkey-askpass.service', 'bootkey-askpass-network.conf']) copy(m, `${mod}/${u}`, join(ROOT, 'systemd', u));
   copy(m, 'usr/libexec/bootkey/regenerate-initrd', join(ROOT, 'packaging/initrd.sh'), 0o755);
+  // the booted system's unit (not in the initrd: ConditionPathExists=!/etc/initrd-release)
+  copy(m, 'usr/lib/systemd/system/bootkey-agent@.service', join(ROOT, 'systemd/bootkey-agent@.service'));
   put(m, 'etc/bootkey/bootkey.conf', exampleMachineConf()); // `bootkey config example --machine`
   copy(m, 'usr/share/doc/bootkey/INITRD.md', join(ROOT, 'docs/INITRD.md'));
   return dirs;
@@ -129,7 +132,7 @@ const DEB: Record<Pkg, { depends: string; description: string; conffiles: string
   },
   'bootkey-machine': {
     depends: `bootkey (= ${VERSION}-${DEB_REVISION}), dracut-core, cryptsetup-bin`,
-    description: 'bootkey machine role: dracut module and initrd units\n The dracut module (90bootkey) and the initrd ask-password units that unlock\n LUKS2 volumes with a bootkey token at boot.\n Set it up with: bootkey setup machine --server URL ...',
+    description: 'bootkey machine role: dracut module, initrd units, runtime agent\n The dracut module (90bootkey) and the initrd ask-password units that unlock\n LUKS2 volumes with a bootkey token at boot, and bootkey-agent@.service, which\n attests the running system (IMA measurement list, TPM quotes) to the server.\n Set it up with: bootkey setup machine --server URL ...',
     conffiles: ['/etc/bootkey/bootkey.conf'],
   },
 };

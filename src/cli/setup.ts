@@ -19,6 +19,28 @@ export const DEFAULT_CA_DIR = '/var/lib/bootkey-ca';
 export const DRACUT_CONF = '/etc/dracut.conf.d/90-bootkey.conf';
 export const DRACUT_CONF_MARKER = '# written by bootkey setup machine';
 
+/**
+ * `systemd-escape --path P`: the instance name of a unit for a path (systemd's
+ * unit_name_path_escape): slashes collapsed and trimmed, '/' → '-', every byte outside
+ * [A-Za-z0-9:_.] (and a leading '.') → \xNN; the root is "-".
+ */
+export function systemdEscapePath(p: string): string {
+  const t = p.replace(/\/+/g, '/').replace(/^\/|\/$/g, '');
+  if (!t) return '-';
+  let out = '';
+  for (const [i, ch] of [...t].entries()) {
+    if (ch === '/') out += '-';
+    else if (/[A-Za-z0-9:_]/.test(ch) || (ch === '.' && i > 0)) out += ch;
+    else for (const b of Buffer.from(ch)) out += `\\x${b.toString(16).padStart(2, '0')}`;
+  }
+  return out;
+}
+
+/** The runtime attestation agent's unit for an enrolled device (systemd/bootkey-agent@.service). */
+export function agentUnit(device: string): string {
+  return `bootkey-agent@${systemdEscapePath(device)}.service`;
+}
+
 export interface Step {
   /** What it does, as a command line or a file write. */
   what: string;
@@ -122,6 +144,13 @@ export function machineSteps(args: Parsed): Step[] {
     const cmd = initrdCommand(c.root);
     steps.push({ what: cmd.join(' '), local: false, run: () => sh(cmd) });
   }
+  if (flag(args, 'agent')) {
+    const unit = agentUnit(opt(args, 'device')!);
+    const running = existsSync('/run/systemd/system');
+    const cmd = c.root !== '/' ? ['systemctl', `--root=${c.root}`, 'enable', unit] : running ? ['systemctl', 'enable', '--now', unit] : ['systemctl', 'enable', unit];
+    const note = c.root === '/' && !running ? ' (systemd is not running here: it starts at the next boot)' : '';
+    steps.push({ what: cmd.join(' ') + note, local: c.root !== '/', run: () => sh(cmd) });
+  }
   return steps;
 }
 
@@ -153,10 +182,10 @@ Then create enrolment tokens: bootkey admin --server https://HOST:7443 --ca ${DE
 
 const setupMachine: Command = {
   path: ['setup', 'machine'],
-  summary: 'machine role: enroll, add the dracut module, regenerate the initrd',
+  summary: 'machine role: enroll, add the dracut module, regenerate the initrd[, enable the runtime agent]',
   help: `usage: bootkey setup machine --server https://HOST:PORT [--server ...] --ca FILE --enrol-token FILE
                              --device DEV --key-file FILE [--tpm SPEC] [--eventlog FILE] [--machine-id ID]
-                             [--no-initrd] [--root DIR] [--dry-run]
+                             [--no-initrd] [--agent] [--root DIR] [--dry-run]
 
 The machine role in one command:
   1. bootkey enroll with the same options (see bootkey enroll --help): TPM enrolment with an
@@ -164,13 +193,18 @@ The machine role in one command:
   2. ${DRACUT_CONF}: add_dracutmodules+=" bootkey ";
   3. regenerate the initrd the distribution's way: transactional-update initrd (MicroOS and other
      transactional systems: the new initrd is in the next snapshot, active after a reboot), else
-     sdbootutil mkinitrd (systemd-boot systems), else dracut --force --regenerate-all.
+     sdbootutil mkinitrd (systemd-boot systems), else dracut --force --regenerate-all;
+  4. with --agent: systemctl enable --now bootkey-agent@DEV.service (DEV escaped as systemd-escape
+     --path does): runtime attestation of the booted system (IMA, issue 12) to the same servers.
+     Give DEV as a stable path (/dev/disk/by-uuid/UUID): the unit names it. The server refuses
+     its reports (RUNTIME_OFF) until it has a runtime policy for the machine.
 
   --no-initrd   skip step 3 (run it yourself)
+  --agent       step 4
   --root DIR    write step 2 under DIR and print step 3 instead of running it (the enrolment
                 still acts on DEV and the TPM)
   --dry-run     print the steps, change nothing`,
-  options: { ...COMMON, ...enrollCommands[0].options, 'no-initrd': { type: 'boolean' } },
+  options: { ...COMMON, ...enrollCommands[0].options, 'no-initrd': { type: 'boolean' }, agent: { type: 'boolean' } },
   async run(args) {
     await runSteps(ctx(args), machineSteps(args));
     return EXIT_OK;

@@ -156,8 +156,11 @@ function zeroState(banks: Iterable<BankName>): ImaRunningState {
   return { count: 0, pcr10 };
 }
 
+/** One failure as a line: the policy's message already starts `entry N PATH:` (src/ima/policy.ts). */
 export function formatFailure(f: RuntimeFailure): string {
-  return `entry ${f.index}${f.path !== undefined ? ` ${f.path}` : ''}: ${f.message}`.replace(/[\x00-\x1f\x7f]+/g, ' ').slice(0, 1000);
+  const prefix = `entry ${f.index}`;
+  const line = f.message.startsWith(prefix) ? f.message : `${prefix}${f.path !== undefined ? ` ${f.path}` : ''}: ${f.message}`;
+  return line.replace(/[\x00-\x1f\x7f]+/g, ' ').slice(0, 1000);
 }
 
 /**

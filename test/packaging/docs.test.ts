@@ -13,7 +13,7 @@ import { bootkey8, bootkeyServer8, bootkeyConf5, serverConf5, bashCompletion, ro
 import { loadConfig } from '../../src/initrd/agent.ts';
 import { MACHINE_KEYS, loadMachineConf } from '../../src/config/machine-conf.ts';
 import { SERVER_KEYS, resolveServerConfig } from '../../src/config/server-conf.ts';
-import { initrdCommand } from '../../src/cli/setup.ts';
+import { initrdCommand, systemdEscapePath, agentUnit } from '../../src/cli/setup.ts';
 import { cli } from '../e2e/helpers.ts';
 
 const ROOT = resolve(import.meta.dirname, '../..');
@@ -130,6 +130,28 @@ test('setup machine: missing enrolment options are a usage error, also for --dry
   assert.match(r2.stdout, /3\/3 would run: (dracut --force --regenerate-all|transactional-update|sdbootutil)/);
 });
 
+test('setup machine --agent: a 4th step enables bootkey-agent@ for the device, escaped as systemd-escape --path does', async () => {
+  const dev = '/dev/disk/by-uuid/0b0071e5-0000-4000-8000-0000000000f5';
+  const r = await cli(['setup', 'machine', '--dry-run', '--agent', '--server', 'https://kr.example:7443', '--ca', 'ca.pem', '--enrol-token', 't', '--device', dev, '--key-file', 'k']);
+  assert.is(r.code, 0, r.stderr);
+  assert.match(r.stdout, /4\/4 would run: systemctl enable (--now )?bootkey-agent@dev-disk-by\\x2duuid-0b0071e5\\x2d0000\\x2d4000\\x2d8000\\x2d0000000000f5\.service/);
+  const without = await cli(['setup', 'machine', '--dry-run', '--server', 'https://kr.example:7443', '--ca', 'ca.pem', '--enrol-token', 't', '--device', dev, '--key-file', 'k']);
+  assert.not.match(without.stdout, /bootkey-agent@/);
+  // the escape is systemd's (checked against systemd-escape itself when it is installed)
+  const paths = ['/dev/vda2', dev, '/dev/mapper/luks-x', '//dev//a.b/', '/dev/.hidden', '/a b/ü-č'];
+  for (const p of paths) {
+    let want: string;
+    try {
+      want = execFileSync('systemd-escape', ['--path', p], { stdio: ['ignore', 'pipe', 'pipe'] }).toString().trim();
+    } catch (e) {
+      if ((e as { code?: string }).code === 'ENOENT') return console.log('  skip: systemd-escape not installed');
+      throw e;
+    }
+    assert.is(systemdEscapePath(p), want, p);
+  }
+  assert.is(agentUnit('/dev/vda2'), 'bootkey-agent@dev-vda2.service');
+});
+
 test('initrd regeneration: transactional-update on a transactional system, else sdbootutil, else dracut', () => {
   const r = join(tmp, 'regen');
   assert.equal(initrdCommand(r), ['dracut', '--force', '--regenerate-all']);
@@ -161,6 +183,45 @@ test('systemd-analyze security scores bootkey-server.service "OK" or better (exp
   const unit = readFileSync(join(ROOT, 'systemd/bootkey-server.service'), 'utf8');
   for (const k of ['DynamicUser=yes', 'StateDirectory=bootkey', 'ConfigurationDirectory=bootkey', 'ProtectSystem=strict', 'NoNewPrivileges=yes', 'SystemCallFilter=@system-service', 'CapabilityBoundingSet=\n']) assert.ok(unit.includes(k), k);
   assert.not.match(unit, /^MemoryDenyWriteExecute=yes/m);
+});
+
+test('bootkey-agent@.service: systemd-analyze verify passes for an instance (in a root holding the executable) and security scores "OK" (exposure <= 2.0)', () => {
+  const unitFile = join(ROOT, 'systemd/bootkey-agent@.service');
+  const unit = readFileSync(unitFile, 'utf8');
+  // what docs/PACKAGING.md promises: booted system only, the device from the instance, root without capabilities, the TPM and that device only, keeps retrying
+  for (const k of ['ConditionPathExists=!/etc/initrd-release', 'ConditionSecurity=tpm2', 'ExecStart=/usr/libexec/bootkey/bootkey agent --device %f\n', 'Requires=%i.device', 'User=root', 'CapabilityBoundingSet=\n',
+    'DevicePolicy=closed', 'DeviceAllow=/dev/tpmrm0 rw', 'DeviceAllow=%f r', 'ProtectSystem=strict', 'NoNewPrivileges=yes', 'Restart=always', 'StartLimitIntervalSec=0', 'SystemCallFilter=@system-service', 'WantedBy=multi-user.target']) {
+    assert.ok(unit.includes(k), k);
+  }
+  assert.not.match(unit, /^PrivateUsers=yes/m); // root would lose the owner's read on the IMA lists
+  assert.not.match(unit, /^PrivateDevices=yes/m); // would hide /dev/tpmrm0
+  let out: string;
+  try {
+    out = execFileSync('systemd-analyze', ['security', '--offline=yes', unitFile], { stdio: ['ignore', 'pipe', 'pipe'] }).toString();
+  } catch (e) {
+    const err = e as { code?: string; stdout?: Buffer };
+    if (err.code === 'ENOENT') {
+      console.log('  skip: systemd-analyze not installed');
+      return;
+    }
+    out = err.stdout?.toString() ?? '';
+  }
+  const m = /Overall exposure level for bootkey-agent@\S*\.service: (\d+\.\d+) (\w+)/.exec(out);
+  assert.ok(m, out.slice(-300));
+  assert.ok(Number(m![1]) <= 2.0, `exposure ${m![1]} ${m![2]}`);
+  assert.ok(['OK', 'SAFE'].includes(m![2]), m![2]);
+  // verify an instance (the device /dev/vda2): in a root with the system's units and an executable at the ExecStart path
+  const r = join(tmp, 'agent-root');
+  mkdirSync(join(r, 'usr/libexec/bootkey'), { recursive: true });
+  mkdirSync(join(r, 'usr/lib/systemd'), { recursive: true });
+  execFileSync('cp', ['-a', '/usr/lib/systemd/system', join(r, 'usr/lib/systemd/')]);
+  copyFileSync('/bin/true', join(r, 'usr/libexec/bootkey/bootkey'));
+  copyFileSync(unitFile, join(r, 'usr/lib/systemd/system/bootkey-agent@.service'));
+  const verify = () => execFileSync('systemd-analyze', ['verify', '--man=no', `--root=${r}`, 'bootkey-agent@dev-vda2.service'], { stdio: ['ignore', 'pipe', 'pipe'] }).toString();
+  assert.is(verify(), '');
+  // a broken unit is caught by the same check (the check can fail)
+  writeFileSync(join(r, 'usr/lib/systemd/system/bootkey-agent@.service'), unit.replace('Type=exec', 'Type=nonsense').replace('ExecStart=/usr/libexec/bootkey/bootkey agent', 'ExecStart=/usr/libexec/bootkey/missing agent'));
+  assert.throws(verify);
 });
 
 test('MemoryDenyWriteExecute would kill the server: the executable aborts under the kernel\'s MDWE (what systemd >= 253 applies), runs with --jitless', () => {

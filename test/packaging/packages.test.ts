@@ -37,7 +37,7 @@ const EXPECTED: Record<string, string[]> = {
   'bootkey-machine': [
     '/usr/lib/dracut/modules.d/90bootkey/module-setup.sh', '/usr/lib/dracut/modules.d/90bootkey/bootkey-askpass.path',
     '/usr/lib/dracut/modules.d/90bootkey/bootkey-askpass.service', '/usr/lib/dracut/modules.d/90bootkey/bootkey-askpass-network.conf',
-    '/usr/libexec/bootkey/regenerate-initrd', '/etc/bootkey/bootkey.conf',
+    '/usr/libexec/bootkey/regenerate-initrd', '/etc/bootkey/bootkey.conf', '/usr/lib/systemd/system/bootkey-agent@.service',
   ],
 };
 

@@ -246,6 +246,9 @@ test('an unlisted file → failed naming it; the webhook gets it signed; next bo
     const r = await agent({ token: t3 });
     assert.is(r.result.state, 'failed');
     assert.ok(r.result.failures.some((f) => f.includes('/tmp/evil.sh')), r.result.failures.join('\n'));
+    const evil = r.result.failures.find((f) => f.includes('/tmp/evil.sh'))!;
+    assert.match(evil, /^entry \d+ \/tmp\/evil\.sh: /);
+    assert.is(evil.split('/tmp/evil.sh').length, 2, `the entry is named once: ${evil}`);
     assert.ok(!r.result.failures.some((f) => f.includes('/usr/bin/cat')), 'only the unlisted file fails');
     assert.ok(lines.some((l) => l.includes('event=runtime-report') && l.includes('result=failed')), 'a state change is logged: ' + lines.join('\n'));
     assert.ok(lines.some((l) => l.includes('event=runtime-failed') && l.includes('/tmp/evil.sh')), 'the failure names the file in the log');
