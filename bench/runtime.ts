@@ -29,7 +29,7 @@ import { join, resolve } from 'node:path';
 import { initState } from '../src/server/pki.ts';
 import { SimMachine, BootImage, enrollAll, createEnrolToken, connect, request, type SimConfig } from './sim/machine.ts';
 import { spawnServer, procStats, type ServerProc } from './sim/server-proc.ts';
-import { startPg, createDatabase, type Pg } from './sim/pg.ts';
+import { startPg, createDatabase, pgCpuS, type Pg } from './sim/pg.ts';
 import { filePool, keylimePolicy, type SimImaList } from './sim/ima.ts';
 import { importKeylimePolicy } from '../src/ima/keylime.ts';
 import { serializeRuntimePolicy } from '../src/ima/policy.ts';
@@ -57,26 +57,6 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const pct = (s: number[], p: number) => (s.length ? s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)] : NaN);
 const r1 = (v: number) => Math.round(v * 10) / 10;
 const r2 = (v: number) => Math.round(v * 100) / 100;
-
-/** CPU seconds of a PostgreSQL cluster (postmaster and its children). */
-function pgCpuS(pg: Pg): number {
-  const pid = Number(readFileSync(join(pg.dir, 'data', 'postmaster.pid'), 'utf8').split('\n')[0]);
-  let total = 0;
-  for (const p of readdirSync('/proc')) {
-    if (!/^\d+$/.test(p)) continue;
-    try {
-      const st = readFileSync(`/proc/${p}/stat`, 'utf8');
-      const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
-      // utime + stime; for the postmaster also cutime + cstime: backends that exited (a pool
-      // closing idle connections) are counted there once reaped
-      if (Number(p) === pid) total += (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) / 100;
-      else if (Number(f[1]) === pid) total += (Number(f[11]) + Number(f[12])) / 100;
-    } catch {
-      // gone
-    }
-  }
-  return total;
-}
 
 function selfCpuS(): number {
   const u = process.cpuUsage();

@@ -30,7 +30,7 @@
  * The last line is one JSON object (figures at the highest concurrency level): SQLite at the
  * top level, PostgreSQL (1 replica) under `postgres`, 2 replicas under `postgres_2_replicas`.
  */
-import { copyFileSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir, cpus, loadavg } from 'node:os';
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
@@ -38,7 +38,7 @@ import { initState } from '../src/server/pki.ts';
 import { SimMachine, BootImage, enrollAll, createEnrolToken, type SimConfig, type FlowStats } from './sim/machine.ts';
 import { spawnServer, ensureBundle, BUNDLE, type ServerProc, type ServerKind } from './sim/server-proc.ts';
 import { measureFloor, type Floor } from './floor.ts';
-import { startPg, createDatabase, type Pg } from './sim/pg.ts';
+import { startPg, createDatabase, pgCpuS, type Pg } from './sim/pg.ts';
 import { startTang, provision, recover, tangAvailable, type TangBinding } from './sim/tang.ts';
 
 const argv = process.argv.slice(2);
@@ -149,29 +149,6 @@ async function load(c: number, n: number, op: (i: number) => Promise<number>): P
     }
   }));
   return { lat: lat.sort((a, b) => a - b), failed, wallS: (performance.now() - t0) / 1000, retries };
-}
-
-/** CPU seconds of every process of a PostgreSQL cluster (postmaster and its children). */
-function pgCpuS(pg: Pg | undefined): number {
-  if (!pg) return 0;
-  let pid: number;
-  try {
-    pid = Number(readFileSync(join(pg.dir, 'data', 'postmaster.pid'), 'utf8').split('\n')[0]);
-  } catch {
-    return 0;
-  }
-  let total = 0;
-  for (const p of readdirSync('/proc')) {
-    if (!/^\d+$/.test(p)) continue;
-    try {
-      const st = readFileSync(`/proc/${p}/stat`, 'utf8');
-      const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
-      if (Number(p) === pid || Number(f[1]) === pid) total += (Number(f[11]) + Number(f[12])) / 100;
-    } catch {
-      // gone
-    }
-  }
-  return total;
 }
 
 async function benchBootkey(system: string, servers: ServerProc[], machines: SimMachine[], ca: Buffer, pg?: Pg, workers?: number): Promise<LevelResult[]> {

@@ -4,7 +4,7 @@
  * not installed, so that a suite can skip with a clear message.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -73,4 +73,32 @@ export async function createDatabase(url: string, name: string): Promise<string>
   const u = new URL(url);
   u.pathname = '/' + name;
   return u.toString();
+}
+
+/**
+ * CPU seconds of every process of a PostgreSQL cluster: the postmaster and its children
+ * (utime + stime), plus the postmaster's cutime + cstime, where backends that exited (a pool
+ * closing idle connections) are counted once reaped. 0 when the cluster is gone.
+ */
+export function pgCpuS(pg: Pg | undefined): number {
+  if (!pg) return 0;
+  let pid: number;
+  try {
+    pid = Number(readFileSync(join(pg.dir, 'data', 'postmaster.pid'), 'utf8').split('\n')[0]);
+  } catch {
+    return 0;
+  }
+  let total = 0;
+  for (const p of readdirSync('/proc')) {
+    if (!/^\d+$/.test(p)) continue;
+    try {
+      const st = readFileSync(`/proc/${p}/stat`, 'utf8');
+      const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
+      if (Number(p) === pid) total += (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) / 100;
+      else if (Number(f[1]) === pid) total += (Number(f[11]) + Number(f[12])) / 100;
+    } catch {
+      // gone
+    }
+  }
+  return total;
 }
