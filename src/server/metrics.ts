@@ -63,27 +63,28 @@ class Family {
 class Histogram {
   readonly series = new Map<string, { labels: Labels; counts: number[]; sum: number; count: number }>();
   constructor(readonly name: string, readonly help: string, readonly buckets: number[]) {}
-  /** Adds pre-counted observations (a worker's, see Metrics.absorb). */
-  add(l: Labels, counts: number[], sum: number, count: number): void {
+  /** The series of these labels, made on first use; undefined past MAX_SERIES. */
+  private seriesOf(l: Labels): { labels: Labels; counts: number[]; sum: number; count: number } | undefined {
     const k = labelText(l);
     let s = this.series.get(k);
     if (!s) {
-      if (this.series.size >= MAX_SERIES) return;
+      if (this.series.size >= MAX_SERIES) return undefined;
       s = { labels: l, counts: this.buckets.map(() => 0), sum: 0, count: 0 };
       this.series.set(k, s);
     }
+    return s;
+  }
+  /** Adds pre-counted observations (a worker's, see Metrics.absorb). */
+  add(l: Labels, counts: number[], sum: number, count: number): void {
+    const s = this.seriesOf(l);
+    if (!s) return;
     for (let i = 0; i < counts.length; i++) s.counts[i] += counts[i];
     s.sum += sum;
     s.count += count;
   }
   observe(l: Labels, v: number): void {
-    const k = labelText(l);
-    let s = this.series.get(k);
-    if (!s) {
-      if (this.series.size >= MAX_SERIES) return;
-      s = { labels: l, counts: this.buckets.map(() => 0), sum: 0, count: 0 };
-      this.series.set(k, s);
-    }
+    const s = this.seriesOf(l);
+    if (!s) return;
     for (let i = 0; i < this.buckets.length; i++) if (v <= this.buckets[i]) s.counts[i]++;
     s.sum += v;
     s.count++;
