@@ -8,6 +8,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import fc from 'fast-check';
+import { byteMutation, applyMutations, type ByteMutation, type MutationBounds } from '../helpers/byte-mutations.ts';
 import { parseImaList } from '../../src/ima/list.ts';
 import { ImaParseError } from '../../src/ima/errors.ts';
 import { replayIma } from '../../src/ima/replay.ts';
@@ -58,42 +59,9 @@ function check(buf: Buffer, seed?: number): void {
   maxMs = Math.max(maxMs, performance.now() - t0);
 }
 
-type Mutation =
-  | { kind: 'flip'; pos: number; bit: number; n: number }
-  | { kind: 'truncate'; pos: number }
-  | { kind: 'u32'; pos: number; value: number }
-  | { kind: 'splice'; from: number; to: number; len: number; other: number };
-
-const mutation: fc.Arbitrary<Mutation> = fc.oneof(
-  fc.record({ kind: fc.constant('flip' as const), pos: fc.nat(), bit: fc.nat({ max: 7 }), n: fc.integer({ min: 1, max: 8 }) }),
-  fc.record({ kind: fc.constant('truncate' as const), pos: fc.nat() }),
-  fc.record({ kind: fc.constant('u32' as const), pos: fc.nat(), value: fc.constantFrom(0xffffffff, 0x40000000, 0x01000001, 0x7fffffff, 1000, 0, 1, 4, 20, 32, 255, 256) }),
-  fc.record({ kind: fc.constant('splice' as const), from: fc.nat(), to: fc.nat(), len: fc.nat({ max: 512 }), other: fc.nat() }),
-);
-
-function mutate(src: Buffer, muts: Mutation[], other: Buffer): Buffer {
-  let b = Buffer.from(src);
-  for (const m of muts) {
-    if (b.length === 0) break;
-    switch (m.kind) {
-      case 'flip':
-        for (let i = 0; i < m.n; i++) b[(m.pos + i * 61) % b.length] ^= 1 << m.bit;
-        break;
-      case 'truncate':
-        b = b.subarray(0, m.pos % (b.length + 1));
-        break;
-      case 'u32':
-        if (b.length >= 4) b.writeUInt32LE(m.value >>> 0, m.pos % (b.length - 3));
-        break;
-      case 'splice': {
-        const o = m.other % Math.max(other.length, 1);
-        b = Buffer.concat([b.subarray(0, m.from % b.length), other.subarray(o, o + m.len), b.subarray(m.to % b.length)]);
-        break;
-      }
-    }
-  }
-  return b;
-}
+const BOUNDS: MutationBounds = { maxFlips: 8, u32Values: [0xffffffff, 0x40000000, 0x01000001, 0x7fffffff, 1000, 0, 1, 4, 20, 32, 255, 256], maxSplice: 512, flipStride: 61 };
+const mutation = byteMutation(BOUNDS);
+const mutate = (src: Buffer, muts: ByteMutation[], other: Buffer): Buffer => applyMutations(src, muts, other, BOUNDS.flipStride);
 
 test('mutated real lists (binary and ASCII): only ImaParseError / BootkeyError; nothing altered binds', () => {
   const start = performance.now();

@@ -8,6 +8,7 @@ import * as assert from 'uvu/assert';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
+import { byteMutation, applyMutations, type ByteMutation, type MutationBounds } from '../helpers/byte-mutations.ts';
 import { parseEventLog, replay, EventLogError } from '../../src/measuredboot/index.ts';
 
 const DIR = fileURLToPath(new URL('../data/eventlogs/', import.meta.url));
@@ -41,43 +42,9 @@ function check(buf: Buffer): void {
   maxMs = Math.max(maxMs, performance.now() - t0);
 }
 
-type Mutation =
-  | { kind: 'flip'; pos: number; bit: number; n: number }
-  | { kind: 'truncate'; pos: number }
-  | { kind: 'u32'; pos: number; value: number }
-  | { kind: 'splice'; from: number; to: number; len: number; other: number };
-
-const mutation: fc.Arbitrary<Mutation> = fc.oneof(
-  fc.record({ kind: fc.constant('flip' as const), pos: fc.nat(), bit: fc.nat({ max: 7 }), n: fc.integer({ min: 1, max: 16 }) }),
-  fc.record({ kind: fc.constant('truncate' as const), pos: fc.nat() }),
-  fc.record({ kind: fc.constant('u32' as const), pos: fc.nat(), value: fc.constantFrom(0xffffffff, 0x40000000, 0x01000001, 0x7fffffff, 1000, 0, 2, 4, 0xffff) }),
-  fc.record({ kind: fc.constant('splice' as const), from: fc.nat(), to: fc.nat(), len: fc.nat({ max: 2048 }), other: fc.nat() }),
-);
-
-function mutate(src: Buffer, muts: Mutation[], other: Buffer): Buffer {
-  let b = Buffer.from(src);
-  for (const m of muts) {
-    if (b.length === 0) break;
-    switch (m.kind) {
-      case 'flip':
-        for (let i = 0; i < m.n; i++) b[(m.pos + i * 97) % b.length] ^= 1 << m.bit;
-        break;
-      case 'truncate':
-        b = b.subarray(0, m.pos % (b.length + 1));
-        break;
-      case 'u32':
-        if (b.length >= 4) b.writeUInt32LE(m.value >>> 0, m.pos % (b.length - 3));
-        break;
-      case 'splice': {
-        const f = m.from % b.length;
-        const chunk = other.subarray(m.other % Math.max(other.length, 1), (m.other % Math.max(other.length, 1)) + m.len);
-        b = Buffer.concat([b.subarray(0, f), chunk, b.subarray(m.to % b.length)]);
-        break;
-      }
-    }
-  }
-  return b;
-}
+const BOUNDS: MutationBounds = { maxFlips: 16, u32Values: [0xffffffff, 0x40000000, 0x01000001, 0x7fffffff, 1000, 0, 2, 4, 0xffff], maxSplice: 2048, flipStride: 97 };
+const mutation = byteMutation(BOUNDS);
+const mutate = (src: Buffer, muts: ByteMutation[], other: Buffer): Buffer => applyMutations(src, muts, other, BOUNDS.flipStride);
 
 test('mutated corpus logs: only EventLogError, bounded', () => {
   const start = performance.now();
